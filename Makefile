@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# every test, benchmark and demo that touches LSL stays on this machine (loopback-only discovery)
+export LSLAPICFG := $(CURDIR)/tests/lsl_api.cfg
+
+.PHONY: install test demo lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip "setuptools<81" wheel
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+	$(VENV)/bin/ruff check .
+
+demo: install
+	$(PY) -m dd_live demo
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) benchmarks/streaming.py
+	$(PY) benchmarks/encoder.py
+	$(PY) benchmarks/generator.py
+	$(PY) benchmarks/live.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

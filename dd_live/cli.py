@@ -1,0 +1,287 @@
+"""The ``dd-live`` command.
+
+``dd-live run | demo | replay | record | stream | devices | convert | sys-info``; ``dd-live
+COMMAND --help`` says more. Heavy imports (torch, Qt) happen inside the commands that need them.
+Exit code 0 on success; otherwise non-zero with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from dd_live import __version__
+from dd_live.config import SCHEDULER_NAMES, AppConfig
+from dd_live.errors import DDLiveError
+
+logger = logging.getLogger("dd_live")
+
+STATUS_PERIOD = 1.0  # s between two lines of the headless status
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "assets" / "demo"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+# -- building a config from the command line -------------------------------------------------------
+def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> None:
+    if source:
+        p.add_argument("--source", help="source spec: synthetic[:STATE], brainflow:BOARD, "
+                       "lsl:NAME, lsl-type:TYPE, lsl-id:ID, file:PATH (default: synthetic)")
+    p.add_argument("--config", type=Path, help="a TOML config file (see README)")
+    p.add_argument("--model", help="'tiny', 'demo', or a dd-live model folder")
+    p.add_argument("--scheduler", choices=SCHEDULER_NAMES)
+    p.add_argument("--steps", type=int, help="sampler steps")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (<=1: off)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--headless", action="store_true", help="no window: a text status instead")
+    p.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
+    p.add_argument("--record", type=Path, metavar="DIR",
+                   help="record the session into a new folder under DIR")
+    p.add_argument("--screenshot", type=Path, help="(window) save a screenshot before closing")
+
+
+def _config_from_args(args: argparse.Namespace) -> AppConfig:
+    config = AppConfig.from_toml(args.config) if getattr(args, "config", None) else AppConfig()
+    gen = {}
+    for arg, key in (("model", "model"), ("scheduler", "scheduler"), ("steps", "steps"),
+                     ("guidance", "guidance_scale"), ("seed", "seed")):
+        value = getattr(args, arg, None)
+        if value is not None:
+            gen[key] = value
+    if gen.get("model") == "demo":
+        gen["model"] = str(DEMO_MODEL) if (DEMO_MODEL / "conditioner").is_dir() else "tiny"
+    updates: dict = {"generator": gen} if gen else {}
+    if getattr(args, "source", None):
+        updates["source"] = {"spec": args.source}
+    if getattr(args, "record", None):
+        updates["record"] = {"enabled": True, "root": str(args.record)}
+    return config.replace(**updates) if updates else config
+
+
+def _has_display() -> bool:
+    if os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or (
+        sys.platform in ("darwin", "win32"))
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config_from_args(args)
+    if args.headless or not _has_display():
+        if not args.headless:
+            print("dd-live: no display found: running headless (text status)", file=sys.stderr)
+        return run_headless(config, duration=args.duration)
+    from dd_live.gui import run_app
+
+    return run_app(config, duration=args.duration, screenshot=args.screenshot)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.model is None:
+        args.model = "demo"
+    if args.source is None:
+        args.source = "synthetic"
+    return cmd_run(args)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if args.config is None and (path / "config.toml").is_file():
+        args.config = path / "config.toml"  # the settings the session was recorded with
+    speed = f"?speed={args.speed:g}" if args.speed is not None else ""
+    args.source = f"file:{path}{speed}"
+    return cmd_run(args)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from dd_live.session import LiveSession
+
+    config = _config_from_args(args).replace(record={"enabled": True, "root": str(args.out),
+                                                     "name": args.name})
+    session = LiveSession(config, generate=False)
+    session.start()
+    try:
+        _wait(session, args.duration)
+    except KeyboardInterrupt:
+        print("\nstopping…", file=sys.stderr)
+    finally:
+        session.stop()
+    print(f"recorded {session.recorder.n_samples} samples to {session.recording_path}")
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from dd_live.sources import ReplaySource
+    from dd_live.sources.player import LSLPlayer
+
+    source = ReplaySource(args.file, speed=args.speed, loop=args.loop)
+    player = LSLPlayer(source, name=args.name or Path(args.file).stem)
+    player.start()
+    print(f"streaming {args.file} as LSL stream {player.name!r} "
+          f"({source.info.n_channels} ch @ {source.info.sfreq:g} Hz); Ctrl+C to stop")
+    try:
+        deadline = time.monotonic() + args.duration if args.duration else None
+        while not source.finished and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        player.stop()
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from dd_live.sources.discovery import list_brainflow_boards, list_lsl_streams
+
+    streams = list_lsl_streams(timeout=args.timeout)
+    print(f"LSL streams visible now ({len(streams)}):")
+    for s in streams:
+        print(f"  lsl:{s['name']}  type={s['type']}  id={s['source_id']}  "
+              f"{s['n_channels']} ch @ {s['sfreq']:g} Hz  host={s.get('hostname', '')}")
+    boards = list_brainflow_boards()
+    print(f"BrainFlow boards ({len(boards)}; use brainflow:ID or brainflow:NAME):")
+    for b in boards:
+        print(f"  brainflow:{b['id']:<4} {b['name']:<28} {b['n_eeg']:>3} EEG ch @ {b['sfreq']:g} Hz")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from dd_live.model import convert
+
+    out = convert(args.src, args.dst)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_sys_info(args: argparse.Namespace) -> int:
+    from dd_live.sysinfo import collect
+
+    for key, value in collect().items():
+        print(f"{key + ':':<18}{value}")
+    return 0
+
+
+# -- headless status ---------------------------------------------------------------------------------
+def run_headless(config: AppConfig, duration: float | None = None) -> int:
+    """Run a session with a one-line text status every second until ``duration`` or Ctrl+C."""
+    from dd_live.session import LiveSession
+
+    session = LiveSession(config)
+    session.callbacks.error.append(
+        lambda part, exc: print(f"\n[{part}] {type(exc).__name__}: {exc}", file=sys.stderr))
+    session.callbacks.event.append(
+        lambda ev: ev.kind != "marker" and print(f"\n[stream] {ev.kind}: {ev.description}",
+                                                 file=sys.stderr))
+    session.start()
+    if session.decoder is not None:
+        print(f"model: {session.decoder.description or config.generator.model}")
+    print(f"source: {session.source!r}")
+    try:
+        _wait(session, duration, status=True)
+    except KeyboardInterrupt:
+        print("\nstopping…", file=sys.stderr)
+    finally:
+        session.stop()
+    s = session.stats()
+    print(f"\n{s.n_samples} samples, {s.n_windows} windows, {s.n_images} images, "
+          f"{s.n_dropped} dropped, {s.n_rejected} rejected")
+    if session.recording_path is not None:
+        print(f"session saved to {session.recording_path}")
+    return 0
+
+
+def _wait(session, duration: float | None, status: bool = False) -> None:
+    start = time.monotonic()
+    tty = sys.stdout.isatty()
+    while duration is None or time.monotonic() - start < duration:
+        time.sleep(min(STATUS_PERIOD, max(0.01, (duration or 1e9) - (time.monotonic() - start))))
+        if session.source.finished:
+            break
+        if status:
+            s = session.stats()
+            t = s.last_timings
+            line = (f"[{s.state}] {s.n_samples} samples @ {s.sfreq_measured:.0f} Hz | buffer "
+                    f"{100 * s.buffer_fill:.0f}% | windows {s.n_windows} | images {s.n_images} | "
+                    f"dropped {s.n_dropped} | rejected {s.n_rejected} | last image "
+                    f"{1000 * t.get('total', 0):.0f} ms (encode {1000 * t.get('encode', 0):.0f}, "
+                    f"sample {1000 * t.get('unet', t.get('sample', 0)):.0f}, "
+                    f"decode {1000 * t.get('decode', 0):.0f})")
+            print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+
+
+# -- entry point ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dd-live", description="Real-time EEG-to-image.")
+    parser.add_argument("--version", action="version", version=f"dd-live {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the live app (window, or --headless)")
+    _add_session_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="synthetic headset + the demo model, no hardware needed")
+    _add_session_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("replay", help="replay a recording or a session folder")
+    p.add_argument("path", help="a session folder or an EEG file (FIF, EDF, BDF, .vhdr, .set, "
+                   ".xdf, BrainFlow CSV)")
+    p.add_argument("--speed", type=float, help="replay speed (0.25-8; 0: as fast as possible)")
+    _add_session_options(p, source=False)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("record", help="record EEG and events only (no model)")
+    p.add_argument("--source", required=True, help="source spec (see `dd-live run --help`)")
+    p.add_argument("--duration", type=float, required=True, help="seconds")
+    p.add_argument("--out", type=Path, required=True, help="folder for the session folder")
+    p.add_argument("--name", default="recording", help="session name")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("stream", help="replay a file as an LSL outlet")
+    p.add_argument("file")
+    p.add_argument("--name", help="LSL stream name (default: the file name)")
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--loop", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("devices", help="list LSL streams and BrainFlow boards")
+    p.add_argument("--timeout", type=float, default=1.0, help="LSL resolve time (s)")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("convert", help="convert a DreamDiffusion checkpoint to dd-live's format")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("sys-info", help="versions and devices, for bug reports")
+    p.set_defaults(func=cmd_sys_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.func(args) or 0)
+    except DDLiveError as exc:
+        print(f"dd-live: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line for the user; the traceback with -v
+        logger.debug("unexpected error", exc_info=True)
+        print(f"dd-live: error: {type(exc).__name__}: {exc} (run with -v for details)",
+              file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,259 @@
+"""Every setting of dd-live as frozen dataclasses, loaded from TOML and validated.
+
+Standard library only: this module is imported by the command line before anything heavy.
+A setting comes into a module through one of these objects or an argument, never a global.
+
+A config file mirrors the dataclasses (every section and key optional)::
+
+    [source]
+    spec = "synthetic"
+
+    [filter]
+    l_freq = 5.0
+    h_freq = 95.0
+    notch = 50.0
+
+    [window]
+    mode = "interval"   # or "marker"
+    length = 0.44
+    hop = 0.5
+
+    [generator]
+    model = "tiny"
+    scheduler = "dpm++"
+    steps = 20
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dd_live.errors import ConfigError
+
+SCHEDULER_NAMES = ("dpm++", "ddim", "euler-a", "plms", "lcm")
+WINDOW_MODES = ("interval", "marker")
+QUALITY_MODES = ("adaptive", "fixed", "off")
+GENERATION_MODES = ("generate", "retrieve")
+CHANNEL_METHODS = ("replicate", "spline")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where samples come from: a source spec (see ``dd_live.sources.open_source``)."""
+
+    spec: str = "synthetic"
+
+    def __post_init__(self) -> None:
+        _check(bool(self.spec.strip()), "[source] spec is empty: use e.g. 'synthetic', "
+               "'brainflow:-1', 'lsl:MyStream' or 'file:recording.fif'")
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """The online filter: causal Butterworth band-pass plus an optional notch (Hz).
+
+    The defaults are the reference method's 5-95 Hz band; ``h_freq`` is lowered to just
+    under Nyquist for boards too slow for it (and the log says so).
+    """
+
+    enabled: bool = True
+    l_freq: float | None = 5.0
+    h_freq: float | None = 95.0
+    notch: float | None = 50.0
+    order: int = 4
+
+    def __post_init__(self) -> None:
+        if self.l_freq is not None:
+            _check(self.l_freq > 0, f"[filter] l_freq must be > 0 Hz, got {self.l_freq}")
+        if self.l_freq is not None and self.h_freq is not None:
+            _check(self.l_freq < self.h_freq,
+                   f"[filter] l_freq ({self.l_freq} Hz) must be below h_freq ({self.h_freq} Hz)")
+        if self.notch is not None:
+            _check(self.notch in (50.0, 60.0) or self.notch > 0,
+                   f"[filter] notch must be the mains frequency (50 or 60 Hz), got {self.notch}")
+        _check(1 <= self.order <= 10, f"[filter] order must be 1..10, got {self.order}")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How the stream is cut into windows for the model (seconds).
+
+    ``interval``: a window of ``length`` every ``hop``. ``marker``: a window of ``length``
+    starting ``offset`` after each marker whose text matches ``marker_match`` (all if empty).
+    Reference: 0.44 s starting 0.02 s after stimulus onset.
+    """
+
+    mode: str = "interval"
+    length: float = 0.44
+    hop: float = 0.5
+    offset: float = 0.02
+    marker_match: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.mode in WINDOW_MODES,
+               f"[window] mode must be one of {WINDOW_MODES}, got {self.mode!r}")
+        _check(0.05 <= self.length <= 10, f"[window] length must be 0.05..10 s, got {self.length}")
+        _check(0.02 <= self.hop <= 60, f"[window] hop must be 0.02..60 s, got {self.hop}")
+        _check(0 <= self.offset <= 5, f"[window] offset must be 0..5 s, got {self.offset}")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Per-window quality check; rejected windows are counted and never generated from."""
+
+    mode: str = "adaptive"
+    max_ptp: float = 150e-6
+    z_threshold: float = 6.0
+
+    def __post_init__(self) -> None:
+        _check(self.mode in QUALITY_MODES,
+               f"[quality] mode must be one of {QUALITY_MODES}, got {self.mode!r}")
+        _check(self.max_ptp > 0, f"[quality] max_ptp must be > 0 V, got {self.max_ptp}")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The EEG model and image sampler.
+
+    ``model``: ``"tiny"`` (random tiny models, images carry no meaning), ``"demo"`` (the
+    shipped demo model when present), a dd-live model folder, a diffusers folder or hub id.
+    """
+
+    model: str = "tiny"
+    mode: str = "generate"
+    scheduler: str = "dpm++"
+    steps: int = 20
+    guidance_scale: float = 1.0
+    seed: int = 0
+    fixed_seed: bool = True
+    image_size: int | None = None
+    tiny_vae: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    attention: str = "auto"
+    compile: bool = False
+    gallery: str | None = None
+    channel_method: str = "replicate"
+
+    def __post_init__(self) -> None:
+        _check(self.mode in GENERATION_MODES,
+               f"[generator] mode must be one of {GENERATION_MODES}, got {self.mode!r}")
+        _check(self.scheduler in SCHEDULER_NAMES,
+               f"[generator] scheduler must be one of {SCHEDULER_NAMES}, got {self.scheduler!r}")
+        _check(1 <= self.steps <= 1000, f"[generator] steps must be 1..1000, got {self.steps}")
+        _check(0 <= self.guidance_scale <= 30 and math.isfinite(self.guidance_scale),
+               f"[generator] guidance_scale must be 0..30, got {self.guidance_scale}")
+        _check(self.channel_method in CHANNEL_METHODS,
+               f"[generator] channel_method must be one of {CHANNEL_METHODS}, "
+               f"got {self.channel_method!r}")
+        _check(self.mode != "retrieve" or bool(self.gallery),
+               "[generator] mode 'retrieve' needs a gallery folder: set [generator] gallery")
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """The session folder: ``<root>/<date>_<time>_<name>/``."""
+
+    enabled: bool = False
+    root: str = "runs"
+    name: str = "session"
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name) and "/" not in self.name,
+               f"[record] name must be a plain folder name, got {self.name!r}")
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    """How much signal is kept in memory (seconds) and when a silent stream is 'stalled'."""
+
+    seconds: float = 30.0
+    stall_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check(2 <= self.seconds <= 3600, f"[buffer] seconds must be 2..3600, got {self.seconds}")
+        _check(self.stall_timeout > 0, "[buffer] stall_timeout must be > 0 s")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """All settings of one session."""
+
+    source: SourceConfig = field(default_factory=SourceConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AppConfig:
+        """Build from nested dicts; unknown sections or keys are an error naming the valid ones."""
+        sections = {f.name: f for f in fields(cls)}
+        kwargs = {}
+        for name, values in data.items():
+            if name not in sections:
+                raise ConfigError(f"unknown config section [{name}]; valid sections: "
+                                  f"{', '.join(sections)}")
+            section_cls = _section_type(name)
+            if not isinstance(values, dict):
+                raise ConfigError(f"[{name}] must be a table of settings, got {values!r}")
+            kwargs[name] = _build(section_cls, name, values)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> AppConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested dicts without ``None`` values (TOML has no null)."""
+        return {
+            name: {k: v for k, v in section.items() if v is not None}
+            for name, section in dataclasses.asdict(self).items()
+        }
+
+    def replace(self, **sections: Any) -> AppConfig:
+        """A copy with whole sections, or ``section={"key": value}`` updates, replaced."""
+        updates = {}
+        for name, value in sections.items():
+            if isinstance(value, dict):
+                current = dataclasses.asdict(getattr(self, name))
+                current.update(value)
+                value = _build(_section_type(name), name, current)
+            updates[name] = value
+        return dataclasses.replace(self, **updates)
+
+
+def _section_type(name: str) -> type:
+    return {f.name: f.default_factory for f in fields(AppConfig)}[name]  # type: ignore[return-value]
+
+
+def _build(section_cls: type, section: str, values: dict[str, Any]) -> Any:
+    valid = {f.name for f in fields(section_cls)}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in [{section}]; valid keys: "
+                          f"{', '.join(sorted(valid))}")
+    try:
+        return section_cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"[{section}]: {exc}") from exc

@@ -1,0 +1,285 @@
+"""SessionRecorder: a session folder that is valid at every moment.
+
+``runs/<date>_<time>_<name>/``:
+
+- ``eeg.vhdr`` / ``eeg.eeg`` / ``eeg.vmrk``: the raw EEG as received, BrainVision (MNE reads it
+  with ``mne.io.read_raw_brainvision``). The binary data file is appended to, sample-frame by
+  sample-frame, and BrainVision headers do not store a sample count, so the files are valid
+  after a crash too: they hold everything written so far. Markers are appended to ``eeg.vmrk``
+  and become MNE annotations.
+- ``timestamps.f64``: one float64 per sample (source clock, s), appended the same way.
+- ``events.jsonl``: markers, gaps, rejected and dropped windows, images with the sample range
+  they came from and their stage timings.
+- ``images/NNNN.png``; ``config.toml`` (the exact settings); ``session.json`` (the stream info).
+
+Writing happens on the recorder's own thread, fed by a bounded queue; ``close()`` flushes.
+``step()`` writes what is queued on the caller's thread (tests, ``threaded=False``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dd_live import __version__
+from dd_live.config import AppConfig
+from dd_live.sources.base import StreamInfo
+
+logger = logging.getLogger(__name__)
+
+EEG_BASENAME = "eeg"
+TIMESTAMPS_FILE = "timestamps.f64"
+EVENTS_FILE = "events.jsonl"
+SESSION_FILE = "session.json"
+CONFIG_FILE = "config.toml"
+IMAGES_FOLDER = "images"
+QUEUE_SIZE = 4096
+VOLT_UNITS = ("V",)
+COMMA_ESCAPE = r"\1"  # how BrainVision writes a comma inside a field
+MICRO = 1e6  # EEG is stored in µV (BrainVision's customary unit)
+
+
+class SessionRecorder:
+    """Writes one session folder (see the module docstring).
+
+    Args:
+        folder: the session folder (created).
+        info: the stream being recorded.
+        config: the session's settings, saved as ``config.toml``.
+    """
+
+    def __init__(self, folder: str | Path, info: StreamInfo, config: AppConfig | None = None,
+                 *, queue_size: int = QUEUE_SIZE) -> None:
+        self.folder = Path(folder)
+        self.info = info
+        self.config = config or AppConfig()
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.n_samples = 0
+        self.n_images = 0
+        self.n_markers = 0
+        self.error: BaseException | None = None
+        self._open_files()
+
+    def __repr__(self) -> str:
+        state = "CLOSED" if self._closed else "OPEN"
+        return f"<SessionRecorder: {state} | {self.folder} | {self.n_samples} samples>"
+
+    @classmethod
+    def create(cls, root: str | Path, name: str, info: StreamInfo,
+               config: AppConfig | None = None) -> SessionRecorder:
+        """A new folder ``<root>/<YYYY-MM-DD>_<HHMMSS>_<name>/`` (suffixed if it exists)."""
+        stamp = dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
+        folder = Path(root) / f"{stamp}_{name}"
+        n = 1
+        while folder.exists():
+            n += 1
+            folder = Path(root) / f"{stamp}_{name}-{n}"
+        return cls(folder, info, config)
+
+    # -- files --------------------------------------------------------------------------------
+    def _open_files(self) -> None:
+        import tomli_w
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / IMAGES_FOLDER).mkdir(exist_ok=True)
+        info = self.info
+        self._scale = np.array([MICRO if u in VOLT_UNITS else 1.0 for u in info.units])
+        (self.folder / f"{EEG_BASENAME}.vhdr").write_text(_vhdr(info), encoding="utf-8")
+        self._vmrk = open(self.folder / f"{EEG_BASENAME}.vmrk", "w", encoding="utf-8")  # noqa: SIM115
+        self._vmrk.write(_vmrk_header(dt.datetime.now()))
+        self._vmrk.flush()
+        self._eeg = open(self.folder / f"{EEG_BASENAME}.eeg", "wb")  # noqa: SIM115
+        self._ts = open(self.folder / TIMESTAMPS_FILE, "wb")  # noqa: SIM115
+        self._events = open(self.folder / EVENTS_FILE, "w", encoding="utf-8")  # noqa: SIM115
+        (self.folder / CONFIG_FILE).write_text(tomli_w.dumps(self.config.to_dict()),
+                                               encoding="utf-8")
+        session = {"dd_live_version": __version__, "info": asdict(info),
+                   "created": dt.datetime.now().isoformat(timespec="seconds"),
+                   "eeg_file": f"{EEG_BASENAME}.vhdr", "timestamps_file": TIMESTAMPS_FILE}
+        (self.folder / SESSION_FILE).write_text(json.dumps(session, indent=2), encoding="utf-8")
+
+    # -- feeding (any thread) ---------------------------------------------------------------------
+    def add_samples(self, data: np.ndarray, timestamps: np.ndarray) -> None:
+        """Queue raw samples ``data[n_channels, n_times]`` (SI units) with ``timestamps[n_times]``."""
+        if data.shape[1]:
+            self._put("samples", (np.array(data, copy=True), np.array(timestamps, copy=True)))
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        """Queue an event (a JSON-able dict with a ``type``); markers with a ``sample`` index
+        also go into ``eeg.vmrk``."""
+        self._put("event", dict(event))
+
+    def add_image(self, result: Any) -> None:
+        """Queue a :class:`~dd_live.session.GeneratedImage`."""
+        self._put("image", result)
+
+    def _put(self, kind: str, item: Any) -> None:
+        if self._closed:
+            logger.warning("recorder is closed: a %s arrived after close and was not written", kind)
+            return
+        # blocks the feeding thread (never the acquisition thread) if the disk cannot keep up
+        self._queue.put((kind, item))
+
+    # -- writing ------------------------------------------------------------------------------------
+    def start(self, threaded: bool = True) -> SessionRecorder:
+        if threaded and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="dd-live-recorder",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            kind, item = self._queue.get()
+            if kind == "close":
+                break
+            self._write_one(kind, item)
+
+    def step(self) -> int:
+        """Write everything queued now, on the caller's thread. Returns the number of items."""
+        n = 0
+        while True:
+            try:
+                kind, item = self._queue.get_nowait()
+            except queue.Empty:
+                return n
+            if kind == "close":
+                return n
+            self._write_one(kind, item)
+            n += 1
+
+    def _write_one(self, kind: str, item: Any) -> None:
+        try:
+            if kind == "samples":
+                self._write_samples(*item)
+            elif kind == "event":
+                self._write_event(item)
+            elif kind == "image":
+                self._write_image(item)
+        except Exception as exc:  # never die silently; keep writing what can be written
+            self.error = exc
+            logger.exception("the recorder could not write a %s", kind)
+
+    def _write_samples(self, data: np.ndarray, timestamps: np.ndarray) -> None:
+        frames = (data * self._scale[:, None]).T.astype("<f4")  # [n_times, n_channels]
+        self._eeg.write(frames.tobytes())
+        self._ts.write(np.asarray(timestamps, dtype="<f8").tobytes())
+        self._eeg.flush()
+        self._ts.flush()
+        self.n_samples += data.shape[1]
+
+    def _write_event(self, event: dict[str, Any]) -> None:
+        self._events.write(json.dumps(event, default=_json_default) + "\n")
+        self._events.flush()
+        if event.get("type") == "marker" and event.get("sample") is not None:
+            self.n_markers += 1
+            description = str(event.get("description", "")).replace(",", COMMA_ESCAPE)
+            # BrainVision positions are 1-based; "Comment" markers become MNE annotations
+            self._vmrk.write(f"Mk{self.n_markers + 1}=Comment,{description},"
+                             f"{int(event['sample']) + 1},1,0\n")
+            self._vmrk.flush()
+
+    def _write_image(self, result: Any) -> None:
+        paths = []
+        for k, image in enumerate(result.images):
+            suffix = "" if k == 0 else f"_{k}"
+            path = self.folder / IMAGES_FOLDER / f"{result.index:04d}{suffix}.png"
+            image.save(path)
+            paths.append(str(path.relative_to(self.folder)))
+        self.n_images += 1
+        self._write_event({
+            "type": "image", "index": result.index, "images": paths,
+            "start": result.window_start, "stop": result.window_stop,
+            "t_first": result.t_first, "t_last": result.t_last, "trigger": result.trigger,
+            "seed": result.seed, "timings": result.timings,
+            "matches": [list(m) for m in result.matches],
+        })
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything queued, then close the files. Safe to call twice."""
+        if self._closed:
+            return
+        if self._thread is not None:
+            self._queue.put(("close", None))
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.error("the recorder thread did not finish within %.0f s", timeout)
+            self._thread = None
+        self._closed = True
+        self.step()
+        for f in (self._eeg, self._ts, self._events, self._vmrk):
+            f.close()
+        logger.info("session saved to %s (%d samples, %d images)", self.folder,
+                    self.n_samples, self.n_images)
+
+
+def read_timestamps(folder: str | Path) -> np.ndarray:
+    """The per-sample timestamps of a session folder, ``[n_times]`` float64."""
+    return np.fromfile(Path(folder) / TIMESTAMPS_FILE, dtype="<f8")
+
+
+def read_events(folder: str | Path) -> list[dict[str, Any]]:
+    """The events of a session folder, in the order they were written."""
+    path = Path(folder) / EVENTS_FILE
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                logger.warning("%s: skipped a truncated line (the session ended mid-write)", path)
+    return events
+
+
+def _vhdr(info: StreamInfo) -> str:
+    lines = [
+        "Brain Vision Data Exchange Header File Version 1.0",
+        f"; written by dd-live {__version__}",
+        "",
+        "[Common Infos]",
+        "Codepage=UTF-8",
+        f"DataFile={EEG_BASENAME}.eeg",
+        f"MarkerFile={EEG_BASENAME}.vmrk",
+        "DataFormat=BINARY",
+        "DataOrientation=MULTIPLEXED",
+        f"NumberOfChannels={info.n_channels}",
+        f"SamplingInterval={1e6 / info.sfreq:.6f}",
+        "",
+        "[Binary Infos]",
+        "BinaryFormat=IEEE_FLOAT_32",
+        "",
+        "[Channel Infos]",
+    ]
+    for k, (name, unit) in enumerate(zip(info.ch_names, info.units), start=1):
+        unit_text = "µV" if unit in VOLT_UNITS else (unit or "ARU")
+        safe_name = name.replace(",", COMMA_ESCAPE)
+        lines.append(f"Ch{k}={safe_name},,1,{unit_text}")
+    return "\n".join(lines) + "\n"
+
+
+def _vmrk_header(start: dt.datetime) -> str:
+    return (
+        "Brain Vision Data Exchange Marker File, Version 1.0\n\n"
+        "[Common Infos]\nCodepage=UTF-8\n"
+        f"DataFile={EEG_BASENAME}.eeg\n\n"
+        "[Marker Infos]\n"
+        f"Mk1=New Segment,,1,1,0,{start.strftime('%Y%m%d%H%M%S%f')}\n"
+    )
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)

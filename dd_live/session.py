@@ -1,0 +1,486 @@
+"""LiveSession: source -> acquisition -> windows -> model -> sampler -> results, on threads.
+
+The wiring of ``../shared/DESIGN.md``::
+
+    Source --AcquisitionThread--> RingBuffer (raw, filtered)
+                                     | dispatch thread, every ~10 ms:
+                                     |   windows (interval or marker) -> quality -> preprocess
+                                     |   raw samples and events -> SessionRecorder
+                                     v
+                    GenerationWorker (latest-wins queue of one) -> EEGDecoder -> GeneratedImage
+
+No Qt here: the window (``dd_live.gui``) observes a session through :class:`SessionCallbacks`
+and reads the ring buffers; the same session runs headless from the command line. Every
+threaded part also runs synchronously: ``LiveSession(..., threaded=False)`` and ``step()``.
+
+Shutdown is ordered: stop triggers, drain the generator, stop acquisition, hand the last
+samples to the recorder, close the recorder.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dd_live.config import AppConfig
+from dd_live.errors import ConfigError, DDLiveError
+from dd_live.sources import Source, open_source
+from dd_live.stream import (
+    AcquisitionThread,
+    MarkerWindower,
+    PeriodicWindower,
+    QualityChecker,
+    RingBuffer,
+    StreamEvent,
+    StreamingFilter,
+    Window,
+    WindowPreprocessor,
+    design_filter,
+)
+from dd_live.worker import GenerationWorker
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_PERIOD = 0.01  # s between two polls of the ring buffer by the dispatch thread
+NYQUIST_MARGIN = 0.9  # h_freq is lowered to this fraction of Nyquist when the board is too slow
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """One result: images from one window.
+
+    Attributes:
+        index: running number of the result in this session (0, 1, ...).
+        images: PIL images.
+        window_start, window_stop: absolute sample range ``[start, stop)`` of the window.
+        t_first, t_last: timestamps (source clock, s) of the window's first and last sample.
+        trigger: ``"interval"`` or the marker text.
+        seed: sampler seed (``None`` in retrieval mode).
+        timings: seconds per stage (``filter``, ``encode``, ``sample``, ``decode``, ``total``)
+            and ``latency``: from the window being complete to the image being ready.
+        matches: retrieval mode: ``(path, score)`` per image.
+    """
+
+    index: int
+    images: list[Any]
+    window_start: int
+    window_stop: int
+    t_first: float
+    t_last: float
+    trigger: str
+    seed: int | None
+    timings: dict[str, float]
+    matches: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """What the status bar shows."""
+
+    state: str
+    n_samples: int
+    sfreq_measured: float
+    buffer_fill: float
+    n_windows: int
+    n_rejected: int
+    n_dropped: int
+    n_images: int
+    n_failed: int
+    last_timings: dict[str, float]
+
+
+@dataclass
+class SessionCallbacks:
+    """Observers of a session. Each list holds callables; they run on the session's threads,
+    so a GUI must hand them over to its own thread (Qt signals do that)."""
+
+    image: list[Callable[[GeneratedImage], Any]] = field(default_factory=list)
+    window_rejected: list[Callable[[Window, tuple[str, ...]], Any]] = field(default_factory=list)
+    window_dropped: list[Callable[[Window], Any]] = field(default_factory=list)
+    event: list[Callable[[StreamEvent], Any]] = field(default_factory=list)
+    state: list[Callable[[str, str, str], Any]] = field(default_factory=list)
+    error: list[Callable[[str, BaseException], Any]] = field(default_factory=list)
+
+    def emit(self, name: str, *args: Any) -> None:
+        for callback in list(getattr(self, name)):
+            try:
+                callback(*args)
+            except Exception:
+                logger.exception("a %r callback failed", name)
+
+
+@dataclass
+class _Job:
+    window: Window
+    eeg: np.ndarray  # [n_channels, n_times] float32, the model's montage
+    seed: int
+    t_ready: float  # time.monotonic() when the window was complete
+
+
+class LiveSession:
+    """One live run. ``start()``, ``stop()``, or ``with LiveSession(config) as s: ...``.
+
+    Args:
+        config: all settings.
+        source: a started-or-not :class:`~dd_live.sources.Source`; default from ``config.source``.
+        decoder: an :class:`~dd_live.decoding.EEGDecoder` (or any callable
+            ``(eeg[n_channels, n_times], seed) -> DecodedImages`` with ``n_channels``/``n_times``);
+            default built from ``config.generator``. ``None`` with ``generate=False`` runs
+            acquisition (and recording) only.
+        generate: set False for acquisition only (``dd-live record``).
+        threaded: False runs nothing in the background; drive it with :meth:`step`.
+    """
+
+    def __init__(self, config: AppConfig | None = None, *, source: Source | None = None,
+                 decoder: Any = None, generate: bool = True, threaded: bool = True) -> None:
+        self.config = config or AppConfig()
+        self.callbacks = SessionCallbacks()
+        self.threaded = threaded
+        self._source = source
+        self.decoder = decoder
+        self._generate = generate
+        self.state = "idle"
+        self.recorder: Any = None
+        self.raw: RingBuffer | None = None
+        self.filtered: RingBuffer | None = None
+        self.acquisition: AcquisitionThread | None = None
+        self.worker: GenerationWorker[_Job, GeneratedImage] | None = None
+        self._events: deque[StreamEvent] = deque()
+        self._dispatch_thread: threading.Thread | None = None
+        self._dispatch_stop = threading.Event()
+        self._lock = threading.Lock()
+        self._recorded_until = 0
+        self._triggers_on = True
+        self.n_windows = 0
+        self.n_rejected = 0
+        self.n_images = 0
+        self._last_timings: dict[str, float] = {}
+        self._t_start = 0.0
+
+    def __repr__(self) -> str:
+        src = self._source.info.name if self._source is not None and hasattr(
+            self._source, "info") else self.config.source.spec
+        return f"<LiveSession: {self.state} | {src} | images {self.n_images}>"
+
+    def __enter__(self) -> LiveSession:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- start -----------------------------------------------------------------------------
+    @property
+    def source(self) -> Source:
+        if self._source is None:
+            raise DDLiveError("the session has no source yet: call start() first")
+        return self._source
+
+    @property
+    def info(self):
+        return self.source.info
+
+    def start(self) -> LiveSession:
+        """Open the source, build the stream core, the model and the recorder; start threads."""
+        if self.state in ("running", "starting"):
+            return self
+        self._set_state("starting", "opening the source")
+        cfg = self.config
+        try:
+            # 1. the source
+            if self._source is None:
+                self._source = open_source(cfg.source.spec)
+            self._source.start()
+            info = self._source.info
+            # 2. ring buffers and the online filter
+            capacity = int(round(cfg.buffer.seconds * info.sfreq))
+            self.raw = RingBuffer(info.n_channels, capacity)
+            self.filtered = RingBuffer(info.n_channels, capacity)
+            filt = self._make_filter(info.sfreq, info.n_channels)
+            self.acquisition = AcquisitionThread(
+                self._source, self.raw, self.filtered, filt,
+                stall_timeout=cfg.buffer.stall_timeout,
+                on_state=lambda state, msg: self._on_acquisition_state(state, msg),
+                on_events=self._on_events,
+                on_error=lambda exc: self.callbacks.emit("error", "acquisition", exc),
+            )
+            # 3. triggers, quality check
+            w = cfg.window
+            if w.mode == "marker":
+                match = w.marker_match or None
+                self.windower: Any = MarkerWindower(info.sfreq, w.length, w.offset, match=match)
+            else:
+                self.windower = PeriodicWindower(info.sfreq, w.length, w.hop)
+            self.quality = None if cfg.quality.mode == "off" else QualityChecker(
+                info.sfreq, mode=cfg.quality.mode, max_ptp=cfg.quality.max_ptp,
+                z_threshold=cfg.quality.z_threshold)
+            # 4. the model and the sampler
+            if self._generate:
+                if self.decoder is None:
+                    from dd_live.decoding import EEGDecoder
+
+                    self._set_state("starting", f"loading model {cfg.generator.model!r}")
+                    self.decoder = EEGDecoder.from_config(cfg.generator)
+                self.preprocessor = WindowPreprocessor(
+                    info, n_channels=self.decoder.n_channels, n_times=self.decoder.n_times,
+                    channel_method=cfg.generator.channel_method)
+                self.worker = GenerationWorker(
+                    self._decode, on_result=self._on_result, on_error=self._on_decode_error,
+                    on_drop=lambda job: self._on_drop(job.window))
+            # 5. the recorder
+            if cfg.record.enabled:
+                from dd_live.recording import SessionRecorder
+
+                self.recorder = SessionRecorder.create(cfg.record.root, cfg.record.name, info, cfg)
+                self.recorder.start(threaded=self.threaded)
+        except BaseException:
+            self._set_state("error", "could not start")
+            self._close_after_failed_start()
+            raise
+        # 6. threads
+        self._t_start = time.monotonic()
+        if self.threaded:
+            self.acquisition.start()
+            if self.worker is not None:
+                self.worker.start()
+            self._dispatch_stop.clear()
+            self._dispatch_thread = threading.Thread(
+                target=self._dispatch_loop, name="dd-live-dispatch", daemon=True)
+            self._dispatch_thread.start()
+        self._set_state("running", repr(self._source))
+        return self
+
+    def _make_filter(self, sfreq: float, n_channels: int) -> StreamingFilter | None:
+        f = self.config.filter
+        if not f.enabled:
+            return None
+        nyquist = sfreq / 2
+        h_freq = f.h_freq
+        if h_freq is not None and h_freq >= nyquist:
+            h_freq = round(NYQUIST_MARGIN * nyquist, 1)
+            logger.warning("band-pass upper edge %.1f Hz is above Nyquist (%.1f Hz) of this "
+                           "stream: using %.1f Hz", f.h_freq, nyquist, h_freq)
+        notch = f.notch if f.notch is not None and f.notch < nyquist else None
+        sos = design_filter(sfreq, l_freq=f.l_freq, h_freq=h_freq, notch=notch, order=f.order)
+        if sos is None:
+            return None
+        return StreamingFilter(sos, n_channels)
+
+    def _close_after_failed_start(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+        if self._source is not None:
+            try:
+                self._source.stop()
+            except Exception:
+                logger.exception("could not stop the source after a failed start")
+
+    # -- the synchronous tick ----------------------------------------------------------------
+    def step(self) -> int:
+        """One tick on the caller's thread: acquire, cut windows, feed the recorder, and (when
+        not threaded) run the pending generation. Returns the number of samples acquired."""
+        if self.acquisition is None:
+            raise DDLiveError("the session is not started: call start() first")
+        n = 0
+        if not self.threaded:
+            n = self.acquisition.step()
+        self._dispatch()
+        if not self.threaded:
+            if self.worker is not None:
+                self.worker.step()
+            if self.recorder is not None:
+                self.recorder.step()
+        return n
+
+    def _dispatch_loop(self) -> None:
+        while not self._dispatch_stop.wait(DISPATCH_PERIOD):
+            try:
+                self._dispatch()
+            except Exception as exc:  # never die silently
+                logger.exception("the dispatch thread failed; it goes on")
+                self.callbacks.emit("error", "dispatch", exc)
+
+    def _dispatch(self) -> None:
+        with self._lock:
+            self._feed_recorder()
+            while self._events:
+                event = self._events.popleft()
+                if event.kind == "marker" and isinstance(self.windower, MarkerWindower):
+                    self.windower.add_marker(event.sample_index, event.description)
+            if self.worker is None or not self._triggers_on:
+                if self.worker is None and self.raw is not None:
+                    self.windower.poll(self.raw)  # keep the windower's position current
+                return
+            for window in self.windower.poll(self.filtered):
+                self._on_window(window)
+
+    def _feed_recorder(self) -> None:
+        if self.recorder is None or self.raw is None:
+            return
+        if self.raw.n_written > self._recorded_until:
+            data, timestamps, first = self.raw.since(self._recorded_until)
+            if first > self._recorded_until:
+                lost = first - self._recorded_until
+                logger.error("recorder fell behind: %d samples were overwritten before they "
+                             "could be written", lost)
+                self.recorder.add_event({"type": "recorder_overrun", "n_samples": lost})
+            self.recorder.add_samples(data, timestamps)
+            self._recorded_until = first + data.shape[1]
+
+    def _on_window(self, window: Window) -> None:
+        self.n_windows += 1
+        if self.quality is not None:
+            result = self.quality.check(window.data)
+            if not result.ok:
+                self.n_rejected += 1
+                self._record_event({"type": "window_rejected", "start": window.start,
+                                    "stop": window.stop, "reasons": list(result.reasons)})
+                self.callbacks.emit("window_rejected", window, tuple(result.reasons))
+                return
+        eeg = self.preprocessor(window)
+        seed = self.config.generator.seed
+        if not self.config.generator.fixed_seed:
+            seed += window.start
+        self.worker.submit(_Job(window, eeg, seed, time.monotonic()))
+
+    def _on_drop(self, window: Window) -> None:
+        self._record_event({"type": "window_dropped", "start": window.start, "stop": window.stop})
+        self.callbacks.emit("window_dropped", window)
+
+    # -- generation (worker thread) -----------------------------------------------------------
+    def _decode(self, job: _Job) -> GeneratedImage:
+        decoded = self.decoder(job.eeg, job.seed)
+        timings = dict(decoded.timings)
+        timings["latency"] = time.monotonic() - job.t_ready
+        w = job.window
+        index = self.n_images
+        self.n_images += 1
+        return GeneratedImage(
+            index=index, images=decoded.images, window_start=w.start, window_stop=w.stop,
+            t_first=float(w.timestamps[0]), t_last=float(w.timestamps[-1]), trigger=w.trigger,
+            seed=job.seed if decoded.seeds else None, timings=timings,
+            matches=list(decoded.matches))
+
+    def _on_result(self, job: _Job, result: GeneratedImage) -> None:
+        self._last_timings = result.timings
+        if self.recorder is not None:
+            self.recorder.add_image(result)
+        self.callbacks.emit("image", result)
+
+    def _on_decode_error(self, job: _Job, exc: BaseException) -> None:
+        self._record_event({"type": "generation_failed", "start": job.window.start,
+                            "stop": job.window.stop, "error": f"{type(exc).__name__}: {exc}"})
+        self.callbacks.emit("error", "generation", exc)
+
+    # -- events and state ----------------------------------------------------------------------
+    def _on_events(self, events: list[StreamEvent]) -> None:
+        for event in events:
+            self._events.append(event)
+            self._record_event({"type": event.kind, "sample": event.sample_index,
+                                "timestamp": event.timestamp, "description": event.description,
+                                "duration": event.duration, **event.extra})
+            self.callbacks.emit("event", event)
+
+    def _on_acquisition_state(self, state: str, message: str) -> None:
+        self.callbacks.emit("state", "acquisition", state, message)
+
+    def _set_state(self, state: str, message: str = "") -> None:
+        self.state = state
+        logger.info("session %s%s", state, f": {message}" if message else "")
+        self.callbacks.emit("state", "session", state, message)
+
+    def _record_event(self, event: dict[str, Any]) -> None:
+        if self.recorder is not None:
+            self.recorder.add_event(event)
+
+    # -- control -------------------------------------------------------------------------------
+    def pause_generation(self) -> None:
+        """Stop cutting windows and interrupt the running sampler (the GUI's stop button)."""
+        self._triggers_on = False
+        if self.decoder is not None and hasattr(self.decoder, "interrupt"):
+            self.decoder.interrupt()
+
+    def resume_generation(self) -> None:
+        with self._lock:
+            if self.filtered is not None:
+                self.windower.poll(self.filtered)  # skip what passed while paused
+            self._triggers_on = True
+
+    def stats(self) -> SessionStats:
+        acq = self.acquisition
+        n_samples = self.raw.n_written if self.raw is not None else 0
+        elapsed = time.monotonic() - self._t_start if self._t_start else 0.0
+        return SessionStats(
+            state=acq.state if acq is not None else self.state,
+            n_samples=n_samples,
+            sfreq_measured=n_samples / elapsed if elapsed > 0 else 0.0,
+            buffer_fill=self.raw.fill if self.raw is not None else 0.0,
+            n_windows=self.n_windows,
+            n_rejected=self.n_rejected,
+            n_dropped=self.worker.n_dropped if self.worker is not None else 0,
+            n_images=self.n_images,
+            n_failed=self.worker.n_failed if self.worker is not None else 0,
+            last_timings=dict(self._last_timings),
+        )
+
+    def run_for(self, seconds: float) -> None:
+        """Block for ``seconds`` (threaded), or step until that much signal arrived (not)."""
+        if self.threaded:
+            time.sleep(seconds)
+            return
+        target = self.raw.n_written + int(seconds * self.info.sfreq)
+        while self.raw.n_written < target and not self.source.finished:
+            self.step()
+
+    @property
+    def recording_path(self) -> Path | None:
+        return self.recorder.folder if self.recorder is not None else None
+
+    def stop(self) -> None:
+        """Ordered shutdown: triggers, generator, acquisition, recorder. Safe to call twice."""
+        if self.state in ("stopped", "idle"):
+            return
+        self._set_state("stopping")
+        # 1. triggers
+        self._dispatch_stop.set()
+        if self._dispatch_thread is not None:
+            self._dispatch_thread.join(5)
+            self._dispatch_thread = None
+        self._triggers_on = False
+        # 2. the generator finishes what it is doing
+        if self.worker is not None:
+            self.worker.stop(drain=True)
+        # 3. acquisition
+        if self.acquisition is not None:
+            self.acquisition.stop()
+        try:
+            self.source.stop()
+        except Exception as exc:
+            logger.exception("stopping the source failed")
+            self.callbacks.emit("error", "source", exc)
+        # 4. the recorder gets the last samples, then closes
+        if self.recorder is not None:
+            with self._lock:
+                self._feed_recorder()
+            self.recorder.close()
+        self._set_state("stopped")
+
+
+def validate_model_fits(info_sfreq: float, window_length: float, n_times: int) -> None:
+    """Raise when a window holds fewer samples than the model's time axis needs to be sensible.
+
+    Upsampling is allowed (the reference stretches 440 samples to 512); a window with fewer than
+    a quarter of the model's samples is almost certainly a mistake.
+    """
+    n = int(round(info_sfreq * window_length))
+    if n * 4 < n_times:
+        raise ConfigError(
+            f"a {window_length:g} s window at {info_sfreq:g} Hz holds {n} samples, but the model "
+            f"reads {n_times}: lengthen [window] length or use a model made for this rate")

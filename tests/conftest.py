@@ -1,0 +1,24 @@
+"""Test-wide settings. Set before anything imports pylsl or Qt.
+
+- LSL discovery stays on this machine: liblsl reads ``LSLAPICFG`` when pylsl is imported.
+- Qt runs offscreen, so the window tests need no display.
+"""
+
+import os
+from pathlib import Path
+
+os.environ["LSLAPICFG"] = str(Path(__file__).with_name("lsl_api.cfg"))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Nothing in the tests may reach a hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def stream_name() -> str:
+    """A stream name (and source id) no other test uses, so LSL resolution never crosses tests."""
+    return f"ddlive-test-{uuid.uuid4().hex[:10]}"
