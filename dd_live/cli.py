@@ -267,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -276,12 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DDLiveError as exc:
-        print(f"dd-live: error: {exc}", file=sys.stderr)
+        print(f"dd-live: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one line for the user; the traceback with -v
         logger.debug("unexpected error", exc_info=True)
-        print(f"dd-live: error: {type(exc).__name__}: {exc} (run with -v for details)",
+        print(f"dd-live: error: {type(exc).__name__}: {_one_line(exc)} (-v for details)",
               file=sys.stderr)
         return EXIT_ERROR

@@ -71,7 +71,7 @@ class EEGDecoder:
         """Build the models ``config.model`` names (``"tiny"``, a dd-live model folder, ...)."""
         import torch
 
-        from dd_live.generate import ImageGenerator, ImageRetriever
+        from dd_live.generate import GeneratorSettings, ImageGenerator, ImageRetriever
         from dd_live.model import EEGConditioner, get_preset, load
 
         settings = dict(
@@ -88,7 +88,10 @@ class EEGDecoder:
         if config.model == TINY_MODEL:
             torch.manual_seed(config.seed)
             conditioner = EEGConditioner(get_preset("tiny", kind="conditioner"))
-            generator = ImageGenerator.tiny(seed=config.seed, **_tiny_settings(settings))
+            generator = ImageGenerator.tiny(seed=config.seed, settings=GeneratorSettings(
+                scheduler=config.scheduler, num_inference_steps=config.steps,
+                guidance_scale=config.guidance_scale, image_size=config.image_size,
+                tiny_decoder=config.tiny_vae is not None))
             description = "tiny random models: images carry no meaning"
         else:
             folder = Path(config.model).expanduser()
@@ -145,11 +148,6 @@ class EEGDecoder:
         """Ask a running sampler to stop after its current step."""
         if self.generator is not None:
             self.generator.interrupt()
-
-
-def _tiny_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items()
-            if k in ("scheduler", "num_inference_steps", "guidance_scale") and v is not None}
 
 
 def _null_context(conditioner: Any) -> Any:

@@ -20,13 +20,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, AutoencoderTiny, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderTiny,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from diffusers.models.attention_processor import AttnProcessor2_0
 from PIL import Image
 
 from dd_live.errors import ConfigError, GenerationError
 from dd_live.generate.backend import choose_attention_backend, resolve_device, resolve_dtype
-from dd_live.generate.schedulers import DEFAULT_SCHEDULER, LCM_MAX_STEPS, SCHEDULERS, make_scheduler
+from dd_live.generate.loading import SD15_CONFIG_DIR, load_components
+from dd_live.generate.schedulers import (
+    DEFAULT_SCHEDULER,
+    LCM_MAX_STEPS,
+    SCHEDULERS,
+    make_scheduler,
+    model_scheduler,
+)
 from dd_live.generate.timecond import TimeConditioner
 from dd_live.generate.tiny import (
     TINY_DESCRIPTION,
@@ -59,7 +72,7 @@ class GeneratorSettings:
     def __post_init__(self):
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"scheduler {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
-        if not 1 <= self.num_inference_steps:
+        if not self.num_inference_steps >= 1:
             raise ConfigError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
         if self.scheduler == "lcm" and self.num_inference_steps > LCM_MAX_STEPS:
             raise ConfigError(
@@ -115,7 +128,7 @@ class ImageGenerator:
         is_tiny: bool = False,
     ):
         self.unet, self.vae, self.tiny_vae, self.time_cond = unet, vae, tiny_vae, time_cond
-        self.scheduler_config = dict(scheduler_config)
+        self.scheduler_config = dict(model_scheduler(scheduler_config).config)
         self.settings = settings or GeneratorSettings()
         self.null_context = null_context
         self.lcm_lora = lcm_lora
@@ -144,7 +157,9 @@ class ImageGenerator:
         # 3. modules to device, inference only, channels_last on CUDA
         modules = [m for m in (self.unet, self.vae, self.tiny_vae, self.time_cond) if m is not None]
         for module in modules:
-            module.to(self.device, self.dtype).eval().requires_grad_(False)
+            module.to(self.device).eval().requires_grad_(False)
+            if module.dtype != self.dtype:
+                module.to(dtype=self.dtype)
         if self.device.type == "cuda":
             self.unet.to(memory_format=torch.channels_last)
         # 4. the pipeline, without text encoder, tokenizer or safety checker
@@ -340,7 +355,7 @@ class ImageGenerator:
         time_cond = (
             TimeConditioner(time_embed_dim=unet.config.block_out_channels[0] * 4) if time_conditioning else None
         )
-        scheduler_config = make_scheduler(DEFAULT_SCHEDULER, {}).config
+        scheduler_config = PNDMScheduler.load_config(SD15_CONFIG_DIR, subfolder="scheduler")  # SD 1.5's schedule
         kwargs.setdefault("dtype", "float32")
         return cls(unet, vae, scheduler_config, tiny_vae=tiny_vae, time_cond=time_cond, is_tiny=True,
                    source="tiny", **kwargs)
@@ -373,8 +388,6 @@ class ImageGenerator:
         The reference's own sampling: ``scheduler="plms", num_inference_steps=250,
         guidance_scale=1.0``.
         """
-        from dd_live.generate.loading import load_components
-
         dtype_for_load = resolve_dtype(resolve_device(device), dtype)
         parts = load_components(path_or_id, torch_dtype=dtype_for_load, config=config, tiny_vae=tiny_vae)
         settings = GeneratorSettings(
@@ -382,7 +395,7 @@ class ImageGenerator:
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
             image_size=image_size,
-            tiny_decoder=parts.tiny_vae is not None,
+            tiny_decoder=tiny_vae is not None,
         )
         return cls(
             parts.unet, parts.vae, parts.scheduler_config, settings=settings, tiny_vae=parts.tiny_vae,
@@ -395,7 +408,7 @@ class ImageGenerator:
         folder = Path(folder)
         self.unet.save_pretrained(folder / "unet")
         self.vae.save_pretrained(folder / "vae")
-        make_scheduler(self.settings.scheduler, self.scheduler_config).save_pretrained(folder / "scheduler")
+        model_scheduler(self.scheduler_config).save_pretrained(folder / "scheduler")
         for name, module in (("time_cond", self.time_cond), ("tiny_vae", self.tiny_vae)):
             if module is not None:
                 module.save_pretrained(folder / name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import diffusers
 from diffusers import (
     DDIMScheduler,
     DPMSolverMultistepScheduler,
@@ -38,3 +39,16 @@ def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:
         raise ConfigError(f"scheduler {name!r} is not one of {', '.join(SCHEDULERS)}")
     cls, overrides = SCHEDULERS[name]
     return cls.from_config(dict(base_config), **overrides)
+
+
+def model_scheduler(config: Mapping[str, Any]) -> SchedulerMixin:
+    """The model's own scheduler (class named by ``_class_name``) with every default filled in.
+
+    Switching from it with ``from_config(scheduler.config)`` is how diffusers documents changing
+    samplers; it carries e.g. SD 1.5's ``timestep_spacing="leading"`` over to DPM-Solver.
+    """
+    class_name = config.get("_class_name", PNDMScheduler.__name__)
+    cls = getattr(diffusers, class_name, None)
+    if cls is None or not issubclass(cls, SchedulerMixin):
+        raise ConfigError(f"scheduler config names {class_name!r}, which is not a diffusers scheduler")
+    return cls.from_config(dict(config))

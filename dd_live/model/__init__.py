@@ -36,13 +36,63 @@ Public API (other packages import only these names from ``dd_live.model``)::
 
     # checkpoints
     save(model, folder) -> Path            # folder/model.safetensors + folder/config.json
-    load(path) -> nn.Module (eval mode)    # our folder, or a DreamDiffusion release .pth
+    load(path) -> nn.Module (eval mode)    # our folder: the model it holds;
+                                           # release checkpoint.pth: its EEGEncoder;
+                                           # release generation checkpoint: its EEGConditioner
     import_reference(path, kind="auto" | "encoder" | "masked_signal" | "conditioner",
                      num_heads=None, n_times=None) -> nn.Module (eval mode)
+                                           # auto: checkpoint.pth -> MaskedSignalModel,
+                                           #       generation checkpoint -> EEGConditioner
     load_reference_generator_state(path) -> dict[str, Tensor]   # non-EEG keys, untouched
-    convert(src, dst) -> Path              # reference file (or our folder) -> our folder
+    convert(src, dst) -> Path              # release file (everything in it) or our folder
+                                           # -> our folder; refuses a non-empty dst
+
+Release files are opened only through torch.load(weights_only=True); the release's pickled
+config classes (``config.Config_MBM_EEG``, ``config.Config_Generative_Model``, ...) become plain
+dicts, any other Python global is refused (CheckpointError) and nothing in the file runs.
+Speed: ``.encode()`` runs under torch.inference_mode with bf16 autocast on CUDA;
+``model.compile()`` (torch.compile) is optional.
 
 Errors: dd_live.errors.CheckpointError (files, keys, unsafe pickles), ConfigError (settings).
 The ``reference`` preset reproduces the DreamDiffusion release (../shared/REFERENCE.md):
 encoder 151.9 M parameters, masked autoencoder 165.4 M.
 """
+
+from dd_live.model.checkpoints import convert, load, save
+from dd_live.model.conditioning import ClipProjection, ConditioningHead, EEGConditioner
+from dd_live.model.config import (
+    CLIP_DIM,
+    CLIP_TOKENS,
+    PRESET_NAMES,
+    ConditionerConfig,
+    ConditioningConfig,
+    DecoderConfig,
+    EncoderConfig,
+    MaskedSignalConfig,
+    get_preset,
+)
+from dd_live.model.encoder import EEGEncoder
+from dd_live.model.masked import MaskedSignalModel
+from dd_live.model.reference import import_reference, load_reference_generator_state
+
+__all__ = [
+    "CLIP_DIM",
+    "CLIP_TOKENS",
+    "PRESET_NAMES",
+    "ClipProjection",
+    "ConditionerConfig",
+    "ConditioningConfig",
+    "ConditioningHead",
+    "DecoderConfig",
+    "EEGConditioner",
+    "EEGEncoder",
+    "EncoderConfig",
+    "MaskedSignalConfig",
+    "MaskedSignalModel",
+    "convert",
+    "get_preset",
+    "import_reference",
+    "load",
+    "load_reference_generator_state",
+    "save",
+]

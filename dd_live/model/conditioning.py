@@ -63,7 +63,11 @@ class EEGConditioner(nn.Module):
 
     def forward(self, eeg: Tensor) -> dict[str, Tensor]:
         tokens = self.encoder(eeg)  # [B, L, D]
-        return {"tokens": tokens, "context": self.head(tokens), "clip": self.clip_projection(tokens)}
+        return {
+            "tokens": tokens,
+            "context": self.head(tokens),
+            "clip": self.clip_projection(tokens),
+        }
 
     def encode(self, eeg: Tensor, autocast_dtype: torch.dtype | None = torch.bfloat16) -> Tensor:
         """Inference: the context ``[B, 77, 768]`` under inference mode (autocast on CUDA)."""

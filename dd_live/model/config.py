@@ -136,7 +136,9 @@ class MaskedSignalConfig(_DictMixin):
     mask_ratio: float = 0.75
 
     def __post_init__(self) -> None:
-        if not isinstance(self.encoder, EncoderConfig) or not isinstance(self.decoder, DecoderConfig):
+        if not isinstance(self.encoder, EncoderConfig) or not isinstance(
+            self.decoder, DecoderConfig
+        ):
             raise ConfigError("MaskedSignalConfig needs an EncoderConfig and a DecoderConfig")
         check_mask_ratio(self.mask_ratio, self.encoder.n_tokens)
 

@@ -59,7 +59,12 @@ class MaskedSignalModel(nn.Module):
         self.decoder_norm = nn.LayerNorm(dec.embed_dim, eps=enc.norm_eps)
         self.decoder_pred = nn.Linear(dec.embed_dim, enc.n_channels * enc.patch_size)
         nn.init.normal_(self.mask_token, std=MASK_TOKEN_INIT_STD)
-        for module in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
+        for module in (
+            self.decoder_embed,
+            self.decoder_blocks,
+            self.decoder_norm,
+            self.decoder_pred,
+        ):
             module.apply(init_vit_weights)
 
     def patchify(self, eeg: Tensor) -> Tensor:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import pickle
 import re
+import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +42,18 @@ class ReferenceConfig:
 
 
 def _allowed_reference_globals() -> list[tuple[type, str]]:
-    return [(ReferenceConfig, f"{REFERENCE_CONFIG_MODULE}.{name}") for name in REFERENCE_CONFIG_CLASSES]
+    return [
+        (ReferenceConfig, f"{REFERENCE_CONFIG_MODULE}.{name}") for name in REFERENCE_CONFIG_CLASSES
+    ]
 
 
 def _plain(obj: Any) -> Any:
     """Replace every ReferenceConfig inside dicts/lists/tuples by a dict of its attributes."""
     if isinstance(obj, ReferenceConfig):
         return {key: _plain(value) for key, value in vars(obj).items()}
-    if isinstance(obj, dict):
+    if type(obj) in (dict, OrderedDict):
         return type(obj)((key, _plain(value)) for key, value in obj.items())
-    if isinstance(obj, list | tuple):
+    if type(obj) in (list, tuple):
         return type(obj)(_plain(value) for value in obj)
     return obj
 
@@ -65,7 +69,9 @@ def load_torch_file(path: str | Path) -> Any:
         raise CheckpointError(f"checkpoint file {path} does not exist; check the path")
     try:
         with torch.serialization.safe_globals(_allowed_reference_globals()):
-            contents = torch.load(path, map_location="cpu", weights_only=True)
+            # zip-format files are memory-mapped (the 5.2 GB generation checkpoint stays on disk)
+            mmap = zipfile.is_zipfile(path)
+            contents = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         found = _GLOBAL_IN_MESSAGE.search(str(exc))
         if found is None:

@@ -217,7 +217,9 @@ class LSLSource(Source):
     def _start(self) -> None:
         pylsl = _pylsl()
         if self._inlet is None:
-            self._inlet = self._open_inlet(resolve_one(self._id_predicate(), self.timeout, "stream"))
+            self._inlet = self._open_inlet(
+                resolve_one(self._id_predicate(), self.timeout, "stream")
+            )
         try:
             self._inlet.open_stream(timeout=self.timeout)
             self._offset = self._inlet.time_correction(timeout=self.timeout)
@@ -272,10 +274,9 @@ class LSLSource(Source):
         pylsl = _pylsl()
         if self._marker_inlet is not None:
             self._read_markers()
-        if self._inlet is None:
-            if not self._try_reconnect():
-                time.sleep(self.poll)
-                return empty_chunk(self.info.n_channels)
+        if self._inlet is None and not self._try_reconnect():
+            time.sleep(self.poll)
+            return empty_chunk(self.info.n_channels)
         try:
             _, stamps = self._inlet.pull_chunk(
                 timeout=self.poll,

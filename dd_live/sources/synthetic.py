@@ -29,7 +29,7 @@ LINE_FREQ = 50.0  # Hz
 ALPHA_FREQ = 10.0  # Hz
 BLINK_INTERVAL = 4.0  # mean seconds between blinks
 BLINK_DURATION = 0.4  # seconds
-BLINK_GAIN = 5.0  # blink peak relative to the background amplitude
+BLINK_GAIN = 8.0  # blink peak relative to the background amplitude
 ALPHA_GAIN = 0.6
 LINE_GAIN = 0.2
 COUNTER_NAME = "COUNTER"
@@ -146,13 +146,16 @@ class _Generator:
         self.sfreq = sfreq
         self.amplitude = amplitude
         self.n_done = 0
-        self._rng = np.random.default_rng(seed)
+        # separate streams, so the signal does not depend on how it is cut into chunks
+        self._rng = np.random.default_rng([seed, 0])
+        self._noise_rng = np.random.default_rng([seed, 1])
+        self._blink_rng = np.random.default_rng([seed, 2])
         ch_names = channel_names(n_channels)
         generic = n_channels > len(STANDARD_NAMES)
         impulse = lfilter(_PINK_B, _PINK_A, np.r_[1.0, np.zeros(int(20 * sfreq))])
         self._pink_scale = amplitude / np.sqrt(np.sum(impulse**2))
         # one second of warm-up so the 1/f noise starts stationary, not from zero
-        warm_up = self._rng.standard_normal((n_channels, int(sfreq)))
+        warm_up = self._noise_rng.standard_normal((int(sfreq), n_channels)).T
         zeros = np.zeros((n_channels, len(_PINK_A) - 1))
         self._pink_zi = lfilter(_PINK_B, _PINK_A, warm_up, axis=1, zi=zeros)[1]
         self._alpha_phase = self._rng.uniform(0, 2 * np.pi, n_channels)
@@ -173,13 +176,13 @@ class _Generator:
         self._state_phase = self._rng.uniform(0, 2 * np.pi)
 
     def _draw_blink_interval(self) -> int:
-        return int(self._rng.exponential(BLINK_INTERVAL) * self.sfreq) + 1
+        return int(self._blink_rng.exponential(BLINK_INTERVAL) * self.sfreq) + 1
 
     def generate(self, n_times: int, state: SyntheticState | None) -> np.ndarray:
         """The next ``n_times`` samples, ``(n_channels, n_times)`` volts."""
         start = self.n_done
         t = (start + np.arange(n_times)) / self.sfreq  # (n_times,)
-        white = self._rng.standard_normal((self.n_channels, n_times))
+        white = self._noise_rng.standard_normal((n_times, self.n_channels)).T
         data, self._pink_zi = lfilter(_PINK_B, _PINK_A, white, axis=1, zi=self._pink_zi)
         data *= self._pink_scale
         envelope = 0.7 + 0.3 * np.sin(2 * np.pi * 0.1 * t)  # alpha waxes and wanes
@@ -293,7 +296,9 @@ class SyntheticSource(Source):
         super().__init__()
         _check_dims(n_channels, sfreq)
         if not chunk_duration > 0:
-            raise ConfigError(f"synthetic source: chunk_duration must be > 0 s, got {chunk_duration}")
+            raise ConfigError(
+                f"synthetic source: chunk_duration must be > 0 s, got {chunk_duration}"
+            )
         if len({s.name for s in states}) != len(states) or not states:
             raise ConfigError("synthetic source: states must be a non-empty list of unique names")
         self.states = tuple(states)

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,8 +26,10 @@ from dd_live.stream.ringbuffer import RingBuffer
 logger = logging.getLogger(__name__)
 
 STATES = ("idle", "running", "stalled", "error", "stopped")
-# a timestamp step longer than this many sample periods is a gap
+# a timestamp step longer than this many sample periods (and GAP_MIN_SECONDS) is a gap;
+# shorter steps are timestamp jitter, and restarting the filter for them would do harm
 GAP_PERIODS = 5.0
+GAP_MIN_SECONDS = 0.02
 EVENT_HISTORY = 1000
 POLL_INTERVAL = 0.002  # s the thread waits when a read brought nothing
 RETRY_INTERVAL = 0.5  # s between reads while the source is failing
@@ -43,12 +45,14 @@ class AcquisitionThread:
         filtered: ring buffer of the filtered samples (needs ``filt``), or None.
         filt: the :class:`StreamingFilter` feeding ``filtered``.
         stall_timeout: seconds without data before the state turns ``"stalled"``.
-        on_state: called with the new state string on every change.
+        on_state: called as ``on_state(state, message)`` on every change (``message`` says
+            why, e.g. ``"no data for 5.0 s"``).
         on_events: called with a list of new :class:`StreamEvent`.
         on_error: called with each exception the source raised.
         name: thread name.
-        gap_threshold: seconds between consecutive timestamps that make a gap
-            (default ``GAP_PERIODS`` sample periods).
+        gap_threshold: seconds between consecutive timestamps that make a gap (default
+            ``GAP_PERIODS`` sample periods, at least ``GAP_MIN_SECONDS``). Sources deliver
+            dejittered timestamps, so a normal step is one sample period.
         clock: monotonic clock for the stall watchdog (tests pass their own).
         strict: re-raise source errors from ``step()`` instead of absorbing them (tests).
 
@@ -63,7 +67,7 @@ class AcquisitionThread:
         filt: StreamingFilter | None = None,
         *,
         stall_timeout: float = 5.0,
-        on_state: Callable[[str], None] | None = None,
+        on_state: Callable[[str, str], None] | None = None,
         on_events: Callable[[list[StreamEvent]], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         name: str | None = None,
@@ -90,7 +94,9 @@ class AcquisitionThread:
                 f"{info.name!r} delivers {info.n_channels}"
             )
         if not stall_timeout > 0:
-            raise ConfigError(f"AcquisitionThread: stall_timeout must be > 0 s, got {stall_timeout}")
+            raise ConfigError(
+                f"AcquisitionThread: stall_timeout must be > 0 s, got {stall_timeout}"
+            )
         self._source = source
         self._raw = raw
         self._filtered = filtered
@@ -98,7 +104,9 @@ class AcquisitionThread:
         self._sfreq = float(info.sfreq)
         self._stall_timeout = float(stall_timeout)
         self._gap_threshold = (
-            float(gap_threshold) if gap_threshold is not None else GAP_PERIODS / self._sfreq
+            float(gap_threshold)
+            if gap_threshold is not None
+            else max(GAP_PERIODS / self._sfreq, GAP_MIN_SECONDS)
         )
         self._on_state = on_state
         self._on_events = on_events
@@ -111,7 +119,7 @@ class AcquisitionThread:
         self._error: BaseException | None = None
         self._n_errors = 0
         self._events: deque[StreamEvent] = deque(maxlen=EVENT_HISTORY)
-        self._pending: list[SourceEvent] = []  # markers whose samples have not arrived yet
+        self._pending: list[SourceEvent] = []  # popped from the source, not yet placed
         self._n_samples = 0
         self._last_timestamp: float | None = None
         self._last_data_time: float | None = None
@@ -129,30 +137,29 @@ class AcquisitionThread:
             self._last_data_time = now
         try:
             data, timestamps = self._source.read()
-            source_events = self._source.pop_events()
+            self._pending.extend(self._source.pop_events())
             n_times = self._ingest(data, timestamps)
         except Exception as exc:
             self._fail(exc)
             if self._strict:
                 raise
             return 0
-        new_events = self._place_events(source_events)
+        new_events = self._place_events()
         if n_times:
             self._last_data_time = now
             if self._state in ("stalled", "error"):
                 first_index = self._raw.n_written - n_times
                 new_events.append(self._resume_event(first_index, float(timestamps[0])))
             self._n_errors = 0
-            self._set_state("running")
+            self._set_state("running", "receiving data")
         elif self._source.finished:
             new_events.extend(self._end_events())
-            self._set_state("stopped")
+            self._set_state("stopped", "the source delivered everything")
         elif (
-            self._state in ("idle", "running")
-            and now - self._last_data_time > self._stall_timeout
+            self._state in ("idle", "running") and now - self._last_data_time > self._stall_timeout
         ):
             new_events.append(self._stall_event(now - self._last_data_time))
-            self._set_state("stalled")
+            self._set_state("stalled", f"no data for {now - self._last_data_time:.1f} s")
         self._emit(new_events)
         return n_times
 
@@ -207,8 +214,7 @@ class AcquisitionThread:
             "gap",
             sample_index,
             timestamp,
-            f"{duration:.3f} s (~{n_missing} samples) missing before this sample; "
-            "filter restarted",
+            f"{duration:.3f} s (~{n_missing} samples) missing before this sample; filter restarted",
             duration=duration,
             extra={"n_missing": n_missing},
         )
@@ -240,22 +246,17 @@ class AcquisitionThread:
             )
         return events
 
-    def _place_events(self, source_events: Sequence[SourceEvent]) -> list[StreamEvent]:
+    def _place_events(self) -> list[StreamEvent]:
         """Turn source events into stream events at the first sample at/after their time.
 
         Markers wait until a sample that late has arrived; other kinds are placed at once.
         """
-        placed = []
-        for event in source_events:
+        placed, still_pending = [], []
+        for event in self._pending:
             if event.kind == "end":
                 self._source_ended = True
-            if event.kind == "marker":
-                self._pending.append(event)
-            else:
-                placed.append(self._to_stream_event(event))
-        still_pending = []
-        for event in self._pending:
-            if self._last_timestamp is not None and event.timestamp <= self._last_timestamp:
+            arrived = self._last_timestamp is not None and event.timestamp <= self._last_timestamp
+            if event.kind != "marker" or arrived:
                 placed.append(self._to_stream_event(event))
             else:
                 still_pending.append(event)
@@ -285,11 +286,11 @@ class AcquisitionThread:
         self._call(self._on_events, events)
 
     # -- state -----------------------------------------------------------------------------
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: str, message: str = "") -> None:
         if state != self._state:
             logger.debug("%r: %s -> %s", self, self._state, state)
             self._state = state
-            self._call(self._on_state, state)
+            self._call(self._on_state, state, message)
 
     def _fail(self, exc: BaseException) -> None:
         self._error = exc
@@ -307,16 +308,18 @@ class AcquisitionThread:
                 ]
             )
         else:
-            logger.debug("source %r failed again (%d in a row): %s", self._source, self._n_errors, exc)
-        self._set_state("error")
+            logger.debug(
+                "source %r failed again (%d in a row): %s", self._source, self._n_errors, exc
+            )
+        self._set_state("error", f"{type(exc).__name__}: {exc}")
         self._call(self._on_error, exc)
 
     @staticmethod
-    def _call(callback: Callable | None, arg) -> None:
+    def _call(callback: Callable | None, *args) -> None:
         if callback is None:
             return
         try:
-            callback(arg)
+            callback(*args)
         except Exception:
             logger.exception("callback %r raised; ignored", callback)
 
@@ -330,7 +333,7 @@ class AcquisitionThread:
         self._stop_requested.clear()
         if self._state in ("idle", "stopped"):
             self._state = "idle"
-            self._set_state("running")
+            self._set_state("running", "started")
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
         return self
@@ -341,7 +344,7 @@ class AcquisitionThread:
                 n_times = self.step()
             except Exception as exc:  # a bug of ours: log, signal, keep going
                 logger.exception("acquisition step failed")
-                self._set_state("error")
+                self._set_state("error", f"{type(exc).__name__}: {exc}")
                 self._call(self._on_error, exc)
                 n_times = 0
             if self._state == "stopped":
@@ -362,7 +365,7 @@ class AcquisitionThread:
             self._source.stop()
         except Exception:
             logger.exception("stopping %r failed", self._source)
-        self._set_state("stopped")
+        self._set_state("stopped", "stopped")
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the loop to end (a finite source ends it by itself)."""

@@ -30,7 +30,7 @@ def design_filter(
     *,
     notch_harmonics: bool = False,
     notch_q: float = NOTCH_Q,
-) -> np.ndarray:
+) -> np.ndarray | None:
     """Second-order sections of a Butterworth band-pass (or high/low-pass) and notches.
 
     Args:
@@ -43,19 +43,17 @@ def design_filter(
         notch_q: quality factor of each notch (width = notch / notch_q).
 
     Returns:
-        ``(n_sections, 6)`` float64 SOS array.
+        ``(n_sections, 6)`` float64 SOS array, or None when ``l_freq``, ``h_freq`` and
+        ``notch`` are all None (nothing to filter: run without a :class:`StreamingFilter`).
 
     Raises:
-        ConfigError: an edge at or above Nyquist, ``l_freq >= h_freq``, or nothing to design.
+        ConfigError: an edge at or above Nyquist, or ``l_freq >= h_freq``.
     """
     if not sfreq > 0:
         raise ConfigError(f"design_filter: sfreq must be > 0 Hz, got {sfreq}")
     nyquist = sfreq / 2
     if l_freq is None and h_freq is None and notch is None:
-        raise ConfigError(
-            "design_filter: l_freq, h_freq and notch are all None, so there is nothing to "
-            "filter: give at least one, or run without a StreamingFilter"
-        )
+        return None
     if int(order) < 1:
         raise ConfigError(f"design_filter: order must be >= 1, got {order}")
     for name, freq in (("l_freq", l_freq), ("h_freq", h_freq), ("notch", notch)):

@@ -37,8 +37,9 @@ class RingBuffer:
             raise ValueError(f"RingBuffer: capacity must be >= 1 sample, got {capacity}")
         self._n_channels = int(n_channels)
         self._capacity = int(capacity)
-        self._data = np.zeros((self._n_channels, self._capacity), dtype=dtype)
-        self._times = np.zeros(self._capacity, dtype=np.float64)
+        # np.full touches every page now, so the first lap of writes takes no page faults
+        self._data = np.full((self._n_channels, self._capacity), 0, dtype=dtype)
+        self._times = np.full(self._capacity, 0.0)
         self._n_written = 0
         self._lock = threading.Lock()
 

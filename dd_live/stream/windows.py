@@ -97,7 +97,9 @@ def _n_samples(seconds: float, sfreq: float, what: str, minimum: int = 1) -> int
     return n
 
 
-def _cut(buffer: RingBuffer, start: int, n_times: int, sfreq: float, trigger: str, description: str = "") -> Window | None:
+def _cut(
+    buffer: RingBuffer, start: int, n_times: int, sfreq: float, trigger: str, description: str = ""
+) -> Window | None:
     """The window ``[start, start + n_times)``, or None when it was overwritten meanwhile."""
     try:
         data, timestamps = buffer.get(start, start + n_times)
@@ -222,7 +224,9 @@ class MarkerWindower:
             start, description = self._pending.pop(0)
             window = _cut(buffer, start, self._n_length, self._sfreq, "marker", description)
             if window is None:
-                logger.warning("marker window at %d (%r) overwritten before read", start, description)
+                logger.warning(
+                    "marker window at %d (%r) overwritten before read", start, description
+                )
                 self.n_missed += 1
                 continue
             windows.append(window)

@@ -1,0 +1,33 @@
+"""The image generator: EEG context [B, 77, 768] -> images, around diffusers' Stable Diffusion.
+
+Public API::
+
+    ImageGenerator.from_pretrained(path_or_id, *, scheduler="dpm++", num_inference_steps=20,
+        guidance_scale=1.0, device="auto", dtype="auto", attention="auto", tiny_vae=None,
+        lcm_lora=None, compile=False, image_size=None, null_context=None, config=None)
+    ImageGenerator.tiny(seed=0, image_size=64, ...)      # random weights, for tests and demos
+        .prepare() -> self;  (context [B, 77, 768], seed) -> GenerationResult;  .interrupt()
+        .configure(scheduler=..., num_inference_steps=..., guidance_scale=..., tiny_decoder=...)
+    GenerationResult(images, seeds, timings, interrupted)
+    ImageRetriever.from_folder(folder, clip_model=..., pretrained=...).query(clip_vec, k=4)
+    choose_attention_backend(device, requested="auto") -> "xformers" | "sdpa"
+    SCHEDULERS: "dpm++", "ddim", "euler-a", "plms", "lcm"
+
+open_clip is imported only by the retriever, and only when one is built.
+"""
+
+from dd_live.generate.backend import choose_attention_backend
+from dd_live.generate.generator import GenerationResult, GeneratorSettings, ImageGenerator
+from dd_live.generate.retrieval import ImageRetriever
+from dd_live.generate.schedulers import SCHEDULERS
+from dd_live.generate.timecond import TimeConditioner
+
+__all__ = [
+    "SCHEDULERS",
+    "GenerationResult",
+    "GeneratorSettings",
+    "ImageGenerator",
+    "ImageRetriever",
+    "TimeConditioner",
+    "choose_attention_backend",
+]

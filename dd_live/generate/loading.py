@@ -1,0 +1,188 @@
+"""Find and load the generator's components, offline-capable.
+
+Four kinds of source, tried in this order:
+(a) a folder with unet/, vae/, scheduler/ (a diffusers folder with model_index.json, or a
+    dd-live model folder with optional time_cond/ and tiny_vae/);
+(b) a hub id ``owner/name`` (the local cache only when ``HF_HUB_OFFLINE=1``);
+(c) a single-file SD 1.5 checkpoint (.safetensors/.ckpt, LDM layout), read through
+    ``from_single_file`` with the component configs in ``config`` (default assets/sd15);
+(d) the reference release's fine-tuned checkpoint (``model_state_dict``), see reference.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from diffusers import AutoencoderKL, AutoencoderTiny, PNDMScheduler, UNet2DConditionModel
+from huggingface_hub.constants import is_offline_mode
+
+from dd_live.errors import GenerationError
+from dd_live.generate.reference import REFERENCE_STATE_KEY, split_reference_state
+from dd_live.generate.schedulers import make_scheduler
+from dd_live.generate.timecond import TimeConditioner
+from dd_live.model import load_reference_generator_state
+
+logger = logging.getLogger(__name__)
+
+SD15_REPO_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DOWNLOAD_COMMAND = f"huggingface-cli download {SD15_REPO_ID} --local-dir models/sd15"
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# SD 1.5 component configs shipped with the package (configs only, no weights)
+SD15_CONFIG_DIR = Path(__file__).resolve().parents[2] / "assets" / "sd15"
+
+
+@dataclass
+class Components:
+    """What an ImageGenerator is built from (modules in ``torch_dtype``, on CPU)."""
+
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    scheduler_config: dict[str, Any]
+    time_cond: TimeConditioner | None
+    tiny_vae: AutoencoderTiny | None
+    source: str
+
+
+def load_components(
+    path_or_id: str | Path,
+    *,
+    torch_dtype: torch.dtype,
+    config: str | Path | None = None,
+    tiny_vae: str | Path | None = None,
+) -> Components:
+    """Load UNet, VAE, scheduler config (+ time conditioning, tiny VAE) from any source kind."""
+    path = Path(path_or_id)
+    config_dir = Path(config) if config is not None else SD15_CONFIG_DIR
+    if path.is_dir():
+        parts = _from_folder(path, torch_dtype)
+    elif path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
+        parts = _from_file(path, config_dir, torch_dtype)
+    elif path.exists():
+        raise GenerationError(
+            f"{path} is neither a model folder (unet/, vae/, scheduler/) nor a checkpoint file "
+            f"({', '.join(SINGLE_FILE_SUFFIXES)})"
+        )
+    elif HUB_ID.match(str(path_or_id)) and not str(path_or_id).startswith((".", "/")):
+        parts = _from_hub(str(path_or_id), torch_dtype)
+    else:
+        raise GenerationError(
+            f"no model at {path.resolve()} (not a folder, a checkpoint file or a hub id). "
+            f"To get Stable Diffusion 1.5, run: {DOWNLOAD_COMMAND}  and pass models/sd15"
+        )
+    if tiny_vae is not None:
+        parts.tiny_vae = _load_tiny_vae(tiny_vae, torch_dtype)
+    logger.info("loaded generator components from %s", parts.source)
+    return parts
+
+
+def _from_folder(folder: Path, torch_dtype: torch.dtype) -> Components:
+    missing = [name for name in ("unet", "vae", "scheduler") if not (folder / name).is_dir()]
+    if missing:
+        raise GenerationError(
+            f"model folder {folder} lacks {', '.join(f'{m}/' for m in missing)}; a generator folder holds "
+            f"unet/, vae/ and scheduler/ (e.g. from: {DOWNLOAD_COMMAND})"
+        )
+    kwargs = {"torch_dtype": torch_dtype, "local_files_only": True}
+    return Components(
+        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kwargs),
+        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", **kwargs),
+        scheduler_config=dict(PNDMScheduler.load_config(folder, subfolder="scheduler")),
+        time_cond=(
+            TimeConditioner.from_pretrained(folder, subfolder="time_cond", **kwargs)
+            if (folder / "time_cond").is_dir() else None
+        ),
+        tiny_vae=(
+            AutoencoderTiny.from_pretrained(folder, subfolder="tiny_vae", **kwargs)
+            if (folder / "tiny_vae").is_dir() else None
+        ),
+        source=f"folder {folder}",
+    )
+
+
+def _from_hub(repo_id: str, torch_dtype: torch.dtype) -> Components:
+    kwargs = {"torch_dtype": torch_dtype, "local_files_only": is_offline_mode()}
+    # diffusers 0.42 still passes an argument huggingface_hub deprecated; not the user's business
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
+        try:
+            unet = UNet2DConditionModel.from_pretrained(repo_id, subfolder="unet", **kwargs)
+            vae = AutoencoderKL.from_pretrained(repo_id, subfolder="vae", **kwargs)
+            scheduler_config = PNDMScheduler.load_config(
+                repo_id, subfolder="scheduler", local_files_only=kwargs["local_files_only"]
+            )
+        except OSError as err:
+            offline = " (HF_HUB_OFFLINE=1: only the local cache was searched)" if is_offline_mode() else ""
+            raise GenerationError(
+                f"could not load the hub model {repo_id!r}{offline}: {err}. "
+                f"Download it once, e.g.: {DOWNLOAD_COMMAND}  and pass models/sd15"
+            ) from err
+    return Components(unet, vae, dict(scheduler_config), None, None, source=f"hub {repo_id}")
+
+
+def _from_file(path: Path, config_dir: Path, torch_dtype: torch.dtype) -> Components:
+    for sub in ("unet/config.json", "vae/config.json", "scheduler/scheduler_config.json"):
+        if not (config_dir / sub).is_file():
+            raise GenerationError(
+                f"single-file loading needs component configs; {config_dir / sub} is missing "
+                "(pass config= a folder with unet/, vae/, scheduler/ configs, e.g. assets/sd15)"
+            )
+    scheduler_config = dict(PNDMScheduler.load_config(config_dir, subfolder="scheduler"))
+    state, is_reference = _read_state(path)
+    if is_reference:
+        reference = split_reference_state(
+            state,
+            UNet2DConditionModel.load_config(config_dir, subfolder="unet"),
+            AutoencoderKL.load_config(config_dir, subfolder="vae"),
+            make_scheduler("plms", scheduler_config),
+        )
+        if torch_dtype != torch.float32:
+            for module in (reference.unet, reference.vae, reference.time_cond):
+                if module is not None:
+                    module.to(dtype=torch_dtype)
+        return Components(
+            reference.unet, reference.vae, scheduler_config, reference.time_cond, None,
+            source=f"reference checkpoint {path.name}",
+        )
+    kwargs = {"config": str(config_dir), "local_files_only": True, "torch_dtype": torch_dtype}
+    return Components(
+        unet=UNet2DConditionModel.from_single_file(state, subfolder="unet", **kwargs),
+        vae=AutoencoderKL.from_single_file(state, subfolder="vae", **kwargs),
+        scheduler_config=scheduler_config,
+        time_cond=None,
+        tiny_vae=None,
+        source=f"single file {path.name}",
+    )
+
+
+def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """(state dict, is it a reference checkpoint) of a checkpoint file, never running pickled code."""
+    if path.suffix == ".safetensors":
+        return safetensors.torch.load_file(path), False
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        checkpoint = None  # a pickled class (the release's config): only the allow-listed reader opens it
+    if checkpoint is None or REFERENCE_STATE_KEY in checkpoint:
+        return load_reference_generator_state(path), True
+    return checkpoint.get("state_dict", checkpoint), False
+
+
+def _load_tiny_vae(path_or_id: str | Path, torch_dtype: torch.dtype) -> AutoencoderTiny:
+    try:
+        return AutoencoderTiny.from_pretrained(
+            path_or_id, torch_dtype=torch_dtype, local_files_only=is_offline_mode() or Path(path_or_id).exists()
+        )
+    except OSError as err:
+        raise GenerationError(
+            f"could not load the tiny autoencoder {str(path_or_id)!r}: {err}. Get TAESD once with: "
+            "huggingface-cli download madebyollin/taesd --local-dir models/taesd"
+        ) from err

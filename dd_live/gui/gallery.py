@@ -1,0 +1,134 @@
+"""The newest image, large, above a strip of the previous ones.
+
+Clicking a thumbnail shows that image large and tells which window it came from: the
+absolute sample range, the timestamps, the trigger, the seed and the stage timings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+HISTORY_LENGTH = 48  # thumbnails kept in the strip
+THUMBNAIL_SIZE = 72  # px
+IMAGE_MIN_SIZE = 256  # px
+TIMING_STAGES = ("encode", "sample", "decode", "total", "latency")
+
+
+def pil_to_qimage(image) -> QtGui.QImage:
+    """A deep copy of a PIL image as an RGBA QImage."""
+    rgba = image.convert("RGBA")
+    data = rgba.tobytes("raw", "RGBA")
+    qimage = QtGui.QImage(data, rgba.width, rgba.height, 4 * rgba.width,
+                          QtGui.QImage.Format.Format_RGBA8888)
+    return qimage.copy()  # own the pixels: ``data`` goes away
+
+
+def describe_result(result) -> str:
+    """One paragraph about a GeneratedImage: window, trigger, seed, timings."""
+    n = result.window_stop - result.window_start
+    timings = ", ".join(f"{stage} {result.timings[stage] * 1e3:.0f} ms"
+                        for stage in TIMING_STAGES if stage in result.timings)
+    seed = "retrieval" if result.seed is None else f"seed {result.seed}"
+    lines = [
+        f"image #{result.index} · trigger {result.trigger} · {seed}",
+        f"window: samples {result.window_start}–{result.window_stop} ({n} samples), "
+        f"t {result.t_first:.3f}–{result.t_last:.3f} s",
+        f"timings: {timings}",
+    ]
+    for path, score in result.matches[:1]:
+        lines.append(f"nearest gallery image: {path} (score {score:.3f})")
+    return "\n".join(lines)
+
+
+class ImageGallery(QtWidgets.QWidget):
+    """Large newest image + history strip + details of the selected one.
+
+    ``on_select(result)`` is called when the user picks a thumbnail (the main window uses it
+    to shade that window on the traces).
+    """
+
+    def __init__(self, parent=None, on_select: Callable[[object], None] | None = None) -> None:
+        super().__init__(parent)
+        self.on_select = on_select
+        self.results: list = []  # GeneratedImage, oldest first, at most HISTORY_LENGTH
+        self.note = QtWidgets.QLabel()
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #ffcc66; font-weight: bold;")
+        self.note.hide()
+        self.image = QtWidgets.QLabel("no image yet")
+        self.image.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.image.setMinimumSize(IMAGE_MIN_SIZE, IMAGE_MIN_SIZE)
+        self.image.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding,
+                                 QtWidgets.QSizePolicy.Policy.Expanding)
+        self.image.setStyleSheet("background: #0c0e14; color: #777; border: 1px solid #333;")
+        self.details = QtWidgets.QLabel("")
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.strip = QtWidgets.QListWidget()
+        self.strip.setViewMode(QtWidgets.QListView.ViewMode.IconMode)
+        self.strip.setFlow(QtWidgets.QListView.Flow.LeftToRight)
+        self.strip.setWrapping(False)
+        self.strip.setMovement(QtWidgets.QListView.Movement.Static)
+        self.strip.setIconSize(QtCore.QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        self.strip.setFixedHeight(THUMBNAIL_SIZE + 34)
+        self.strip.itemClicked.connect(self._clicked)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.note)
+        layout.addWidget(self.image, 1)
+        layout.addWidget(self.details)
+        layout.addWidget(QtWidgets.QLabel("history (click: which window it came from)"))
+        layout.addWidget(self.strip)
+        self._pixmap: QtGui.QPixmap | None = None
+
+    def __repr__(self) -> str:
+        return f"<ImageGallery: {len(self.results)} images>"
+
+    def set_note(self, text: str) -> None:
+        """A plain warning above the image (e.g. "tiny random models: images carry no meaning")."""
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
+
+    def add(self, result) -> None:
+        """Show a GeneratedImage large and prepend it to the strip."""
+        if not result.images:
+            return
+        self.results.append(result)
+        pixmap = QtGui.QPixmap.fromImage(pil_to_qimage(result.images[0]))
+        item = QtWidgets.QListWidgetItem(QtGui.QIcon(pixmap), f"#{result.index}")
+        item.setData(QtCore.Qt.ItemDataRole.UserRole, result.index)
+        self.strip.insertItem(0, item)
+        while self.strip.count() > HISTORY_LENGTH:
+            self.strip.takeItem(self.strip.count() - 1)
+            self.results.pop(0)
+        self._show(result, pixmap)
+
+    def select(self, index: int) -> None:
+        """Show the kept result with this running number, as a click on its thumbnail does."""
+        for result in self.results:
+            if result.index == index:
+                self._show(result, QtGui.QPixmap.fromImage(pil_to_qimage(result.images[0])))
+                if self.on_select is not None:
+                    self.on_select(result)
+                return
+
+    def _clicked(self, item: QtWidgets.QListWidgetItem) -> None:
+        self.select(int(item.data(QtCore.Qt.ItemDataRole.UserRole)))
+
+    def _show(self, result, pixmap: QtGui.QPixmap) -> None:
+        self._pixmap = pixmap
+        self.details.setText(describe_result(result))
+        self._fit()
+
+    def _fit(self) -> None:
+        if self._pixmap is not None:
+            size = self.image.size()
+            self.image.setPixmap(self._pixmap.scaled(
+                size, QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                QtCore.Qt.TransformationMode.FastTransformation))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._fit()

@@ -1,0 +1,480 @@
+"""The dd-live window: traces and spectrum on the left, images on the right, controls in a dock.
+
+The window observes a :class:`~dd_live.session.LiveSession`: the session's callbacks reach it
+as queued Qt signals (:class:`~dd_live.gui.bridge.SessionBridge`), the traces are redrawn by a
+timer from copies of the ring buffers, and starting or stopping a session (which may load a
+model, or drain the generator) runs on a helper thread, so the GUI thread never waits on
+the session's threads. Closing the window takes the session's ordered shutdown path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from dd_live.config import AppConfig
+from dd_live.errors import DDLiveError
+from dd_live.gui.bridge import SessionBridge, TaskRunner
+from dd_live.gui.controls import AUTO_STATE, ControlPanel
+from dd_live.gui.gallery import ImageGallery
+from dd_live.gui.spectrum import SpectrumView
+from dd_live.gui.status import Banner, StatusPanel, elided
+from dd_live.gui.traces import SPAN_RANGE, TracesView
+from dd_live.session import LiveSession
+from dd_live.sources import DEFAULT_STATES, list_brainflow_boards, list_lsl_streams
+
+logger = logging.getLogger(__name__)
+
+ORGANIZATION = "dd-live"
+APPLICATION = "dd-live"
+TRACE_INTERVAL_MS = 25  # 40 redraws/s requested; >= 30 fps on a busy 2-core machine
+SPECTRUM_INTERVAL_MS = 250
+STATUS_INTERVAL_MS = 250
+STATUS_MESSAGE_MS = 4000
+LSL_DISCOVERY_TIMEOUT = 1.0  # s
+TINY_NOTE = "tiny random models: images carry no meaning"
+STREAM_TROUBLE = {  # event kind / acquisition state -> banner level
+    "stall": "warning", "stalled": "warning",
+    "disconnect": "error", "disconnected": "error", "error": "error",
+}
+STREAM_BACK = ("resume", "reconnect", "running")
+
+SessionFactory = Callable[[AppConfig], LiveSession]
+
+
+def default_settings() -> QtCore.QSettings:
+    """The user's remembered settings (organisation and application ``dd-live``)."""
+    return QtCore.QSettings(ORGANIZATION, APPLICATION)
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The desktop window of dd-live.
+
+    Args:
+        config: the settings to start from (values that differ from the built-in defaults win
+            over remembered ones).
+        session_factory: ``config -> LiveSession`` (default ``LiveSession(config)``); tests
+            pass sessions with their own source or decoder.
+        settings: where settings are remembered; default :func:`default_settings`. Tests pass
+            ``QSettings(path, QSettings.Format.IniFormat)``.
+    """
+
+    closed = QtCore.Signal()  # emitted once the window has really closed (session stopped)
+
+    def __init__(self, config: AppConfig | None = None,
+                 session_factory: SessionFactory | None = None,
+                 settings: QtCore.QSettings | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.config = config or AppConfig()
+        self.session_factory = session_factory or LiveSession
+        self.settings = settings if settings is not None else default_settings()
+        self.session: LiveSession | None = None
+        self.phase = "idle"  # idle, starting, running, stopping
+        self.n_generation_errors = 0
+        self.start_error: str | None = None  # why the last start failed, for exit codes
+        self._close_requested = False
+        self._auto_index = 0
+        self.setWindowTitle("dd-live — EEG to image")
+        self.resize(1500, 900)
+
+        self.bridge = SessionBridge(self)
+        self.bridge.connect_to(image=self._on_image, event=self._on_event, state=self._on_state,
+                               error=self._on_error, window_rejected=self._on_rejected)
+        self.tasks = TaskRunner(self)
+
+        self.banner = Banner()
+        self.traces = TracesView()
+        self.spectrum = SpectrumView()
+        self.gallery = ImageGallery(on_select=self._on_gallery_select)
+        self._build_layout()
+        self.controls = ControlPanel(self.config)
+        self._build_dock()
+        self._build_toolbar()
+        self.status = StatusPanel(self.statusBar())
+        self._build_timers()
+        self._connect_controls()
+        self._restore()
+        self.status.show_message("ready: choose a source and press Start")
+
+    def __repr__(self) -> str:
+        return f"<MainWindow: {self.phase} | {self.session!r}>"
+
+    # -- layout ------------------------------------------------------------------------------
+    def _build_layout(self) -> None:
+        left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        left.addWidget(self.traces)
+        left.addWidget(self.spectrum)
+        left.setStretchFactor(0, 4)
+        left.setStretchFactor(1, 1)
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(self.gallery)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        central = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(central)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.banner)
+        layout.addWidget(split, 1)
+        self.setCentralWidget(central)
+
+    def _build_dock(self) -> None:
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidget(self.controls)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(self.controls.sizeHint().width() + 20)
+        dock = QtWidgets.QDockWidget("controls", self)
+        dock.setObjectName("controls")
+        dock.setWidget(scroll)
+        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+
+    def _build_toolbar(self) -> None:
+        bar = self.addToolBar("view")
+        bar.setObjectName("view")
+        bar.setMovable(False)
+        self.span_spin = QtWidgets.QDoubleSpinBox()
+        self.span_spin.setRange(*SPAN_RANGE)
+        self.span_spin.setDecimals(0)
+        self.span_spin.setSuffix(" s")
+        self.span_spin.setValue(self.traces.span)
+        self.scale_spin = QtWidgets.QDoubleSpinBox()
+        self.scale_spin.setRange(0.1, 1e5)
+        self.scale_spin.setDecimals(1)
+        self.scale_spin.setSuffix(" µV")
+        self.scale_spin.setValue(self.traces.scale * 1e6)
+        self.scale_spin.setToolTip("signal per row spacing (global scale)")
+        self.filtered_check = QtWidgets.QCheckBox("filtered")
+        self.filtered_check.setChecked(True)
+        self.filtered_check.setToolTip("show the filtered stream (the model's input) or the raw one")
+        self.channel_combo = QtWidgets.QComboBox()
+        self.channel_combo.setMinimumContentsLength(6)
+        self.gain_spin = QtWidgets.QDoubleSpinBox()
+        self.gain_spin.setRange(0.01, 100)
+        self.gain_spin.setValue(1.0)
+        self.gain_spin.setSingleStep(0.5)
+        self.gain_spin.setPrefix("× ")
+        for label, widget in (("span", self.span_spin), ("scale", self.scale_spin),
+                              (None, self.filtered_check), ("gain of", self.channel_combo),
+                              (None, self.gain_spin)):
+            if label:
+                bar.addWidget(QtWidgets.QLabel(f" {label} "))
+            bar.addWidget(widget)
+        self.span_spin.valueChanged.connect(self.traces.set_span)
+        self.scale_spin.valueChanged.connect(lambda uv: setattr(self.traces, "scale", uv * 1e-6))
+        self.channel_combo.currentIndexChanged.connect(self._show_gain)
+        self.gain_spin.valueChanged.connect(self._set_gain)
+
+    def _build_timers(self) -> None:
+        self.trace_timer = QtCore.QTimer(self)
+        self.trace_timer.setInterval(TRACE_INTERVAL_MS)
+        self.trace_timer.timeout.connect(self.refresh_traces)
+        self.spectrum_timer = QtCore.QTimer(self)
+        self.spectrum_timer.setInterval(SPECTRUM_INTERVAL_MS)
+        self.spectrum_timer.timeout.connect(self.refresh_spectrum)
+        self.status_timer = QtCore.QTimer(self)
+        self.status_timer.setInterval(STATUS_INTERVAL_MS)
+        self.status_timer.timeout.connect(self.refresh_status)
+        self.auto_timer = QtCore.QTimer(self)
+        self.auto_timer.timeout.connect(self._next_auto_state)
+
+    def _connect_controls(self) -> None:
+        c = self.controls
+        c.start_button.clicked.connect(self.toggle_session)
+        c.generation_button.toggled.connect(self._toggle_generation)
+        c.state_combo.currentTextChanged.connect(self._state_chosen)
+        c.auto_period.valueChanged.connect(lambda s: self.auto_timer.setInterval(int(s * 1000)))
+        c.lsl_refresh.clicked.connect(self.refresh_lsl)
+        c.brainflow_refresh.clicked.connect(self.refresh_brainflow)
+
+    # -- settings ----------------------------------------------------------------------------
+    def _restore(self) -> None:
+        s = self.settings
+        self.controls.restore(s)
+        self.controls.apply_config(self.config, only_changed=True)
+        self.span_spin.setValue(float(s.value("view/span", self.traces.span)))
+        self.scale_spin.setValue(float(s.value("view/scale_uv", self.traces.scale * 1e6)))
+        self.filtered_check.setChecked(str(s.value("view/filtered", "true")).lower() == "true")
+        geometry = s.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+
+    def save_settings(self) -> None:
+        s = self.settings
+        self.controls.save(s)
+        s.setValue("view/span", self.span_spin.value())
+        s.setValue("view/scale_uv", self.scale_spin.value())
+        s.setValue("view/filtered", self.filtered_check.isChecked())
+        s.setValue("window/geometry", self.saveGeometry())
+        s.sync()
+
+    # -- session lifecycle -------------------------------------------------------------------
+    def toggle_session(self) -> None:
+        if self.phase == "running":
+            self.stop_session()
+        elif self.phase == "idle":
+            self.start_session()
+
+    def start_session(self) -> None:
+        """Build a session from the controls and start it on a helper thread."""
+        if self.phase != "idle":
+            return
+        try:
+            config = self.controls.config()
+            session = self.session_factory(config)
+        except DDLiveError as exc:
+            self.start_error = f"cannot start: {exc}"
+            self.banner.show_message("start", "error", elided(self.start_error))
+            return
+        self.banner.clear("start")
+        self.banner.clear("generation")
+        self.banner.clear("stream")
+        self.n_generation_errors = 0
+        self.session = session
+        self.bridge.attach(session.callbacks)
+        self.phase = "starting"
+        self.start_error = None
+        self.controls.start_button.setEnabled(False)
+        self.controls.start_button.setText("starting…")
+        self.status.show_message(f"starting… ({config.source.spec}, model {config.generator.model})")
+        self.tasks.run(session.start, self._on_started, name="dd-live-start")
+
+    def _on_started(self, _result, error: BaseException | None) -> None:
+        session = self.session
+        self.controls.start_button.setEnabled(True)
+        if error is not None:
+            self.phase = "idle"
+            self.session = None
+            self.controls.set_running(False)
+            self.start_error = f"could not start: {type(error).__name__}: {error}"
+            self.banner.show_message("start", "error", elided(self.start_error))
+            self.status.show_message("could not start")
+            if self._close_requested:
+                self.close()
+            return
+        self.phase = "running"
+        self.controls.set_running(True)
+        info = session.info
+        self.traces.set_channels(info.ch_names, info.sfreq)
+        self.channel_combo.blockSignals(True)
+        self.channel_combo.clear()
+        self.channel_combo.addItems(list(info.ch_names))
+        self.channel_combo.blockSignals(False)
+        self._show_gain(0)
+        self.status.reset()
+        description = getattr(session.decoder, "description", "") or ""
+        tiny = session.config.generator.model == "tiny" or "no meaning" in description
+        self.gallery.set_note((description or TINY_NOTE) if tiny else "")
+        self.setWindowTitle(f"dd-live — {info.name} ({info.n_channels} ch @ {info.sfreq:g} Hz)"
+                            + (f" — {description}" if description else ""))
+        self.status.show_message(f"running: {info.name}" + (f" · {description}" if description
+                                                            else ""))
+        for timer in (self.trace_timer, self.spectrum_timer, self.status_timer):
+            timer.start()
+        self._state_chosen(self.controls.state_combo.currentText())
+        if self._close_requested:
+            self.stop_session()
+
+    def stop_session(self) -> None:
+        """Ordered shutdown of the session on a helper thread; the window stays responsive."""
+        if self.phase != "running" or self.session is None:
+            return
+        self.phase = "stopping"
+        self.auto_timer.stop()
+        self.controls.start_button.setEnabled(False)
+        self.controls.start_button.setText("stopping…")
+        self.status.show_message("stopping… (finishing the current image)")
+        self.tasks.run(self.session.stop, self._on_stopped, name="dd-live-stop")
+
+    def _on_stopped(self, _result, error: BaseException | None) -> None:
+        for timer in (self.trace_timer, self.spectrum_timer, self.status_timer):
+            timer.stop()
+        if self.session is not None:
+            self.refresh_status()
+        self.phase = "idle"
+        self.controls.start_button.setEnabled(True)
+        self.controls.set_running(False)
+        if error is not None:
+            self.banner.show_message("stop", "error", f"stopping failed: {error}")
+        self.status.show_message("stopped")
+        if self._close_requested:
+            self.close()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        """Save settings; if a session runs, stop it first (off the GUI thread), then close."""
+        if self.phase != "idle":
+            self._close_requested = True
+            event.ignore()
+            if self.phase == "running":
+                self.stop_session()
+            return
+        self.save_settings()
+        event.accept()
+        self.closed.emit()
+
+    # -- timers ------------------------------------------------------------------------------
+    def _display_buffer(self, filtered: bool):
+        session = self.session
+        if session is None:
+            return None
+        if filtered and session.filtered is not None and session.filtered.n_written > 0:
+            return session.filtered
+        return session.raw
+
+    def refresh_traces(self) -> bool:
+        """One redraw of the traces (the trace timer's tick)."""
+        return self.traces.refresh(self._display_buffer(self.filtered_check.isChecked()))
+
+    def refresh_spectrum(self) -> bool:
+        if self.session is None:
+            return False
+        return self.spectrum.refresh(self._display_buffer(True), self.traces.sfreq)
+
+    def refresh_status(self) -> None:
+        if self.session is not None and self.session.raw is not None:
+            self.status.update(self.session.stats(), self.traces.sfreq)
+
+    # -- session callbacks (GUI thread, queued) ---------------------------------------------
+    def _on_image(self, result) -> None:
+        self.gallery.add(result)
+        self.banner.clear("generation")
+
+    def _on_error(self, payload) -> None:
+        where, exc = payload
+        text = elided(f"{type(exc).__name__}: {exc}")
+        if where == "generation":
+            self.n_generation_errors += 1
+            self.banner.show_message("generation", "error", f"generation failed "
+                                     f"({self.n_generation_errors}×): {text}")
+        else:
+            self.banner.show_message(where, "error", f"{where} error: {text}")
+
+    def _on_state(self, payload) -> None:
+        part, state, message = payload
+        if part == "acquisition":
+            self._stream_status(state, message or f"the stream is {state}")
+        elif state == "error":
+            self.banner.show_message("session", "error", f"session error: {message}")
+        else:
+            self.status.show_message(f"session {state}" + (f": {message}" if message else ""),
+                                     STATUS_MESSAGE_MS)
+
+    def _on_event(self, event) -> None:
+        if event.kind in STREAM_TROUBLE or event.kind in STREAM_BACK:
+            what = {"stall": "stream stalled", "disconnect": "stream lost",
+                    "error": "stream error"}.get(event.kind, event.kind)
+            text = f"{what}: {event.description}" if event.description else what
+            self._stream_status(event.kind, text)
+        elif event.kind == "end":
+            self.banner.show_message("stream", "info", "the recording ended")
+        elif event.kind == "gap":
+            self.status.show_message(f"gap of {event.duration:.3f} s in the stream "
+                                     f"({event.description})", STATUS_MESSAGE_MS)
+        elif event.kind == "marker":
+            self.status.show_message(f"marker: {event.description}", STATUS_MESSAGE_MS)
+
+    def _stream_status(self, kind: str, text: str) -> None:
+        if kind in STREAM_TROUBLE:
+            self.banner.show_message("stream", STREAM_TROUBLE[kind], elided(text))
+        elif kind in STREAM_BACK and self.banner.messages.get("stream"):
+            self.banner.clear("stream")
+            self.status.show_message(f"stream back ({text})", STATUS_MESSAGE_MS)
+
+    def _on_rejected(self, payload) -> None:
+        window, reasons = payload
+        self.status.show_message(f"window {window.start}–{window.stop} rejected: "
+                                 f"{', '.join(reasons)}", STATUS_MESSAGE_MS)
+
+    def _on_gallery_select(self, result) -> None:
+        self.traces.select_window(result.window_start, result.window_stop)
+
+    # -- controls ----------------------------------------------------------------------------
+    def _toggle_generation(self, paused: bool) -> None:
+        if self.session is None or self.phase != "running":
+            return
+        if paused:
+            self.session.pause_generation()
+            self.controls.generation_button.setText("Resume generation")
+        else:
+            self.session.resume_generation()
+            self.controls.generation_button.setText("Stop generation")
+
+    def _synthetic_source(self):
+        if self.session is None or self.phase != "running":
+            return None
+        source = self.session.source
+        return source if hasattr(source, "set_state") else None
+
+    def _state_chosen(self, text: str) -> None:
+        """The simulated-thought selector: a state, ``none``, or ``auto``."""
+        source = self._synthetic_source()
+        if text == AUTO_STATE:
+            self.auto_timer.setInterval(int(self.controls.auto_period.value() * 1000))
+            if source is not None and not self.auto_timer.isActive():
+                self.auto_timer.start()
+                self._next_auto_state()
+            return
+        self.auto_timer.stop()
+        if source is not None:
+            source.set_state(self.controls.synthetic_state())
+
+    def _next_auto_state(self) -> None:
+        source = self._synthetic_source()
+        if source is None:
+            self.auto_timer.stop()
+            return
+        state = DEFAULT_STATES[self._auto_index % len(DEFAULT_STATES)].name
+        self._auto_index += 1
+        source.set_state(state)
+        self.status.show_message(f"simulated thought: {state}", STATUS_MESSAGE_MS)
+
+    def _show_gain(self, channel: int) -> None:
+        if 0 <= channel < len(self.traces.gains):
+            self.gain_spin.blockSignals(True)
+            self.gain_spin.setValue(float(self.traces.gains[channel]))
+            self.gain_spin.blockSignals(False)
+
+    def _set_gain(self, gain: float) -> None:
+        channel = self.channel_combo.currentIndex()
+        if 0 <= channel < len(self.traces.gains):
+            self.traces.set_gain(channel, gain)
+
+    def refresh_lsl(self) -> None:
+        """List the LSL streams visible now (on a helper thread: discovery waits ~1 s)."""
+        self.controls.lsl_refresh.setEnabled(False)
+        self.status.show_message("looking for LSL streams…")
+
+        def done(streams, error) -> None:
+            self.controls.lsl_refresh.setEnabled(True)
+            if error is not None:
+                self.banner.show_message("discovery", "warning", f"LSL discovery failed: {error}")
+                return
+            self.banner.clear("discovery")
+            self.controls.set_lsl_streams(streams)
+            self.status.show_message(f"{len(streams)} LSL stream(s) found", STATUS_MESSAGE_MS)
+
+        self.tasks.run(lambda: list_lsl_streams(LSL_DISCOVERY_TIMEOUT), done, name="dd-live-lsl")
+
+    def refresh_brainflow(self) -> None:
+        def done(boards, error) -> None:
+            if error is not None:
+                self.banner.show_message("discovery", "warning",
+                                         f"BrainFlow board list failed: {error}")
+                return
+            self.controls.set_brainflow_boards(boards)
+            self.status.show_message(f"{len(boards)} BrainFlow boards", STATUS_MESSAGE_MS)
+
+        self.tasks.run(list_brainflow_boards, done, name="dd-live-brainflow")
+
+    # -- helpers for scripts and tests --------------------------------------------------------
+    def save_screenshot(self, path: str | Path) -> Path:
+        """Save what the window shows now as a PNG."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.grab().save(str(path)):
+            raise DDLiveError(f"could not write the screenshot {path}: is the folder writable?")
+        return path

@@ -1,0 +1,171 @@
+"""Live traces: every channel stacked in one NaN-separated curve, redrawn from the ring buffer.
+
+One :class:`pyqtgraph.PlotDataItem` holds all channels (``../shared/REALTIME.md``: 128 curves
+draw at 10.8 fps, one concatenated curve at 59.5 fps). Each redraw copies the newest
+``span`` seconds out of a ring buffer (``latest(n)`` returns copies, so the GUI thread never
+waits on the acquisition thread), reduces them to about two points per pixel column with
+min/max (peak) decimation, and offsets channel ``i`` to row ``n_channels - 1 - i``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+
+logger = logging.getLogger(__name__)
+
+SPAN_RANGE = (2.0, 30.0)  # s of signal on screen
+TRACE_COLOR = (190, 230, 255)
+WINDOW_COLOR = (255, 200, 60, 60)
+BACKGROUND = (12, 14, 20)
+
+
+def peak_decimate(data: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Min/max decimation along time.
+
+    Args:
+        data: ``(n_channels, n_times)``.
+        n_bins: number of output columns (about the plot's width in pixels).
+
+    Returns:
+        positions: ``(m,)`` fractional sample positions in ``[0, n_times)`` of the output points.
+        values: ``(n_channels, m)``; with decimation ``m = 2 * n_bins`` (each bin's min then
+        max, so spikes survive), without (``n_times <= 2 * n_bins``) the input itself.
+    """
+    n_channels, n_times = data.shape
+    if n_times <= 2 * n_bins:
+        return np.arange(n_times, dtype=float), data
+    bin_size = n_times // n_bins
+    used = bin_size * n_bins
+    start = n_times - used  # drop the oldest few samples so bins end at the newest sample
+    binned = data[:, start:].reshape(n_channels, n_bins, bin_size)
+    values = np.empty((n_channels, n_bins, 2), dtype=data.dtype)
+    values[:, :, 0] = binned.min(axis=2)
+    values[:, :, 1] = binned.max(axis=2)
+    edges = start + np.arange(n_bins) * bin_size
+    positions = np.stack([edges, edges + bin_size / 2], axis=1).ravel().astype(float)
+    return positions, values.reshape(n_channels, 2 * n_bins)
+
+
+def stack_traces(
+    x: np.ndarray, values: np.ndarray, scale: float, gains: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One curve for all channels: channel rows offset, NaN between channels.
+
+    Args:
+        x: ``(m,)`` x position of each point (s).
+        values: ``(n_channels, m)`` in volts.
+        scale: volts per row spacing (the global scale).
+        gains: ``(n_channels,)`` per-channel gain multiplying the global scale's effect.
+
+    Returns:
+        ``(n_channels * (m + 1),)`` x and y arrays; channel ``i`` sits around
+        ``y = n_channels - 1 - i`` (first channel on top).
+    """
+    n_channels, m = values.shape
+    offsets = np.arange(n_channels - 1, -1, -1, dtype=float)[:, None]
+    y = np.full((n_channels, m + 1), np.nan)
+    y[:, :m] = values * (gains[:, None] / scale) + offsets
+    xs = np.empty((n_channels, m + 1))
+    xs[:, :m] = x
+    xs[:, m] = np.nan
+    return xs.ravel(), y.ravel()
+
+
+class TracesView(pg.PlotWidget):
+    """Stacked traces of all channels, newest sample at ``x = 0`` (s).
+
+    Call :meth:`set_channels` once the stream is known and :meth:`refresh` from a timer
+    (the main window runs it at >= 30 fps) with a ring buffer to read.
+    """
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent=parent, background=BACKGROUND)
+        self.span = 10.0
+        self.scale = 50e-6  # V per row spacing
+        self.sfreq = 0.0
+        self.ch_names: tuple[str, ...] = ()
+        self.gains = np.ones(0)
+        self.n_redraws = 0
+        self._selected: tuple[int, int] | None = None  # absolute [start, stop) sample range
+        plot = self.getPlotItem()
+        plot.setMenuEnabled(False)
+        plot.hideButtons()
+        plot.setMouseEnabled(x=False, y=False)
+        plot.showGrid(x=True, y=False, alpha=0.25)
+        plot.setLabel("bottom", "time", units="s")
+        plot.getAxis("left").setWidth(48)
+        self.curve = pg.PlotDataItem(pen=pg.mkPen(TRACE_COLOR, width=1), connect="finite",
+                                     antialias=False, skipFiniteCheck=True)
+        plot.addItem(self.curve)
+        self.window_region = pg.LinearRegionItem(brush=pg.mkBrush(*WINDOW_COLOR), movable=False)
+        self.window_region.setZValue(-10)
+        self.window_region.hide()
+        plot.addItem(self.window_region)
+
+    def __repr__(self) -> str:
+        return (f"<TracesView: {len(self.ch_names)} ch | span {self.span:g} s | "
+                f"scale {self.scale * 1e6:g} uV | redraws {self.n_redraws}>")
+
+    def set_channels(self, ch_names: Sequence[str], sfreq: float) -> None:
+        """Name the rows (left axis) and reset per-channel gains to 1."""
+        self.ch_names = tuple(ch_names)
+        self.sfreq = float(sfreq)
+        n = len(self.ch_names)
+        if len(self.gains) != n:
+            self.gains = np.ones(n)
+        ticks = [(float(n - 1 - i), name) for i, name in enumerate(self.ch_names)]
+        self.getPlotItem().getAxis("left").setTicks([ticks, []])
+        self.getPlotItem().setYRange(-1, n, padding=0)
+        self._set_x_range()
+        self.curve.setData([], [])
+
+    def set_span(self, seconds: float) -> None:
+        self.span = float(np.clip(seconds, *SPAN_RANGE))
+        self._set_x_range()
+
+    def set_gain(self, channel: int, gain: float) -> None:
+        self.gains[channel] = gain
+
+    def select_window(self, start: int, stop: int) -> None:
+        """Shade the absolute sample range ``[start, stop)`` while it is on screen."""
+        self._selected = (int(start), int(stop))
+
+    def _set_x_range(self) -> None:
+        self.getPlotItem().setXRange(-self.span, 0, padding=0)
+
+    def refresh(self, buffer) -> bool:
+        """Redraw from ``buffer`` (a RingBuffer: ``latest(n) -> (data[n_ch, m], times[m])``).
+
+        Returns False when there was nothing to draw.
+        """
+        if buffer is None or not self.ch_names or buffer.n_written == 0:
+            return False
+        n_times = int(self.span * self.sfreq)
+        n_written = buffer.n_written
+        data, _ = buffer.latest(n_times)
+        m = data.shape[1]
+        if m == 0:
+            return False
+        n_bins = max(int(self.getPlotItem().getViewBox().width()), 100)
+        positions, values = peak_decimate(data, n_bins)
+        x = (positions - m) / self.sfreq  # newest sample at ~0 s
+        xs, ys = stack_traces(x, values, self.scale, self.gains)
+        self.curve.setData(xs, ys)
+        self._place_window(n_written)
+        self.n_redraws += 1
+        return True
+
+    def _place_window(self, n_written: int) -> None:
+        if self._selected is None:
+            return
+        start, stop = self._selected
+        x0, x1 = (start - n_written) / self.sfreq, (stop - n_written) / self.sfreq
+        if x1 < -self.span:
+            self.window_region.hide()
+            return
+        self.window_region.setRegion((x0, x1))
+        self.window_region.show()

@@ -1,0 +1,258 @@
+"""The desktop window, offscreen, with real sessions (synthetic source, tiny models).
+
+Waits are bounded by deadlines and end as soon as the awaited condition holds; nothing here
+times anything.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6 import QtCore, QtWidgets  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+
+from dd_live.config import AppConfig, BufferConfig, GeneratorConfig  # noqa: E402
+from dd_live.errors import GenerationError  # noqa: E402
+from dd_live.gui import MainWindow, run_app  # noqa: E402
+from dd_live.gui.traces import peak_decimate, stack_traces  # noqa: E402
+from dd_live.session import LiveSession  # noqa: E402
+from dd_live.sources import SyntheticSource  # noqa: E402
+from dd_live.sources.base import empty_chunk  # noqa: E402
+
+N_CHANNELS = 16
+SFREQ = 250.0
+SHARED_SCREENSHOT = Path(__file__).resolve().parents[1] / "out" / "screenshots" / "main_window.png"
+SYNTHETIC_SPEC = f"synthetic?n_channels={N_CHANNELS}&sfreq={SFREQ:g}"
+
+
+@pytest.fixture(scope="module")
+def app():
+    return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Settings in a temp ini file, never the user's."""
+    return QtCore.QSettings(str(tmp_path / "dd-live.ini"), QtCore.QSettings.Format.IniFormat)
+
+
+def wait_until(condition, timeout: float) -> bool:
+    """Run the event loop until ``condition()`` holds or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        QTest.qWait(20)
+    return True
+
+
+def close_window(window: MainWindow, timeout: float = 20.0) -> None:
+    """Close through the ordered shutdown path and wait until it has really closed."""
+    closed = []
+    window.closed.connect(lambda: closed.append(True))
+    window.close()
+    assert wait_until(lambda: closed, timeout), f"the window did not close: {window!r}"
+
+
+def tiny_config(**sections) -> AppConfig:
+    return AppConfig().replace(source={"spec": SYNTHETIC_SPEC},
+                               generator=GeneratorConfig(model="tiny", steps=2), **sections)
+
+
+def channel_rows(ys: np.ndarray, n_channels: int) -> list[np.ndarray]:
+    """Split the one NaN-separated curve back into its channel segments."""
+    rows = [row[np.isfinite(row)] for row in np.split(ys, np.flatnonzero(np.isnan(ys)) + 1)]
+    return [row for row in rows if row.size][:n_channels]
+
+
+class FailingDecoder:
+    """A decoder whose every call fails, as a broken model would."""
+
+    n_channels = 16
+    n_times = 64
+    description = "a decoder that always fails"
+
+    def __call__(self, eeg, seed):
+        raise GenerationError("the sampler produced NaN latents (test decoder)")
+
+
+class SilenceableSource(SyntheticSource):
+    """Synthetic EEG that delivers nothing while ``silent`` is set (a lost headset)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.silent = threading.Event()
+
+    def _read(self):
+        if self.silent.is_set():
+            time.sleep(self.chunk_size / self.info.sfreq)
+            return empty_chunk(self.info.n_channels)
+        return super()._read()
+
+
+# -- pure helpers ----------------------------------------------------------------------------
+def test_peak_decimate_keeps_spikes_and_stack_separates_channels():
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((3, 10_000)) * 1e-6
+    data[1, 5_003] = 1e-3  # one spike that plain subsampling would miss
+    positions, values = peak_decimate(data, 200)
+    assert values.shape == (3, 400) and positions.shape == (400,)
+    assert values[1].max() == pytest.approx(1e-3)
+    assert np.all(np.diff(positions) > 0)
+    xs, ys = stack_traces(positions, values, scale=50e-6, gains=np.array([1.0, 0.5, 2.0]))
+    assert np.isnan(ys).sum() == 3
+    rows = channel_rows(ys, 3)
+    assert [round(float(np.median(r))) for r in rows] == [2, 1, 0]  # first channel on top
+    short_positions, short = peak_decimate(data[:, :100], 200)
+    assert short is not None and short.shape == (3, 100) and short_positions[-1] == 99
+
+
+# -- the real window with a real session ------------------------------------------------------
+def test_window_runs_live_session(app, settings, tmp_path):
+    window = MainWindow(tiny_config(), settings=settings)
+    window.show()
+    window.start_session()
+    assert window.phase == "starting"
+    assert wait_until(lambda: window.phase != "starting", 60)
+    assert window.phase == "running", window.banner.text()
+    assert wait_until(lambda: window.traces.n_redraws >= 5, 10)
+    _, ys_before = window.traces.curve.getData()
+    assert wait_until(lambda: len(window.gallery.results) >= 1
+                      and window.status.sfreq_measured > 0
+                      and window.spectrum.n_updates >= 1, 60), window.banner.text()
+    xs, ys = window.traces.curve.getData()
+    rows = channel_rows(ys, N_CHANNELS)
+    assert len(rows) == N_CHANNELS and np.isnan(ys).sum() == N_CHANNELS
+    assert not np.array_equal(ys_before, ys), "the traces did not change between redraws"
+    assert xs[np.isfinite(xs)].max() <= 0 and xs[np.isfinite(xs)].min() >= -window.traces.span
+    assert "Hz" in window.status.rate.text() and window.status.sfreq_measured > 0
+    assert "carry no meaning" in window.gallery.note.text()
+    first = window.gallery.results[0]
+    window.gallery.select(first.index)
+    assert f"samples {first.window_start}–{first.window_stop}" in window.gallery.details.text()
+    window.refresh_traces()
+    assert window.traces.window_region.isVisible()
+    shot = window.save_screenshot(tmp_path / "main_window.png")
+    SHARED_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, SHARED_SCREENSHOT)
+    assert shot.stat().st_size > 10_000
+    session = window.session
+    close_window(window)
+    assert session.state == "stopped"
+    assert not session.acquisition._thread or not session.acquisition._thread.is_alive()
+
+
+def test_generation_error_is_shown(app, settings):
+    window = MainWindow(
+        tiny_config(), settings=settings,
+        session_factory=lambda config: LiveSession(config, decoder=FailingDecoder()))
+    window.show()
+    window.start_session()
+    assert wait_until(lambda: "generation failed" in window.banner.text(), 30)
+    assert window.banner.isVisible()
+    assert "NaN latents" in window.banner.text()
+    close_window(window)
+
+
+def test_stalled_stream_is_shown_and_cleared(app, settings):
+    source = SilenceableSource(N_CHANNELS, SFREQ)
+    config = tiny_config(buffer=BufferConfig(seconds=10, stall_timeout=0.3))
+    window = MainWindow(config, settings=settings, session_factory=lambda cfg: LiveSession(
+        cfg, source=source, generate=False))
+    window.show()
+    window.start_session()
+    assert wait_until(lambda: window.traces.n_redraws >= 3, 30)
+    source.silent.set()
+    assert wait_until(lambda: "stalled" in window.banner.text(), 10)
+    assert window.banner.isVisible()
+    source.silent.clear()
+    assert wait_until(lambda: not window.banner.isVisible(), 10), window.banner.text()
+    close_window(window)
+
+
+def test_settings_persist(app, settings, tmp_path):
+    window = MainWindow(AppConfig(), settings=settings)
+    window.controls.steps_spin.setValue(7)
+    window.controls.state_combo.setCurrentText("visual")
+    window.controls.notch_combo.setCurrentText("60")
+    window.span_spin.setValue(20)
+    close_window(window)
+    reopened_settings = QtCore.QSettings(settings.fileName(), QtCore.QSettings.Format.IniFormat)
+    again = MainWindow(AppConfig(), settings=reopened_settings)
+    assert again.controls.steps_spin.value() == 7
+    assert again.controls.source_spec() == "synthetic:visual"
+    assert again.controls.config().filter.notch == 60.0
+    assert again.span_spin.value() == 20
+    close_window(again)
+    # a setting the caller's config sets (a command-line flag) beats the remembered one
+    explicit = MainWindow(AppConfig(generator=GeneratorConfig(steps=3)), settings=reopened_settings)
+    assert explicit.controls.steps_spin.value() == 3
+    assert explicit.controls.config().generator.steps == 3
+    close_window(explicit)
+
+
+def test_traces_survive_600_redraws(app, settings):
+    """~20 s of redraws at 30 fps (PySide6 6.12 crashed live plots within a minute)."""
+    ticks = 600
+    source = SyntheticSource(N_CHANNELS, SFREQ, realtime=False, chunk_duration=1 / 30)
+    window = MainWindow(tiny_config(), settings=settings, session_factory=lambda cfg: LiveSession(
+        cfg, source=source, generate=False, threaded=False))
+    window.show()
+    window.start_session()
+    assert wait_until(lambda: window.phase != "starting", 10)
+    assert window.phase == "running", window.banner.text()
+    for timer in (window.trace_timer, window.spectrum_timer, window.status_timer):
+        timer.stop()  # the test drives the ticks itself
+    session = window.session
+    for tick in range(ticks):
+        session.step()
+        assert window.refresh_traces()
+        if tick % 10 == 0:
+            window.refresh_spectrum()
+        app.processEvents()
+    assert window.traces.n_redraws == ticks
+    assert session.raw.n_written == ticks * source.chunk_size
+    _, ys = window.traces.curve.getData()
+    assert len(channel_rows(ys, N_CHANNELS)) == N_CHANNELS
+    assert window.spectrum.n_updates > 0
+    close_window(window)
+
+
+def test_lsl_discovery_lists_a_visible_stream(app, settings, stream_name):
+    import pylsl
+
+    info = pylsl.StreamInfo(stream_name, "EEG", 4, 250, "float32", stream_name)
+    outlet = pylsl.StreamOutlet(info)
+    window = MainWindow(AppConfig(), settings=settings)
+    window.controls.lsl_refresh.click()
+    combo = window.controls.lsl_combo
+    assert wait_until(lambda: window.controls.lsl_refresh.isEnabled()
+                      and any(stream_name in combo.itemText(i) for i in range(combo.count())), 15)
+    window.controls.kind_combo.setCurrentIndex(2)
+    combo.setCurrentIndex(next(i for i in range(combo.count()) if stream_name in combo.itemText(i)))
+    assert window.controls.source_spec() == f"lsl-id:{stream_name}"
+    close_window(window)
+    del outlet
+
+
+def test_run_app_closes_itself_after_duration(app, settings, tmp_path):
+    shot = tmp_path / "run_app.png"
+    code = run_app(tiny_config(), duration=2.0, screenshot=shot, settings=settings,
+                   session_factory=lambda cfg: LiveSession(cfg, generate=False))
+    assert code == 0
+    assert shot.is_file() and shot.stat().st_size > 5_000
+
+
+def test_run_app_reports_a_bad_start(app, settings, capsys):
+    config = AppConfig().replace(source={"spec": "lsl:no-such-stream?timeout=0.2"})
+    code = run_app(config, duration=1.5, settings=settings)
+    assert code == 1
+    assert "could not start" in capsys.readouterr().err

@@ -1,0 +1,97 @@
+"""QualityChecker: one test per reason, each asserting on the text; clean data passes."""
+
+import re
+
+import numpy as np
+import pytest
+
+from dd_live.errors import ConfigError
+from dd_live.stream import QualityChecker, QualityResult
+
+SFREQ = 250.0
+N_TIMES = 110
+NAMES = ("Fz", "Cz", "Pz", "Oz")
+
+
+def eeg(rng: np.random.Generator, scale: float = 10e-6) -> np.ndarray:
+    """Clean-looking EEG: ``(4, N_TIMES)`` noise plus alpha, ~10 µV."""
+    t = np.arange(N_TIMES) / SFREQ
+    return scale * (rng.standard_normal((len(NAMES), N_TIMES)) + np.sin(2 * np.pi * 10 * t))
+
+
+def test_clean_data_passes_in_both_modes():
+    rng = np.random.default_rng(0)
+    for mode in ("adaptive", "fixed"):
+        checker = QualityChecker(SFREQ, mode=mode, ch_names=NAMES)
+        for _ in range(20):
+            result = checker.check(eeg(rng))
+            assert result == QualityResult(True)
+            assert str(result) == "ok"
+
+
+def test_nan_burst_names_channel_and_fix():
+    data = eeg(np.random.default_rng(1))
+    data[2, 30:45] = np.nan
+    result = QualityChecker(SFREQ, ch_names=NAMES).check(data)
+    assert not result.ok and result.bad_channels == (2,)
+    assert result.reasons == (
+        "channel Pz: 15 of 110 samples NaN/Inf (missing data: check the connection, or drop "
+        "windows that overlap a gap)",
+    )
+
+
+def test_flat_channel():
+    data = eeg(np.random.default_rng(2))
+    data[0] = 3e-6
+    result = QualityChecker(SFREQ, ch_names=NAMES).check(data)
+    assert result.reasons == ("channel Fz: flat (std 0 V)",)
+    assert result.bad_channels == (0,)
+
+
+def test_saturated_by_level_and_by_stuck_run():
+    data = eeg(np.random.default_rng(3))
+    data[1, 50] = 0.2
+    result = QualityChecker(SFREQ, saturation=0.1, ch_names=NAMES).check(data)
+    assert result.reasons == ("channel Cz: saturated (|x| reached 200 mV >= 100 mV)",)
+
+    data = eeg(np.random.default_rng(3))
+    data[3, 20:60] = 187.5e-3  # the amplifier clipped at its rail for 40 samples
+    result = QualityChecker(SFREQ, ch_names=NAMES).check(data)
+    assert result.reasons == ("channel Oz: saturated (40 samples stuck at 188 mV)",)
+
+
+def test_fixed_peak_to_peak_threshold():
+    data = eeg(np.random.default_rng(4))
+    data[1, 10] += 250e-6
+    result = QualityChecker(SFREQ, mode="fixed", max_ptp=100e-6, ch_names=NAMES).check(data)
+    assert result.bad_channels == (1,)
+    (reason,) = result.reasons
+    assert re.fullmatch(r"channel Cz: peak-to-peak \d{3} µV > 100 µV \(fixed threshold\)", reason)
+
+
+def test_adaptive_flags_an_outlier_against_the_channel_own_history():
+    rng = np.random.default_rng(5)
+    # a noisy channel (Oz, 150 µV ptp) that a fixed 100 µV rule would always reject
+    checker = QualityChecker(SFREQ, ch_names=NAMES)
+    scales = np.array([[10e-6], [10e-6], [10e-6], [40e-6]])
+    for _ in range(30):
+        assert checker.check(scales / 10e-6 * eeg(rng)).ok
+    data = scales / 10e-6 * eeg(rng)
+    data[0, 60] += 300e-6  # a blink on Fz
+    result = checker.check(data)
+    assert result.bad_channels == (0,)
+    (reason,) = result.reasons
+    assert reason.startswith("channel Fz: peak-to-peak ")
+    assert "robust SDs above its recent median" in reason
+    assert reason.endswith("(adaptive threshold z > 6)")
+    assert not QualityChecker(SFREQ, mode="fixed").check(scales / 10e-6 * eeg(rng)).ok
+
+
+def test_default_names_and_bad_settings():
+    data = eeg(np.random.default_rng(6))
+    data[3] = 0.0
+    assert QualityChecker(SFREQ).check(data).reasons == ("channel #3: flat (std 0 V)",)
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        QualityChecker(SFREQ, mode="strict")
+    with pytest.raises(ConfigError, match="4 channel names but the window has 2 channels"):
+        QualityChecker(SFREQ, ch_names=NAMES).check(np.zeros((2, 10)))

@@ -1,0 +1,148 @@
+"""LiveSession end to end: synthetic source -> stream core -> tiny models -> images -> recorder.
+
+The tiny generator has random weights (its images carry no meaning); everything else is real.
+"""
+
+import threading
+import time
+
+import mne
+import numpy as np
+import pytest
+
+from dd_live.config import AppConfig, GeneratorConfig, RecordConfig, WindowConfig
+from dd_live.decoding import EEGDecoder
+from dd_live.recording import read_events
+from dd_live.session import LiveSession
+from dd_live.sources import SyntheticSource
+
+SFREQ = 250.0
+N_EEG = 16
+
+
+def _config(tmp_path=None, **window):
+    config = AppConfig(window=WindowConfig(**{"length": 0.44, "hop": 0.5, **window}),
+                       generator=GeneratorConfig(model="tiny", steps=2))
+    if tmp_path is not None:
+        config = config.replace(record=RecordConfig(enabled=True, root=str(tmp_path), name="t"))
+    return config
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    return EEGDecoder.from_config(GeneratorConfig(model="tiny", steps=2))
+
+
+def _source(realtime=False):
+    return SyntheticSource(N_EEG, SFREQ, counter=True, realtime=realtime, seed=1)
+
+
+def _counter(session):
+    data, _ = session.raw.latest(session.raw.n_held)
+    return data[-1]
+
+
+def _wait_for(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_images_arrive_with_their_window_ranges(decoder):
+    session = LiveSession(_config(), source=_source(), decoder=decoder, threaded=False)
+    results = []
+    session.callbacks.image.append(results.append)
+    session.start()
+    while len(results) < 4:
+        session.step()
+    session.stop()
+    length, hop = round(0.44 * SFREQ), round(0.5 * SFREQ)
+    for k, result in enumerate(results):
+        assert result.index == k
+        assert result.window_stop - result.window_start == length
+        assert result.window_start == k * hop
+        counter, timestamps = session.raw.get(result.window_start, result.window_stop)
+        np.testing.assert_array_equal(counter[-1], np.arange(result.window_start,
+                                                             result.window_stop))
+        assert (result.t_first, result.t_last) == (timestamps[0], timestamps[-1])
+        assert result.images[0].size[0] > 0
+        assert {"encode", "total", "latency"} <= set(result.timings)
+
+
+class SlowDecoder:
+    """The real tiny decoder, made slow on purpose."""
+
+    def __init__(self, decoder, delay):
+        self.decoder, self.delay = decoder, delay
+        self.n_channels, self.n_times = decoder.n_channels, decoder.n_times
+        self.description = "slow"
+        self.calls = 0
+        self.started = threading.Event()
+
+    def __call__(self, eeg, seed):
+        self.calls += 1
+        self.started.set()
+        time.sleep(self.delay)
+        return self.decoder(eeg, seed)
+
+
+def test_slow_generator_drops_windows_but_no_sample_is_lost(decoder):
+    slow = SlowDecoder(decoder, delay=0.6)
+    session = LiveSession(_config(hop=0.1), source=_source(realtime=True), decoder=slow)
+    session.start()
+    _wait_for(lambda: session.worker.n_dropped >= 3)
+    session.stop()
+    stats = session.stats()
+    assert stats.n_dropped >= 3
+    assert stats.n_images >= 1
+    counter = _counter(session)
+    assert counter[0] == session.raw.first_index
+    np.testing.assert_array_equal(np.diff(counter), 1)  # nothing lost, nothing duplicated
+    assert session.raw.n_written == counter[-1] + 1
+
+
+def test_a_generator_that_raises_is_reported_and_the_session_goes_on(decoder):
+    calls = {"n": 0}
+
+    def flaky(eeg, seed):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return decoder(eeg, seed)
+
+    flaky.n_channels, flaky.n_times = decoder.n_channels, decoder.n_times
+    session = LiveSession(_config(), source=_source(), decoder=flaky, threaded=False)
+    errors, results = [], []
+    session.callbacks.error.append(lambda part, exc: errors.append((part, str(exc))))
+    session.callbacks.image.append(results.append)
+    session.start()
+    while len(results) < 2:
+        session.step()
+    session.stop()
+    assert errors == [("generation", "CUDA out of memory (simulated)")]
+    assert session.stats().n_failed == 1
+
+
+def test_shutdown_mid_generation_leaves_a_complete_session_folder(decoder, tmp_path):
+    gate = threading.Event()
+
+    class Blocking(SlowDecoder):
+        def __call__(self, eeg, seed):
+            self.started.set()
+            gate.wait(10)
+            return self.decoder(eeg, seed)
+
+    blocking = Blocking(decoder, 0)
+    session = LiveSession(_config(tmp_path), source=_source(realtime=True), decoder=blocking)
+    session.start()
+    assert blocking.started.wait(30)  # a generation is running now
+    threading.Timer(0.3, gate.set).start()  # it finishes while stop() drains it
+    session.stop()
+    folder = session.recording_path
+    raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", preload=True, verbose="error")
+    assert raw.n_times == session.raw.n_written
+    np.testing.assert_array_equal(raw.get_data()[-1], np.arange(raw.n_times))
+    events = read_events(folder)
+    assert any(e["type"] == "image" for e in events)
+    assert session.state == "stopped"

@@ -1,0 +1,180 @@
+"""Stages 2+3: Stable Diffusion conditioned on EEG, with CLIP alignment. ``python -m training.finetune --help``.
+
+Trainable: the whole conditioner (encoder, context head, CLIP projection) and the UNet's
+cross-attention (``attn2``) and ``norm2`` parameters (or the whole UNet when training from
+scratch); VAE and CLIP frozen. Loss: noise-prediction MSE + ``clip_weight`` x CLIP alignment
+against cached CLIP image embeddings of the real paired images.
+
+Output folder: ``train_config.json``, ``log.jsonl``, ``clip_embeddings.pt`` and ``model/``, a
+dd-live model folder (``unet/ vae/ scheduler/ conditioner/``) that
+``ImageGenerator.from_pretrained`` and ``dd_live.model.load(model/"conditioner")`` open, with
+the optimizer state beside it for ``--resume``.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+from accelerate.utils import set_seed
+from diffusers import DDPMScheduler
+
+from dd_live.errors import CheckpointError, ConfigError
+from dd_live.generate.loading import load_components
+from dd_live.model import ConditionerConfig, EEGConditioner, get_preset, load, save
+from training.common import (
+    CONFIG_FILE,
+    RunLog,
+    load_train_state,
+    make_accelerator,
+    make_loader,
+    param_groups,
+    replace_folder,
+    save_train_state,
+)
+from training.config import FINETUNE_PRESETS, SYNTHETIC, FinetuneConfig, add_config_args, config_from_args, save_config
+from training.data import ImageNetEEG, SyntheticPairs
+from training.engine import train_one_epoch
+from training.models import (
+    SD_NOISE_SCHEDULE,
+    ClipAlignLoss,
+    EEGDiffusion,
+    build_clip,
+    clip_image_table,
+    load_encoder_weights,
+    scratch_unet_vae,
+    set_trainable_unet,
+)
+
+logger = logging.getLogger(__name__)
+
+MODEL = "model"
+CONDITIONER = "conditioner"
+CLIP_CACHE = "clip_embeddings.pt"
+#: Seed offset of the synthetic held-out split (different EEG and images than training).
+SYNTHETIC_TEST_SEED_OFFSET = 7919
+
+
+def build_paired(config, split: str, n_channels: int, n_times: int, augment: bool = False):
+    """The paired data set of ``config`` (synthetic, or ImageNet-EEG) for ``split``."""
+    if config.data == SYNTHETIC:
+        seed = config.seed + (SYNTHETIC_TEST_SEED_OFFSET if split != "train" else 0)
+        return SyntheticPairs(
+            n_per_class=config.synthetic_per_class, n_channels=n_channels, n_times=n_times,
+            image_size=config.image_size, background_gain=config.synthetic_background, augment=augment, seed=seed,
+        )
+    if not (config.eeg_file and config.splits_file and config.image_root):
+        raise ConfigError("data 'imagenet-eeg' needs --eeg-file, --splits-file and --image-root")
+    dataset = ImageNetEEG(
+        config.eeg_file, config.splits_file, split, split_index=config.split_index, subject=config.subject,
+        image_root=config.image_root, image_size=config.image_size, augment=augment, seed=config.seed,
+    )
+    if dataset[0]["eeg"].shape[0] != n_channels:
+        raise ConfigError(f"{config.eeg_file} has {dataset[0]['eeg'].shape[0]} channels, the model {n_channels}")
+    return dataset
+
+
+def cached_clip_table(config: FinetuneConfig, dataset, output_dir: Path, accelerator) -> torch.Tensor:
+    """CLIP image embeddings ``[n_images, D]``, computed once and kept in ``output_dir``."""
+    cache = output_dir / CLIP_CACHE
+    with accelerator.main_process_first():
+        if cache.is_file():
+            table = torch.load(cache, map_location="cpu", weights_only=True)
+        else:
+            clip_model, preprocess = build_clip(config.clip_model, config.clip_pretrained, config.clip_config)
+            table = clip_image_table(clip_model, preprocess, dataset, "cpu").cpu()
+            if accelerator.is_main_process:
+                torch.save(table, cache)
+    return table.to(accelerator.device)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Run stages 2+3; return the output folder (the model is ``<output>/model``)."""
+    parser = argparse.ArgumentParser(prog="python -m training.finetune", description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", type=Path, required=True, help="where the model folder and logs go")
+    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
+                        help="continue from <output-dir>/model")
+    add_config_args(parser, FinetuneConfig, FINETUNE_PRESETS)
+    args = parser.parse_args(argv)
+    config = config_from_args(args, FinetuneConfig, FINETUNE_PRESETS)
+    output_dir: Path = args.output_dir
+    model_dir = output_dir / MODEL
+
+    accelerator = make_accelerator(config.mixed_precision, config.grad_accum)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, output_dir / CONFIG_FILE)
+    set_seed(config.seed)
+    conditioner = EEGConditioner(get_preset(config.model, "conditioner"))
+    if config.encoder is not None:
+        encoder = load(config.encoder)
+        encoder = getattr(encoder, "encoder", encoder)
+        conditioner = EEGConditioner(ConditionerConfig(encoder.config, conditioner.config.conditioning))
+        load_encoder_weights(conditioner, config.encoder)
+    enc = conditioner.config.encoder
+    dataset = build_paired(config, "train", enc.n_channels, enc.n_times, augment=config.augment)
+    clip_table = cached_clip_table(config, dataset, output_dir, accelerator)  # [n_images, D]
+
+    if args.resume:
+        if not model_dir.is_dir():
+            raise CheckpointError(f"--resume: {model_dir} does not exist; run without --resume first")
+        parts = load_components(model_dir, torch_dtype=torch.float32)
+        unet, vae, scheduler_config = parts.unet, parts.vae, parts.scheduler_config
+        conditioner.load_state_dict(load(model_dir / CONDITIONER).state_dict())
+    elif config.base is not None:
+        parts = load_components(config.base, torch_dtype=torch.float32)
+        unet, vae, scheduler_config = parts.unet, parts.vae, parts.scheduler_config
+    else:
+        unet, vae = scratch_unet_vae(config.unet_config, config.image_size)
+        scheduler_config = SD_NOISE_SCHEDULE
+    noise_scheduler = DDPMScheduler.from_config(scheduler_config)
+    mode = config.train_unet if config.train_unet != "auto" else ("all" if config.base is None else "cross_attention")
+    n_unet = set_trainable_unet(unet, mode)
+    model = EEGDiffusion(conditioner, unet, vae, noise_scheduler,
+                         ClipAlignLoss(config.clip_loss, config.clip_temperature), config.clip_weight,
+                         config.uncond_prob, config.vae_weight)
+    logger.info("trainable: %d UNet (%s) + %d conditioner parameters", n_unet, mode,
+                sum(p.numel() for p in conditioner.parameters() if p.requires_grad))
+    loader = make_loader(dataset, config.batch_size, config.seed, config.num_workers)
+    sampler = loader.sampler
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    start_epoch, step = 0, 0
+    if args.resume:
+        state = load_train_state(model_dir, optimizer)
+        start_epoch, step = state["epoch"] + 1, state["step"]
+
+    def compute(module, batch):
+        return module(batch["eeg"], batch["image"], clip_table[batch["image_id"]])
+
+    log = RunLog(output_dir, accelerator.is_main_process)
+    for epoch in range(start_epoch, config.epochs):
+        sampler.set_epoch(epoch)
+        stats = train_one_epoch(model, compute, loader, optimizer, accelerator, epoch, config)
+        step += len(loader) // config.grad_accum
+        log.write({"epoch": epoch, "step": step, **{f"train_{k}": v for k, v in stats.items()}})
+        if (epoch + 1) % config.save_every == 0 or epoch + 1 == config.epochs:
+            save_model_folder(accelerator, model, optimizer, scheduler_config, model_dir, epoch, step)
+    log.close()
+    accelerator.end_training()
+    return output_dir
+
+
+def save_model_folder(accelerator, model, optimizer, scheduler_config, model_dir: Path, epoch: int, step: int):
+    """Write ``model/`` (unet, vae, scheduler, conditioner + optimizer state) whole or not at all."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        tmp = model_dir.with_name(model_dir.name + ".tmp")
+        unwrapped.unet.save_pretrained(tmp / "unet")
+        unwrapped.vae.save_pretrained(tmp / "vae")
+        DDPMScheduler.from_config(scheduler_config).save_pretrained(tmp / "scheduler")
+        save(unwrapped.conditioner, tmp / CONDITIONER)
+        save_train_state(tmp, optimizer, epoch, step)
+        replace_folder(tmp, model_dir)
+    accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    main()
