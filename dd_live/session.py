@@ -50,6 +50,7 @@ from dd_live.worker import GenerationWorker
 logger = logging.getLogger(__name__)
 
 DISPATCH_PERIOD = 0.01  # s between two polls of the ring buffer by the dispatch thread
+RATE_MARKS = 8  # stats() calls over which the arrival rate is measured (~2-8 s at 1-4 Hz)
 NYQUIST_MARGIN = 0.9  # h_freq is lowered to this fraction of Nyquist when the board is too slow
 
 
@@ -164,6 +165,7 @@ class LiveSession:
         self.n_images = 0
         self._last_timings: dict[str, float] = {}
         self._t_start = 0.0
+        self._rate_marks: deque[tuple[float, int]] = deque(maxlen=RATE_MARKS)
 
     def __repr__(self) -> str:
         src = self._source.info.name if self._source is not None and hasattr(
@@ -194,12 +196,25 @@ class LiveSession:
         self._set_state("starting", "opening the source")
         cfg = self.config
         try:
-            # 1. the source
+            # 1. the source (opened, not started: samples flow only once everything is ready)
             if self._source is None:
                 self._source = open_source(cfg.source.spec)
-            self._source.start()
             info = self._source.info
-            # 2. ring buffers and the online filter
+            # 2. the model and the sampler (slow to load: before the first sample arrives)
+            if self._generate and self.decoder is None:
+                from dd_live.decoding import EEGDecoder
+
+                self._set_state("starting", f"loading model {cfg.generator.model!r}")
+                self.decoder = EEGDecoder.from_config(cfg.generator)
+            if self._generate:
+                validate_model_fits(info.sfreq, cfg.window.length, self.decoder.n_times)
+                self.preprocessor = WindowPreprocessor(
+                    info, n_channels=self.decoder.n_channels, n_times=self.decoder.n_times,
+                    channel_method=cfg.generator.channel_method)
+                self.worker = GenerationWorker(
+                    self._decode, on_result=self._on_result, on_error=self._on_decode_error,
+                    on_drop=lambda job: self._on_drop(job.window))
+            # 3. ring buffers and the online filter
             capacity = int(round(cfg.buffer.seconds * info.sfreq))
             self.raw = RingBuffer(info.n_channels, capacity)
             self.filtered = RingBuffer(info.n_channels, capacity)
@@ -211,7 +226,7 @@ class LiveSession:
                 on_events=self._on_events,
                 on_error=lambda exc: self.callbacks.emit("error", "acquisition", exc),
             )
-            # 3. triggers, quality check
+            # 4. triggers, quality check
             w = cfg.window
             if w.mode == "marker":
                 match = w.marker_match or None
@@ -220,32 +235,21 @@ class LiveSession:
                 self.windower = PeriodicWindower(info.sfreq, w.length, w.hop)
             self.quality = None if cfg.quality.mode == "off" else QualityChecker(
                 info.sfreq, mode=cfg.quality.mode, max_ptp=cfg.quality.max_ptp,
-                z_threshold=cfg.quality.z_threshold)
-            # 4. the model and the sampler
-            if self._generate:
-                if self.decoder is None:
-                    from dd_live.decoding import EEGDecoder
-
-                    self._set_state("starting", f"loading model {cfg.generator.model!r}")
-                    self.decoder = EEGDecoder.from_config(cfg.generator)
-                self.preprocessor = WindowPreprocessor(
-                    info, n_channels=self.decoder.n_channels, n_times=self.decoder.n_times,
-                    channel_method=cfg.generator.channel_method)
-                self.worker = GenerationWorker(
-                    self._decode, on_result=self._on_result, on_error=self._on_decode_error,
-                    on_drop=lambda job: self._on_drop(job.window))
+                z_threshold=cfg.quality.z_threshold, ch_names=info.ch_names)
             # 5. the recorder
             if cfg.record.enabled:
                 from dd_live.recording import SessionRecorder
 
                 self.recorder = SessionRecorder.create(cfg.record.root, cfg.record.name, info, cfg)
                 self.recorder.start(threaded=self.threaded)
+            self._source.start()
         except BaseException:
             self._set_state("error", "could not start")
             self._close_after_failed_start()
             raise
         # 6. threads
         self._t_start = time.monotonic()
+        self._rate_marks.append((self._t_start, 0))
         if self.threaded:
             self.acquisition.start()
             if self.worker is not None:
@@ -414,13 +418,21 @@ class LiveSession:
             self._triggers_on = True
 
     def stats(self) -> SessionStats:
+        """Counters for a status bar. ``sfreq_measured`` is the arrival rate of samples over
+        the last few calls (call it regularly, e.g. once a second)."""
         acq = self.acquisition
         n_samples = self.raw.n_written if self.raw is not None else 0
-        elapsed = time.monotonic() - self._t_start if self._t_start else 0.0
+        rate = 0.0
+        if self._rate_marks:
+            now = time.monotonic()
+            t_old, n_old = self._rate_marks[0]
+            if now > t_old:
+                rate = (n_samples - n_old) / (now - t_old)
+            self._rate_marks.append((now, n_samples))
         return SessionStats(
             state=acq.state if acq is not None else self.state,
             n_samples=n_samples,
-            sfreq_measured=n_samples / elapsed if elapsed > 0 else 0.0,
+            sfreq_measured=rate,
             buffer_fill=self.raw.fill if self.raw is not None else 0.0,
             n_windows=self.n_windows,
             n_rejected=self.n_rejected,
@@ -454,9 +466,9 @@ class LiveSession:
             self._dispatch_thread.join(5)
             self._dispatch_thread = None
         self._triggers_on = False
-        # 2. the generator finishes what it is doing
+        # 2. the generator finishes the image it is making (a window still waiting is dropped)
         if self.worker is not None:
-            self.worker.stop(drain=True)
+            self.worker.stop(drain=False)
         # 3. acquisition
         if self.acquisition is not None:
             self.acquisition.stop()

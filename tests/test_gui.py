@@ -17,7 +17,6 @@ import pytest
 pytest.importorskip("PySide6")
 
 from PySide6 import QtCore, QtWidgets  # noqa: E402
-from PySide6.QtTest import QTest  # noqa: E402
 
 from dd_live.config import AppConfig, BufferConfig, GeneratorConfig  # noqa: E402
 from dd_live.errors import GenerationError  # noqa: E402
@@ -30,6 +29,7 @@ from dd_live.sources.base import empty_chunk  # noqa: E402
 N_CHANNELS = 16
 SFREQ = 250.0
 SHARED_SCREENSHOT = Path(__file__).resolve().parents[1] / "out" / "screenshots" / "main_window.png"
+POLL_INTERVAL = 0.01  # s between two event-loop passes while a test waits
 SYNTHETIC_SPEC = f"synthetic?n_channels={N_CHANNELS}&sfreq={SFREQ:g}"
 
 
@@ -44,13 +44,37 @@ def settings(tmp_path):
     return QtCore.QSettings(str(tmp_path / "dd-live.ini"), QtCore.QSettings.Format.IniFormat)
 
 
+@pytest.fixture
+def make_window(app, settings):
+    """``make_window(config, **kwargs)``: a MainWindow (temp settings by default); any still
+    running at the end of the test is shut down, so no session thread outlives its test."""
+    windows = []
+
+    def make(config, **kwargs):
+        kwargs.setdefault("settings", settings)
+        window = MainWindow(config, **kwargs)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        if window.phase != "idle":
+            close_window(window)
+
+
 def wait_until(condition, timeout: float) -> bool:
-    """Run the event loop until ``condition()`` holds or ``timeout`` seconds passed."""
+    """Run the event loop until ``condition()`` holds or ``timeout`` seconds passed.
+
+    Not ``QTest.qWait``: PySide6 holds the GIL inside it, which starves the session's threads
+    (a model import on the start thread never finished while the test qWait-ed).
+    """
+    app = QtWidgets.QApplication.instance()
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             return False
-        QTest.qWait(20)
+        app.processEvents()
+        time.sleep(POLL_INTERVAL)
     return True
 
 
@@ -116,8 +140,8 @@ def test_peak_decimate_keeps_spikes_and_stack_separates_channels():
 
 
 # -- the real window with a real session ------------------------------------------------------
-def test_window_runs_live_session(app, settings, tmp_path):
-    window = MainWindow(tiny_config(), settings=settings)
+def test_window_runs_live_session(make_window, tmp_path):
+    window = make_window(tiny_config())
     window.show()
     window.start_session()
     assert window.phase == "starting"
@@ -135,11 +159,14 @@ def test_window_runs_live_session(app, settings, tmp_path):
     assert xs[np.isfinite(xs)].max() <= 0 and xs[np.isfinite(xs)].min() >= -window.traces.span
     assert "Hz" in window.status.rate.text() and window.status.sfreq_measured > 0
     assert "carry no meaning" in window.gallery.note.text()
-    first = window.gallery.results[0]
-    window.gallery.select(first.index)
-    assert f"samples {first.window_start}–{first.window_stop}" in window.gallery.details.text()
-    window.refresh_traces()
-    assert window.traces.window_region.isVisible()
+    newest = window.gallery.results[-1]
+    window.gallery.select(newest.index)  # as a click on its thumbnail does
+    assert f"samples {newest.window_start}–{newest.window_stop}" in window.gallery.details.text()
+    assert window.refresh_traces()
+    x0, x1 = window.traces.window_region.getRegion()
+    assert x1 - x0 == pytest.approx((newest.window_stop - newest.window_start) / SFREQ, rel=1e-6)
+    on_screen = (window.session.raw.n_written - newest.window_stop) / SFREQ < window.traces.span
+    assert window.traces.window_region.isVisible() == on_screen
     shot = window.save_screenshot(tmp_path / "main_window.png")
     SHARED_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, SHARED_SCREENSHOT)
@@ -150,9 +177,9 @@ def test_window_runs_live_session(app, settings, tmp_path):
     assert not session.acquisition._thread or not session.acquisition._thread.is_alive()
 
 
-def test_generation_error_is_shown(app, settings):
-    window = MainWindow(
-        tiny_config(), settings=settings,
+def test_generation_error_is_shown(make_window):
+    window = make_window(
+        tiny_config(),
         session_factory=lambda config: LiveSession(config, decoder=FailingDecoder()))
     window.show()
     window.start_session()
@@ -162,10 +189,10 @@ def test_generation_error_is_shown(app, settings):
     close_window(window)
 
 
-def test_stalled_stream_is_shown_and_cleared(app, settings):
+def test_stalled_stream_is_shown_and_cleared(make_window):
     source = SilenceableSource(N_CHANNELS, SFREQ)
     config = tiny_config(buffer=BufferConfig(seconds=10, stall_timeout=0.3))
-    window = MainWindow(config, settings=settings, session_factory=lambda cfg: LiveSession(
+    window = make_window(config, session_factory=lambda cfg: LiveSession(
         cfg, source=source, generate=False))
     window.show()
     window.start_session()
@@ -178,32 +205,33 @@ def test_stalled_stream_is_shown_and_cleared(app, settings):
     close_window(window)
 
 
-def test_settings_persist(app, settings, tmp_path):
-    window = MainWindow(AppConfig(), settings=settings)
+def test_settings_persist(make_window, settings):
+    window = make_window(AppConfig())
     window.controls.steps_spin.setValue(7)
     window.controls.state_combo.setCurrentText("visual")
     window.controls.notch_combo.setCurrentText("60")
     window.span_spin.setValue(20)
     close_window(window)
     reopened_settings = QtCore.QSettings(settings.fileName(), QtCore.QSettings.Format.IniFormat)
-    again = MainWindow(AppConfig(), settings=reopened_settings)
+    again = make_window(AppConfig(), settings=reopened_settings)
     assert again.controls.steps_spin.value() == 7
     assert again.controls.source_spec() == "synthetic:visual"
     assert again.controls.config().filter.notch == 60.0
     assert again.span_spin.value() == 20
     close_window(again)
     # a setting the caller's config sets (a command-line flag) beats the remembered one
-    explicit = MainWindow(AppConfig(generator=GeneratorConfig(steps=3)), settings=reopened_settings)
+    explicit = make_window(AppConfig(generator=GeneratorConfig(steps=3)),
+                           settings=reopened_settings)
     assert explicit.controls.steps_spin.value() == 3
     assert explicit.controls.config().generator.steps == 3
     close_window(explicit)
 
 
-def test_traces_survive_600_redraws(app, settings):
+def test_traces_survive_600_redraws(app, make_window):
     """~20 s of redraws at 30 fps (PySide6 6.12 crashed live plots within a minute)."""
     ticks = 600
     source = SyntheticSource(N_CHANNELS, SFREQ, realtime=False, chunk_duration=1 / 30)
-    window = MainWindow(tiny_config(), settings=settings, session_factory=lambda cfg: LiveSession(
+    window = make_window(tiny_config(), session_factory=lambda cfg: LiveSession(
         cfg, source=source, generate=False, threaded=False))
     window.show()
     window.start_session()
@@ -226,12 +254,12 @@ def test_traces_survive_600_redraws(app, settings):
     close_window(window)
 
 
-def test_lsl_discovery_lists_a_visible_stream(app, settings, stream_name):
+def test_lsl_discovery_lists_a_visible_stream(make_window, stream_name):
     import pylsl
 
     info = pylsl.StreamInfo(stream_name, "EEG", 4, 250, "float32", stream_name)
     outlet = pylsl.StreamOutlet(info)
-    window = MainWindow(AppConfig(), settings=settings)
+    window = make_window(AppConfig())
     window.controls.lsl_refresh.click()
     combo = window.controls.lsl_combo
     assert wait_until(lambda: window.controls.lsl_refresh.isEnabled()

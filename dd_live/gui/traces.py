@@ -85,7 +85,7 @@ class TracesView(pg.PlotWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent=parent, background=BACKGROUND)
         self.span = 10.0
-        self.scale = 50e-6  # V per row spacing
+        self.scale = 100e-6  # V per row spacing
         self.sfreq = 0.0
         self.ch_names: tuple[str, ...] = ()
         self.gains = np.ones(0)
@@ -95,7 +95,7 @@ class TracesView(pg.PlotWidget):
         plot.setMenuEnabled(False)
         plot.hideButtons()
         plot.setMouseEnabled(x=False, y=False)
-        plot.showGrid(x=True, y=False, alpha=0.25)
+        plot.showGrid(x=True, y=False, alpha=0.15)
         plot.setLabel("bottom", "time", units="s")
         plot.getAxis("left").setWidth(48)
         self.curve = pg.PlotDataItem(pen=pg.mkPen(TRACE_COLOR, width=1), connect="finite",
