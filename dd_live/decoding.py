@@ -144,6 +144,13 @@ class EEGDecoder:
         timings["total"] = time.perf_counter() - t0
         return DecodedImages(list(result.images), list(result.seeds), timings, clip_vec)
 
+    def warmup(self) -> None:
+        """Run one throw-away window, so the first real image is not slowed by one-time set-up
+        (kernel selection, memory allocation, lazy pipeline creation)."""
+        t0 = time.perf_counter()
+        self(np.zeros((self.n_channels, self.n_times), np.float32), seed=0)
+        logger.info("model warmed up in %.2f s", time.perf_counter() - t0)
+
     def interrupt(self) -> None:
         """Ask a running sampler to stop after its current step."""
         if self.generator is not None:

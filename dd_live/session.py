@@ -206,6 +206,7 @@ class LiveSession:
 
                 self._set_state("starting", f"loading model {cfg.generator.model!r}")
                 self.decoder = EEGDecoder.from_config(cfg.generator)
+                self.decoder.warmup()
             if self._generate:
                 validate_model_fits(info.sfreq, cfg.window.length, self.decoder.n_times)
                 self.preprocessor = WindowPreprocessor(

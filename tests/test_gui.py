@@ -6,7 +6,9 @@ times anything.
 
 from __future__ import annotations
 
+import logging
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -161,7 +163,10 @@ def test_window_runs_live_session(make_window, tmp_path):
     assert "carry no meaning" in window.gallery.note.text()
     newest = window.gallery.results[-1]
     window.gallery.select(newest.index)  # as a click on its thumbnail does
-    assert f"samples {newest.window_start}–{newest.window_stop}" in window.gallery.details.text()
+    details = window.gallery.details.text()
+    assert f"samples {newest.window_start}–{newest.window_stop}" in details
+    assert "sample " in details and "total " in details  # per-stage timings
+    assert "–" not in window.status.latency.text().split(":")[-1]  # every stage reported
     assert window.refresh_traces()
     x0, x1 = window.traces.window_region.getRegion()
     assert x1 - x0 == pytest.approx((newest.window_stop - newest.window_start) / SFREQ, rel=1e-6)
@@ -284,3 +289,25 @@ def test_run_app_reports_a_bad_start(app, settings, capsys):
     code = run_app(config, duration=1.5, settings=settings)
     assert code == 1
     assert "could not start" in capsys.readouterr().err
+
+
+def test_ctrl_c_takes_the_ordered_shutdown(app, settings, caplog):
+    sessions = []
+
+    def factory(config):
+        sessions.append(LiveSession(config, generate=False))
+        return sessions[-1]
+
+    def press_ctrl_c():
+        if sessions and sessions[0].state == "running":
+            signal.raise_signal(signal.SIGINT)
+        else:
+            QtCore.QTimer.singleShot(50, press_ctrl_c)
+
+    QtCore.QTimer.singleShot(50, press_ctrl_c)
+    with caplog.at_level(logging.INFO, logger="dd_live"):
+        code = run_app(tiny_config(), duration=30, settings=settings, session_factory=factory)
+    assert code == 0
+    assert "closing the window (ordered shutdown)" in caplog.text
+    assert sessions[0].state == "stopped"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

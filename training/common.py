@@ -3,6 +3,7 @@
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -21,8 +22,17 @@ CONFIG_FILE = "train_config.json"
 
 
 def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
-    """An Accelerator for CPU, one GPU, or many (accelerate launch / torchrun set the env)."""
-    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum)
+    """An Accelerator for CPU, one GPU, or many (accelerate launch / torchrun set the env).
+
+    Accelerate only starts a CPU process group (gloo) when told ``cpu=True``; without a GPU
+    and with several processes that is what torchrun / ``accelerate launch`` meant.
+    """
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=grad_accum,
+        cpu=several and not torch.cuda.is_available(),
+    )
 
 
 def learning_rate(epoch: float, config) -> float:

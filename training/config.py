@@ -133,6 +133,7 @@ class FinetuneConfig:
     subject: int | None = 4
     split_index: int = 0
     augment: bool = True
+    synthetic_classes: int = 8
     synthetic_per_class: int = 8
     synthetic_background: float = 1.0
     num_workers: int = 0

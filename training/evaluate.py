@@ -18,14 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from accelerate.utils import gather_object
 from PIL import Image
 
 from dd_live.errors import ConfigError
 from dd_live.generate import ImageGenerator
 from dd_live.model import load
-from training.common import CONFIG_FILE
+from training.common import CONFIG_FILE, make_accelerator
 from training.config import FinetuneConfig, load_config
 from training.finetune import CONDITIONER, build_paired
 from training.metrics import build_classifier, classify, clip_embed, n_way_top_k
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = EvaluateConfig(**{name: getattr(args, name) for name in asdict(defaults)})
     train_config = load_config(FinetuneConfig, args.train_config or args.model.parent / CONFIG_FILE)
 
-    accelerator = Accelerator()
+    accelerator = make_accelerator("no", 1)
     device = accelerator.device
     conditioner = load(args.model / CONDITIONER).to(device)
     generator = ImageGenerator.from_pretrained(

@@ -60,7 +60,7 @@ def build_paired(config, split: str, n_channels: int, n_times: int, augment: boo
     if config.data == SYNTHETIC:
         seed = config.seed + (SYNTHETIC_TEST_SEED_OFFSET if split != "train" else 0)
         return SyntheticPairs(
-            n_per_class=config.synthetic_per_class, n_channels=n_channels, n_times=n_times,
+            config.synthetic_classes, config.synthetic_per_class, n_channels=n_channels, n_times=n_times,
             image_size=config.image_size, background_gain=config.synthetic_background, augment=augment, seed=seed,
         )
     if not (config.eeg_file and config.splits_file and config.image_root):

@@ -8,9 +8,11 @@ from PIL import Image
 from torch import nn
 
 from dd_live.errors import CheckpointError, ConfigError
-from training.data.synthetic import COLOURS
+from training.data.synthetic import BACKGROUND, COLOURS
 
 TINY_CLASSIFIER = "tiny"
+#: Typical share of a synthetic image covered by its shape.
+SHAPE_SHARE = 0.3
 
 
 def n_way_top_k(
@@ -33,20 +35,20 @@ def n_way_top_k(
 class ColourClassifier(nn.Module):
     """The tests' tiny classifier: scores the synthetic classes by the image's mean colour.
 
-    forward(images [B, 3, H, W] in [0, 1]) -> logits [B, n_classes] (minus squared distance of
-    the mean colour of the brightest pixels to each class colour).
+    forward(images [B, 3, H, W] in [0, 1]) -> logits [B, n_classes]: minus the squared distance
+    of the image's mean colour to each class's mean colour (its shape's share of the image in
+    its colour, the rest background).
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("colours", torch.tensor(COLOURS, dtype=torch.float32) / 255)  # [K, 3]
+        colours = torch.tensor(COLOURS, dtype=torch.float32) / 255  # [K, 3]
+        background = torch.tensor(BACKGROUND, dtype=torch.float32) / 255  # [3]
+        self.register_buffer("prototypes", SHAPE_SHARE * colours + (1 - SHAPE_SHARE) * background)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        flat = images.flatten(2)  # [B, 3, H*W]
-        brightness = flat.sum(1)  # [B, H*W]
-        weights = torch.softmax(brightness * 10, dim=-1)[:, None]  # foreground emphasis
-        mean = (flat * weights).sum(-1)  # [B, 3]
-        return -torch.cdist(mean, self.colours) ** 2
+        mean = images.float().mean(dim=(2, 3))  # [B, 3]
+        return -torch.cdist(mean, self.prototypes) ** 2
 
 
 def build_classifier(name: str, weights: str | None):

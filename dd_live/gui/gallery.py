@@ -10,9 +10,12 @@ from collections.abc import Callable
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from dd_live.gui.status import stage_time
+
 HISTORY_LENGTH = 48  # thumbnails kept in the strip
 THUMBNAIL_SIZE = 72  # px
 IMAGE_MIN_SIZE = 256  # px
+DETAIL_LINES = 6  # lines of text kept free under the image for its window and timings
 TIMING_STAGES = ("encode", "sample", "decode", "total", "latency")
 
 
@@ -28,8 +31,9 @@ def pil_to_qimage(image) -> QtGui.QImage:
 def describe_result(result) -> str:
     """One paragraph about a GeneratedImage: window, trigger, seed, timings."""
     n = result.window_stop - result.window_start
-    timings = ", ".join(f"{stage} {result.timings[stage] * 1e3:.0f} ms"
-                        for stage in TIMING_STAGES if stage in result.timings)
+    seconds = {stage: stage_time(result.timings, stage) for stage in TIMING_STAGES}
+    timings = ", ".join(f"{stage} {value * 1e3:.0f} ms" for stage, value in seconds.items()
+                        if value is not None)
     seed = "retrieval" if result.seed is None else f"seed {result.seed}"
     lines = [
         f"image #{result.index} · trigger {result.trigger} · {seed}",
@@ -66,6 +70,8 @@ class ImageGallery(QtWidgets.QWidget):
         self.details = QtWidgets.QLabel("")
         self.details.setWordWrap(True)
         self.details.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details.setMinimumHeight(DETAIL_LINES * self.details.fontMetrics().lineSpacing())
+        self.details.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop)
         self.strip = QtWidgets.QListWidget()
         self.strip.setViewMode(QtWidgets.QListView.ViewMode.IconMode)
         self.strip.setFlow(QtWidgets.QListView.Flow.LeftToRight)

@@ -267,7 +267,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._show_gain(0)
         self.status.reset()
         description = getattr(session.decoder, "description", "") or ""
-        tiny = session.config.generator.model == "tiny" or "no meaning" in description
+        tiny = session.decoder is not None and (
+            session.config.generator.model == "tiny" or "no meaning" in description)
         self.gallery.set_note((description or TINY_NOTE) if tiny else "")
         self.setWindowTitle(f"dd-live — {info.name} ({info.n_channels} ch @ {info.sfreq:g} Hz)"
                             + (f" — {description}" if description else ""))
@@ -342,6 +343,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_image(self, result) -> None:
         self.gallery.add(result)
         self.banner.clear("generation")
+        self.refresh_status()
 
     def _on_error(self, payload) -> None:
         where, exc = payload

@@ -14,6 +14,16 @@ BANNER_STYLES = {
 }
 RATE_WINDOW = 2.0  # s over which the measured sample rate is averaged
 LATENCY_STAGES = ("encode", "sample", "decode", "total")
+# the sampler stage is "sample" in DecodedImages' contract; ImageGenerator reports it as "unet"
+STAGE_ALIASES = {"sample": ("sample", "unet")}
+
+
+def stage_time(timings: dict[str, float], stage: str) -> float | None:
+    """Seconds of ``stage`` in a timings dict, under its name or an alias; None if absent."""
+    for key in STAGE_ALIASES.get(stage, (stage,)):
+        if key in timings:
+            return timings[key]
+    return None
 
 
 class Banner(QtWidgets.QLabel):
@@ -102,12 +112,13 @@ class StatusPanel:
         self.rate.setText(f"{self.sfreq_measured:.1f} Hz / {nominal_sfreq:g} Hz")
         self.fill.setText(f"buffer {stats.buffer_fill:.0%}")
         self.windows.setText(f"windows {stats.n_windows} · rejected {stats.n_rejected} · "
-                             f"dropped {stats.n_dropped} · images {stats.n_images} · "
-                             f"failed {stats.n_failed}")
+                             f"dropped {stats.n_dropped} · images {stats.n_images}"
+                             + (f" · failed {stats.n_failed}" if stats.n_failed else ""))
         t = stats.last_timings
         if t:
-            parts = " / ".join(f"{t[s] * 1e3:.0f}" if s in t else "–" for s in LATENCY_STAGES)
-            self.latency.setText(f"latency ms (enc/sample/dec/total): {parts}")
+            seconds = [stage_time(t, stage) for stage in LATENCY_STAGES]
+            parts = " / ".join("–" if v is None else f"{v * 1e3:.0f}" for v in seconds)
+            self.latency.setText(f"enc/sample/dec/total ms: {parts}")
 
     def show_message(self, text: str, timeout_ms: int = 0) -> None:
         self.bar.showMessage(text, timeout_ms)
