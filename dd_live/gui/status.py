@@ -91,7 +91,7 @@ class StatusPanel:
         self.fill = self._label("buffer —", "ring buffer fill")
         self.windows = self._label("windows 0", "windows cut / rejected by the quality check / "
                                                 "dropped because the generator was busy")
-        self.latency = self._label("latency —", "stages of the last image: encode / sample "
+        self.latency = self._label("ms enc/smp/dec/tot: —", "stages of the last image: encode / sample "
                                                 "(UNet steps) / decode (VAE) / total")
         self.meter = SampleRateMeter()
         self.sfreq_measured = 0.0
@@ -118,7 +118,7 @@ class StatusPanel:
         if t:
             seconds = [stage_time(t, stage) for stage in LATENCY_STAGES]
             parts = " / ".join("–" if v is None else f"{v * 1e3:.0f}" for v in seconds)
-            self.latency.setText(f"enc/sample/dec/total ms: {parts}")
+            self.latency.setText(f"ms enc/smp/dec/tot: {parts}")
 
     def show_message(self, text: str, timeout_ms: int = 0) -> None:
         self.bar.showMessage(text, timeout_ms)

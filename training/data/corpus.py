@@ -60,7 +60,8 @@ def preprocess_raw(raw: mne.io.BaseRaw, prep: Preprocessing) -> np.ndarray:
     raw.filter(prep.l_freq or None, h_freq, verbose="error")
     data = raw.get_data().astype(np.float32)  # [C, T]
     data -= data.mean(axis=1, keepdims=True)
-    data /= data.std(axis=1, keepdims=True) + np.finfo(np.float32).eps
+    std = data.std(axis=1, keepdims=True)
+    data /= np.where(std > 0, std, 1.0)  # a flat channel stays zero
     channels = np.arange(prep.n_channels) % data.shape[0]  # replicate channels up to n_channels
     data = data[channels] if data.shape[0] < prep.n_channels else data[: prep.n_channels]
     n_windows = data.shape[1] // prep.n_times
