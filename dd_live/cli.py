@@ -210,7 +210,7 @@ def _wait(session, duration: float | None, status: bool = False) -> None:
                     f"{100 * s.buffer_fill:.0f}% | windows {s.n_windows} | images {s.n_images} | "
                     f"dropped {s.n_dropped} | rejected {s.n_rejected} | last image "
                     f"{1000 * t.get('total', 0):.0f} ms (encode {1000 * t.get('encode', 0):.0f}, "
-                    f"sample {1000 * t.get('unet', t.get('sample', 0)):.0f}, "
+                    f"sample {1000 * t.get('sample', 0):.0f}, "
                     f"decode {1000 * t.get('decode', 0):.0f})")
             print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
 

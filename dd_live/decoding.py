@@ -141,6 +141,7 @@ class EEGDecoder:
                                  clip_vec, [(str(p), float(s)) for p, s in matches])
         result = self.generator(context, seed=seed)
         timings = {"encode": t_encode, **dict(result.timings)}
+        timings["sample"] = timings.pop("unet", 0.0)  # the denoising loop, under its stage name
         timings["total"] = time.perf_counter() - t0
         return DecodedImages(list(result.images), list(result.seeds), timings, clip_vec)
 

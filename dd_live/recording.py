@@ -42,6 +42,7 @@ SESSION_FILE = "session.json"
 CONFIG_FILE = "config.toml"
 IMAGES_FOLDER = "images"
 QUEUE_SIZE = 4096
+SAMPLE_KEYS = ("sample", "start", "stop")  # event fields holding sample indices
 VOLT_UNITS = ("V",)
 COMMA_ESCAPE = r"\1"  # how BrainVision writes a comma inside a field
 MICRO = 1e6  # EEG is stored in µV (BrainVision's customary unit)
@@ -54,11 +55,15 @@ class SessionRecorder:
         folder: the session folder (created).
         info: the stream being recorded.
         config: the session's settings, saved as ``config.toml``.
+        first_sample: the session's absolute index of the first sample this folder gets
+            (recording started mid-session); sample indices of events are stored relative to
+            the file (``sample``, ``start``, ``stop``), so they index ``eeg.eeg`` directly.
     """
 
     def __init__(self, folder: str | Path, info: StreamInfo, config: AppConfig | None = None,
-                 *, queue_size: int = QUEUE_SIZE) -> None:
+                 *, first_sample: int = 0, queue_size: int = QUEUE_SIZE) -> None:
         self.folder = Path(folder)
+        self.first_sample = first_sample
         self.info = info
         self.config = config or AppConfig()
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=queue_size)
@@ -76,7 +81,7 @@ class SessionRecorder:
 
     @classmethod
     def create(cls, root: str | Path, name: str, info: StreamInfo,
-               config: AppConfig | None = None) -> SessionRecorder:
+               config: AppConfig | None = None, *, first_sample: int = 0) -> SessionRecorder:
         """A new folder ``<root>/<YYYY-MM-DD>_<HHMMSS>_<name>/`` (suffixed if it exists)."""
         stamp = dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
         folder = Path(root) / f"{stamp}_{name}"
@@ -84,7 +89,7 @@ class SessionRecorder:
         while folder.exists():
             n += 1
             folder = Path(root) / f"{stamp}_{name}-{n}"
-        return cls(folder, info, config)
+        return cls(folder, info, config, first_sample=first_sample)
 
     # -- files --------------------------------------------------------------------------------
     def _open_files(self) -> None:
@@ -104,6 +109,7 @@ class SessionRecorder:
         (self.folder / CONFIG_FILE).write_text(tomli_w.dumps(self.config.to_dict()),
                                                encoding="utf-8")
         session = {"dd_live_version": __version__, "info": asdict(info),
+                   "first_sample": self.first_sample,
                    "created": dt.datetime.now().isoformat(timespec="seconds"),
                    "eeg_file": f"{EEG_BASENAME}.vhdr", "timestamps_file": TIMESTAMPS_FILE}
         (self.folder / SESSION_FILE).write_text(json.dumps(session, indent=2), encoding="utf-8")
@@ -179,6 +185,10 @@ class SessionRecorder:
         self.n_samples += data.shape[1]
 
     def _write_event(self, event: dict[str, Any]) -> None:
+        if self.first_sample:
+            for key in SAMPLE_KEYS:
+                if isinstance(event.get(key), int):
+                    event[key] -= self.first_sample
         self._events.write(json.dumps(event, default=_json_default) + "\n")
         self._events.flush()
         if event.get("type") == "marker" and event.get("sample") is not None:
@@ -197,7 +207,7 @@ class SessionRecorder:
             image.save(path)
             paths.append(str(path.relative_to(self.folder)))
         self.n_images += 1
-        self._write_event({
+        self._write_event({  # its start/stop become file-relative in _write_event
             "type": "image", "index": result.index, "images": paths,
             "start": result.window_start, "stop": result.window_stop,
             "t_first": result.t_first, "t_last": result.t_last, "trigger": result.trigger,

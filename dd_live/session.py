@@ -65,8 +65,12 @@ class GeneratedImage:
         t_first, t_last: timestamps (source clock, s) of the window's first and last sample.
         trigger: ``"interval"`` or the marker text.
         seed: sampler seed (``None`` in retrieval mode).
-        timings: seconds per stage (``filter``, ``encode``, ``sample``, ``decode``, ``total``)
-            and ``latency``: from the window being complete to the image being ready.
+        timings: seconds per stage (``preprocess``: channel map, resampling, standardising;
+            ``encode``: EEG encoder and conditioning; ``sample``: the denoising steps;
+            ``decode``: VAE; ``total``: encode to image) and ``latency``: from the window being
+            complete to the image being ready, waiting for the generator included. (Online
+            filtering happens per chunk as samples arrive, ~30 µs each: see
+            benchmarks/streaming.py.)
         matches: retrieval mode: ``(path, score)`` per image.
     """
 
@@ -124,6 +128,7 @@ class _Job:
     eeg: np.ndarray  # [n_channels, n_times] float32, the model's montage
     seed: int
     t_ready: float  # time.monotonic() when the window was complete
+    t_preprocess: float  # s to map, resample and standardise the window
 
 
 class LiveSession:
@@ -349,11 +354,13 @@ class LiveSession:
                                     "stop": window.stop, "reasons": list(result.reasons)})
                 self.callbacks.emit("window_rejected", window, tuple(result.reasons))
                 return
+        t0 = time.perf_counter()
         eeg = self.preprocessor(window)
+        t_preprocess = time.perf_counter() - t0
         seed = self.config.generator.seed
         if not self.config.generator.fixed_seed:
             seed += window.start
-        self.worker.submit(_Job(window, eeg, seed, time.monotonic()))
+        self.worker.submit(_Job(window, eeg, seed, time.monotonic(), t_preprocess))
 
     def _on_drop(self, window: Window) -> None:
         self._record_event({"type": "window_dropped", "start": window.start, "stop": window.stop})
@@ -362,7 +369,7 @@ class LiveSession:
     # -- generation (worker thread) -----------------------------------------------------------
     def _decode(self, job: _Job) -> GeneratedImage:
         decoded = self.decoder(job.eeg, job.seed)
-        timings = dict(decoded.timings)
+        timings = {"preprocess": job.t_preprocess, **decoded.timings}
         timings["latency"] = time.monotonic() - job.t_ready
         w = job.window
         index = self.n_images
@@ -451,6 +458,33 @@ class LiveSession:
         target = self.raw.n_written + int(seconds * self.info.sfreq)
         while self.raw.n_written < target and not self.source.finished:
             self.step()
+
+    def start_recording(self, root: str | Path | None = None, name: str | None = None) -> Path:
+        """Record from now on into a new session folder (the window's record button)."""
+        from dd_live.recording import SessionRecorder
+
+        if self.raw is None:
+            raise DDLiveError("start the session before recording")
+        with self._lock:
+            if self.recorder is not None:
+                return self.recorder.folder
+            rec = self.config.record
+            self._recorded_until = self.raw.n_written
+            self.recorder = SessionRecorder.create(root or rec.root, name or rec.name, self.info,
+                                                   self.config, first_sample=self._recorded_until)
+            self.recorder.start(threaded=self.threaded)
+        return self.recorder.folder
+
+    def stop_recording(self) -> Path | None:
+        """Close the session folder (everything received so far is in it); acquisition goes on."""
+        with self._lock:
+            recorder = self.recorder
+            if recorder is None:
+                return None
+            self._feed_recorder()
+            self.recorder = None
+        recorder.close()
+        return recorder.folder
 
     @property
     def recording_path(self) -> Path | None:

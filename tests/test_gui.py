@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import mne
 import numpy as np
 import pytest
 
@@ -311,3 +312,23 @@ def test_ctrl_c_takes_the_ordered_shutdown(app, settings, caplog):
     assert "closing the window (ordered shutdown)" in caplog.text
     assert sessions[0].state == "stopped"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_record_button_records_while_running(make_window, tmp_path):
+    """The record box starts and stops a session folder mid-run; MNE opens what it wrote."""
+    window = make_window(tiny_config())
+    window.controls.record_check.setChecked(False)
+    window.controls.record_root.setText(str(tmp_path / "runs"))
+    window.show()
+    window.start_session()
+    assert wait_until(lambda: window.phase == "running", 60)
+    window.controls.record_check.setChecked(True)
+    folder = window.session.recording_path
+    assert folder is not None and folder.parent == tmp_path / "runs"
+    assert wait_until(lambda: window.session.raw.n_written > 2 * SFREQ, 30)
+    window.controls.record_check.setChecked(False)
+    assert window.session.recording_path is None
+    assert "session saved to" in window.statusBar().currentMessage()
+    raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", verbose="error")
+    assert raw.n_times > 0
+    close_window(window)

@@ -146,3 +146,22 @@ def test_shutdown_mid_generation_leaves_a_complete_session_folder(decoder, tmp_p
     events = read_events(folder)
     assert any(e["type"] == "image" for e in events)
     assert session.state == "stopped"
+
+
+def test_recording_started_mid_session_indexes_its_own_file(decoder, tmp_path):
+    session = LiveSession(_config(), source=_source(), decoder=decoder, threaded=False)
+    session.start()
+    session.run_for(1.0)
+    offset = session.raw.n_written
+    folder = session.start_recording(tmp_path, "mid")
+    session.run_for(2.0)
+    assert session.stop_recording() == folder
+    session.run_for(0.5)  # acquisition goes on without the recorder
+    session.stop()
+    raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", preload=True, verbose="error")
+    np.testing.assert_array_equal(raw.get_data()[-1], offset + np.arange(raw.n_times))
+    images = [e for e in read_events(folder) if e["type"] == "image"]
+    assert images
+    for event in images:  # file-relative: the counter at "start" is offset + start
+        assert raw.get_data()[-1][event["start"]] == offset + event["start"]
+        assert event["stop"] - event["start"] == round(0.44 * SFREQ)

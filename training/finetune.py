@@ -136,7 +136,6 @@ def main(argv: list[str] | None = None) -> Path:
     logger.info("trainable: %d UNet (%s) + %d conditioner parameters", n_unet, mode,
                 sum(p.numel() for p in conditioner.parameters() if p.requires_grad))
     loader = make_loader(dataset, config.batch_size, config.seed, config.num_workers)
-    sampler = loader.sampler
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     start_epoch, step = 0, 0
@@ -149,7 +148,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     log = RunLog(output_dir, accelerator.is_main_process)
     for epoch in range(start_epoch, config.epochs):
-        sampler.set_epoch(epoch)
+        loader.set_epoch(epoch)  # accelerate's loader passes it to the EpochSampler
         stats = train_one_epoch(model, compute, loader, optimizer, accelerator, epoch, config)
         step += len(loader) // config.grad_accum
         log.write({"epoch": epoch, "step": step, **{f"train_{k}": v for k, v in stats.items()}})

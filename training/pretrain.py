@@ -80,7 +80,6 @@ def main(argv: list[str] | None = None) -> Path:
         raise ConfigError(f"data windows are {tuple(dataset[0]['eeg'].shape)}, the model expects "
                           f"({model_config.encoder.n_channels}, {model_config.encoder.n_times})")
     loader = make_loader(dataset, config.batch_size, config.seed, config.num_workers)
-    sampler = loader.sampler
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas)
 
     start_epoch, step = 0, 0
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     log = RunLog(output_dir, accelerator.is_main_process)
     for epoch in range(start_epoch, config.epochs):
-        sampler.set_epoch(epoch)  # the same object inside the prepared loader
+        loader.set_epoch(epoch)  # accelerate's loader passes it to the EpochSampler
         stats = train_one_epoch(
             model, lambda m, b: masked_loss(m, b, config.mask_ratio), loader, optimizer, accelerator, epoch, config
         )

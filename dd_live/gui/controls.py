@@ -429,7 +429,6 @@ class ControlPanel(QtWidgets.QWidget):
         """Lock what only applies at start while a session runs."""
         for widget in self._locked_while_running:
             widget.setEnabled(not running)
-        self.record_check.setEnabled(not running)
         self.record_root.setEnabled(not running)
         self.generation_button.setEnabled(running)
         if not running:

@@ -186,6 +186,7 @@ class MainWindow(QtWidgets.QMainWindow):
         c = self.controls
         c.start_button.clicked.connect(self.toggle_session)
         c.generation_button.toggled.connect(self._toggle_generation)
+        c.record_check.toggled.connect(self._toggle_recording)
         c.state_combo.currentTextChanged.connect(self._state_chosen)
         c.auto_period.valueChanged.connect(lambda s: self.auto_timer.setInterval(int(s * 1000)))
         c.lsl_refresh.clicked.connect(self.refresh_lsl)
@@ -404,6 +405,23 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.session.resume_generation()
             self.controls.generation_button.setText("Stop generation")
+
+    def _toggle_recording(self, on: bool) -> None:
+        """Start or stop recording while running (at start, the config decides)."""
+        if self.session is None or self.phase != "running":
+            return
+        try:
+            if on:
+                folder = self.session.start_recording(self.controls.record_root.text().strip()
+                                                      or "runs")
+                self.status.show_message(f"recording to {folder}", 5000)
+            else:
+                folder = self.session.stop_recording()
+                if folder is not None:
+                    self.status.show_message(f"session saved to {folder}", 8000)
+        except Exception as exc:  # a full disk or a bad folder: say so, keep running
+            logger.exception("recording could not be toggled")
+            self.banner.show_message("record", "error", f"recording failed: {exc}")
 
     def _synthetic_source(self):
         if self.session is None or self.phase != "running":

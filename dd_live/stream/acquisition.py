@@ -137,8 +137,11 @@ class AcquisitionThread:
             self._last_data_time = now
         try:
             data, timestamps = self._source.read()
-            self._pending.extend(self._source.pop_events())
-            n_times = self._ingest(data, timestamps)
+            source_events = self._source.pop_events()
+            self._pending.extend(source_events)
+            # a source that reports its own gap (LSL reconnect) knows it best: no second event
+            source_gap = any(event.kind == "gap" for event in source_events)
+            n_times = self._ingest(data, timestamps, report_gaps=not source_gap)
         except Exception as exc:
             self._fail(exc)
             if self._strict:
@@ -163,8 +166,9 @@ class AcquisitionThread:
         self._emit(new_events)
         return n_times
 
-    def _ingest(self, data: np.ndarray, timestamps: np.ndarray) -> int:
-        """Filter and write one chunk; gaps split it and reset the filter."""
+    def _ingest(self, data: np.ndarray, timestamps: np.ndarray, report_gaps: bool = True) -> int:
+        """Filter and write one chunk; gaps split it and reset the filter (and are reported as
+        events unless ``report_gaps`` is off because the source reported them itself)."""
         n_times = timestamps.shape[0]
         if n_times == 0:
             return 0
@@ -181,6 +185,8 @@ class AcquisitionThread:
             self._gap_event(first_index + int(k), float(timestamps[k]), float(steps[k]))
             for k in breaks
         ]
+        if not report_gaps:
+            gap_events = [event for event in gap_events if event.kind != "gap"]
         if self._filt is not None:
             pieces = []
             for begin, end in zip(np.r_[0, breaks], np.r_[breaks, n_times], strict=True):
