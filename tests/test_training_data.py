@@ -24,7 +24,7 @@ def imagenet_eeg(tmp_path):
     rng = np.random.default_rng(0)
     records = []
     for subject in (1, 4):
-        for image, name in enumerate(names):
+        for image in range(len(names)):
             eeg = torch.from_numpy(rng.standard_normal((N_CHANNELS, 500)).astype(np.float32))
             eeg[0] = torch.arange(500, dtype=torch.float32)  # a ramp: crop + resample are checkable
             records.append({"eeg": eeg, "image": image, "label": image // 3, "subject": subject})
@@ -48,7 +48,7 @@ def test_imagenet_eeg_reads_the_reference_layout(imagenet_eeg):
     assert item["eeg"].shape == (N_CHANNELS, 512) and item["eeg"].dtype == torch.float32
     # samples 20..459 of the ramp, stretched linearly with both ends kept
     np.testing.assert_allclose(item["eeg"][0].numpy(), np.linspace(20, 459, 512), rtol=1e-5)
-    assert item["image"].shape == (3, 16, 16) and -1 <= item["image"].min() and item["image"].max() <= 1
+    assert item["image"].shape == (3, 16, 16) and item["image"].min() >= -1 and item["image"].max() <= 1
     assert item["image_id"] == 1 and item["label"] == 0
     assert train.image_path(4).name == "n03888257_101.JPEG"
     test = ImageNetEEG(data, splits, "test", subject=4)  # EEG only, no image root

@@ -32,7 +32,14 @@ from training.common import (
     replace_folder,
     save_train_state,
 )
-from training.config import FINETUNE_PRESETS, SYNTHETIC, FinetuneConfig, add_config_args, config_from_args, save_config
+from training.config import (
+    FINETUNE_PRESETS,
+    SYNTHETIC,
+    FinetuneConfig,
+    add_config_args,
+    config_from_args,
+    save_config,
+)
 from training.data import ImageNetEEG, SyntheticPairs
 from training.engine import train_one_epoch
 from training.models import (

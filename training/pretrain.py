@@ -25,8 +25,15 @@ from training.common import (
     replace_folder,
     save_train_state,
 )
-from training.config import PRETRAIN_PRESETS, SYNTHETIC, PretrainConfig, add_config_args, config_from_args, save_config
-from training.data import EEGCorpus, SyntheticCorpus, build_corpus
+from training.config import (
+    PRETRAIN_PRESETS,
+    SYNTHETIC,
+    PretrainConfig,
+    add_config_args,
+    config_from_args,
+    save_config,
+)
+from training.data import SyntheticCorpus, build_corpus
 from training.data.corpus import Preprocessing
 from training.engine import train_one_epoch
 

@@ -62,7 +62,7 @@ class DemoWorld:
                 f"DemoWorld needs n_channels >= 1, n_times >= 8 and image_size a multiple of 8, got "
                 f"{self.n_channels}, {self.n_times}, {self.image_size}"
             )
-        if not 0 < self.hop and 0 < self.window_length:
+        if not self.hop > 0 and self.window_length > 0:
             raise ConfigError(f"DemoWorld: hop and window_length must be > 0 s, got {self.hop}, {self.window_length}")
 
     @property
