@@ -21,11 +21,22 @@ TINY = ["--preset", "tiny", "--image-size", "16", "--synthetic-classes", "2", "-
         "--batch-size", "4"]
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Two cores shared with other test runs: one intra-op thread avoids oversubscription stalls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_finetune_writes_a_model_folder_the_app_opens_and_resumes(tmp_path):
     run = tmp_path / "run"
     finetune.main([*TINY, "--epochs", "1", "--output-dir", str(run)])
-    assert [r["epoch"] for r in read_log(run)] == [0]
-    assert {"train_loss_noise", "train_loss_clip", "train_cosine", "train_loss_vae"} <= set(read_log(run)[0])
+    log = read_log(run)
+    assert [r.get("vae_epoch") for r in log] == [0, None]  # the VAE alone first (from scratch), then all
+    assert [r["epoch"] for r in log[1:]] == [0]
+    assert "train_loss_vae" in log[0] and {"train_loss_noise", "train_loss_clip", "train_cosine"} <= set(log[1])
     for part in ("unet", "vae", "scheduler", "conditioner"):
         assert (run / "model" / part).is_dir()
 
@@ -39,7 +50,7 @@ def test_finetune_writes_a_model_folder_the_app_opens_and_resumes(tmp_path):
     assert len(result.images) == 2 and result.images[0].size == (16, 16)
 
     finetune.main([*TINY, "--epochs", "2", "--resume", "--output-dir", str(run)])
-    assert [r["epoch"] for r in read_log(run)] == [0, 1]
+    assert [r["epoch"] for r in read_log(run) if "epoch" in r] == [0, 1]
     assert json.loads((run / "model" / "train_state.json").read_text())["epoch"] == 1
 
 
@@ -49,7 +60,7 @@ def test_finetune_from_a_base_trains_only_cross_attention(tmp_path):
     save(pretrained.encoder, tmp_path / "encoder")
     run = tmp_path / "run"
     finetune.main([*TINY, "--epochs", "1", "--base", str(base), "--encoder", str(tmp_path / "encoder"),
-                   "--vae-weight", "0", "--clip-loss", "infonce", "--lr", "1e-2", "--output-dir", str(run)])
+                   "--clip-loss", "infonce", "--lr", "1e-2", "--output-dir", str(run)])
     before = ImageGenerator.from_pretrained(base, device="cpu", dtype="float32")
     after = ImageGenerator.from_pretrained(run / "model", device="cpu", dtype="float32")
     unet_before, unet_after = before.unet.state_dict(), after.unet.state_dict()

@@ -15,6 +15,15 @@ from training.data import SyntheticCorpus
 TINY = ["--preset", "tiny", "--synthetic-windows", "32", "--schedule", "constant", "--warmup-epochs", "0"]
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Two cores shared with other test runs: one intra-op thread avoids oversubscription stalls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_pretrain_writes_checkpoint_log_and_resumes_exactly(tmp_path):
     pretrain.main([*TINY, "--epochs", "1", "--output-dir", str(tmp_path / "run")])
     run = tmp_path / "run"

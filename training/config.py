@@ -96,7 +96,8 @@ class FinetuneConfig:
     reference), "all", or "auto" (all when training from scratch). ``clip_model`` /
     ``clip_pretrained``: open_clip name and a local file or hub tag; ``clip_config`` a JSON
     model config registered under ``clip_model`` (tests: a tiny random CLIP).
-    ``vae_weight`` > 0 trains the VAE too (reconstruction loss; only sensible from scratch).
+    ``vae_epochs``: from scratch, first train the VAE alone for this many epochs, then set its
+    latent scale and freeze it (the LDM recipe; 0 keeps the VAE random).
     ``data``: "synthetic" or "imagenet-eeg" (``eeg_file``, ``splits_file``, ``image_root``).
     """
 
@@ -113,7 +114,7 @@ class FinetuneConfig:
     clip_weight: float = 1.0
     clip_temperature: float = 0.07
     uncond_prob: float = 0.0
-    vae_weight: float = 0.0
+    vae_epochs: int = 0
     epochs: int = 300
     warmup_epochs: int = 0
     schedule: str = "constant"
@@ -145,8 +146,8 @@ class FinetuneConfig:
             raise ConfigError(f"FinetuneConfig.clip_loss must be one of {CLIP_LOSSES}, got {self.clip_loss!r}")
         if self.train_unet not in UNET_TRAINING:
             raise ConfigError(f"FinetuneConfig.train_unet must be one of {UNET_TRAINING}, got {self.train_unet!r}")
-        if self.vae_weight < 0 or self.clip_weight < 0:
-            raise ConfigError("FinetuneConfig: vae_weight and clip_weight must be >= 0")
+        if self.vae_epochs < 0 or self.clip_weight < 0:
+            raise ConfigError("FinetuneConfig: vae_epochs and clip_weight must be >= 0")
         if not 0 <= self.uncond_prob < 1:
             raise ConfigError(f"FinetuneConfig.uncond_prob must be in [0, 1), got {self.uncond_prob}")
         if self.data not in (SYNTHETIC, "imagenet-eeg"):
@@ -164,7 +165,7 @@ FINETUNE_PRESETS = {
     "reference": FinetuneConfig(),
     "tiny": FinetuneConfig(
         model="tiny", base=None, image_size=32, clip_model="dd-live-tiny-clip", clip_pretrained=None,
-        vae_weight=1.0, epochs=2, batch_size=8, lr=1e-3, data=SYNTHETIC, synthetic_per_class=2, augment=False, subject=None,
+        vae_epochs=1, epochs=2, batch_size=8, lr=1e-3, data=SYNTHETIC, synthetic_per_class=2, augment=False, subject=None,
     ),
 }
 

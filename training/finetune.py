@@ -12,6 +12,7 @@ the optimizer state beside it for ``--resume``.
 """
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -46,10 +47,12 @@ from training.models import (
     SD_NOISE_SCHEDULE,
     ClipAlignLoss,
     EEGDiffusion,
+    VAEReconstruction,
     build_clip,
     clip_image_table,
-    load_encoder_weights,
+    pretrained_encoder,
     scratch_unet_vae,
+    set_latent_scale,
     set_trainable_unet,
 )
 
@@ -60,6 +63,8 @@ CONDITIONER = "conditioner"
 CLIP_CACHE = "clip_embeddings.pt"
 #: Seed offset of the synthetic held-out split (different EEG and images than training).
 SYNTHETIC_TEST_SEED_OFFSET = 7919
+#: Images whose latents set a from-scratch VAE's latent scale.
+LATENT_SCALE_IMAGES = 64
 
 
 def build_paired(config, split: str, n_channels: int, n_times: int, augment: bool = False):
@@ -112,12 +117,13 @@ def main(argv: list[str] | None = None) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, output_dir / CONFIG_FILE)
     set_seed(config.seed)
-    conditioner = EEGConditioner(get_preset(config.model, "conditioner"))
-    if config.encoder is not None:
-        encoder = load(config.encoder)
-        encoder = getattr(encoder, "encoder", encoder)
-        conditioner = EEGConditioner(ConditionerConfig(encoder.config, conditioner.config.conditioning))
-        load_encoder_weights(conditioner, config.encoder)
+    conditioner_config = get_preset(config.model, "conditioner")
+    if config.encoder is not None:  # the pretrained encoder's own config (channels, length, pooling)
+        encoder = pretrained_encoder(config.encoder)
+        conditioner = EEGConditioner(ConditionerConfig(encoder.config, conditioner_config.conditioning))
+        conditioner.encoder.load_state_dict(encoder.state_dict())
+    else:
+        conditioner = EEGConditioner(conditioner_config)
     enc = conditioner.config.encoder
     dataset = build_paired(config, "train", enc.n_channels, enc.n_times, augment=config.augment)
     clip_table = cached_clip_table(config, dataset, output_dir, accelerator)  # [n_images, D]
@@ -134,12 +140,14 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         unet, vae = scratch_unet_vae(config.unet_config, config.image_size)
         scheduler_config = SD_NOISE_SCHEDULE
+        if config.vae_epochs:
+            train_vae(vae, dataset, config, accelerator, RunLog(output_dir, accelerator.is_main_process))
     noise_scheduler = DDPMScheduler.from_config(scheduler_config)
     mode = config.train_unet if config.train_unet != "auto" else ("all" if config.base is None else "cross_attention")
     n_unet = set_trainable_unet(unet, mode)
     model = EEGDiffusion(conditioner, unet, vae, noise_scheduler,
                          ClipAlignLoss(config.clip_loss, config.clip_temperature), config.clip_weight,
-                         config.uncond_prob, config.vae_weight)
+                         config.uncond_prob)
     logger.info("trainable: %d UNet (%s) + %d conditioner parameters", n_unet, mode,
                 sum(p.numel() for p in conditioner.parameters() if p.requires_grad))
     loader = make_loader(dataset, config.batch_size, config.seed, config.num_workers)
@@ -164,6 +172,23 @@ def main(argv: list[str] | None = None) -> Path:
     log.close()
     accelerator.end_training()
     return output_dir
+
+
+def train_vae(vae, dataset, config: FinetuneConfig, accelerator, log: RunLog) -> None:
+    """From scratch: train the VAE alone for ``vae_epochs``, then fix its latent scale."""
+    vae_config = dataclasses.replace(config, epochs=config.vae_epochs, warmup_epochs=0, schedule="constant")
+    model = VAEReconstruction(vae)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas)
+    loader = make_loader(dataset, config.batch_size, config.seed, config.num_workers)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    for epoch in range(config.vae_epochs):
+        loader.set_epoch(epoch)
+        stats = train_one_epoch(model, lambda m, b: m(b["image"]), loader, optimizer, accelerator, epoch, vae_config)
+        log.write({"vae_epoch": epoch, **{f"train_{k}": v for k, v in stats.items()}})
+    images = torch.stack([dataset[i]["image"] for i in range(min(len(dataset), LATENT_SCALE_IMAGES))])
+    scale = set_latent_scale(vae, images.to(accelerator.device))
+    vae.requires_grad_(False)
+    logger.info("VAE trained for %d epochs; latent scale %.4f", config.vae_epochs, scale)
 
 
 def save_model_folder(accelerator, model, optimizer, scheduler_config, model_dir: Path, epoch: int, step: int):

@@ -8,11 +8,11 @@ from PIL import Image
 from torch import nn
 
 from dd_live.errors import CheckpointError, ConfigError
-from training.data.synthetic import BACKGROUND, COLOURS
+from training.data.synthetic import MAX_CLASSES, draw_class_image
 
 TINY_CLASSIFIER = "tiny"
-#: Typical share of a synthetic image covered by its shape.
-SHAPE_SHARE = 0.3
+#: Side of the class drawings whose mean colours are the tiny classifier's prototypes.
+PROTOTYPE_SIZE = 64
 
 
 def n_way_top_k(
@@ -36,15 +36,14 @@ class ColourClassifier(nn.Module):
     """The tests' tiny classifier: scores the synthetic classes by the image's mean colour.
 
     forward(images [B, 3, H, W] in [0, 1]) -> logits [B, n_classes]: minus the squared distance
-    of the image's mean colour to each class's mean colour (its shape's share of the image in
-    its colour, the rest background).
+    of the image's mean colour to the mean colour of a drawing of each class.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        colours = torch.tensor(COLOURS, dtype=torch.float32) / 255  # [K, 3]
-        background = torch.tensor(BACKGROUND, dtype=torch.float32) / 255  # [3]
-        self.register_buffer("prototypes", SHAPE_SHARE * colours + (1 - SHAPE_SHARE) * background)
+        drawings = [draw_class_image(k, PROTOTYPE_SIZE, np.random.default_rng(k)) for k in range(MAX_CLASSES)]
+        means = [np.asarray(image, dtype=np.float32).mean(axis=(0, 1)) / 255 for image in drawings]
+        self.register_buffer("prototypes", torch.tensor(np.stack(means)))  # [K, 3]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         mean = images.float().mean(dim=(2, 3))  # [B, 3]

@@ -64,12 +64,12 @@ class EEGDiffusion(nn.Module):
 
     def __init__(self, conditioner: EEGConditioner, unet: UNet2DConditionModel, vae: AutoencoderKL,
                  noise_scheduler: DDPMScheduler, clip_loss: ClipAlignLoss, clip_weight: float,
-                 uncond_prob: float = 0.0, vae_weight: float = 0.0) -> None:
+                 uncond_prob: float = 0.0) -> None:
         super().__init__()
         self.conditioner, self.unet, self.vae = conditioner, unet, vae
         self.noise_scheduler, self.clip_loss = noise_scheduler, clip_loss
-        self.clip_weight, self.uncond_prob, self.vae_weight = clip_weight, uncond_prob, vae_weight
-        self.vae.requires_grad_(vae_weight > 0)
+        self.clip_weight, self.uncond_prob = clip_weight, uncond_prob
+        self.vae.requires_grad_(False)
         self.conditioner.null_context.requires_grad_(uncond_prob > 0)
 
     def forward(self, eeg: torch.Tensor, image: torch.Tensor, clip_target: torch.Tensor) -> dict:
@@ -78,17 +78,9 @@ class EEGDiffusion(nn.Module):
         if self.uncond_prob > 0:
             drop = torch.rand(len(context), 1, 1, device=context.device) < self.uncond_prob
             context = torch.where(drop, self.conditioner.null_context.to(context.dtype), context)
-        parts = {}
-        if self.vae_weight > 0:  # the VAE learns too (from scratch): reconstruction + small KL
-            posterior = self.vae.encode(image).latent_dist
-            latents = posterior.sample()  # [B, 4, h, w]
-            recon = self.vae.decode(latents).sample  # [B, 3, S, S]
-            parts["loss_vae"] = F.mse_loss(recon.float(), image.float()) + VAE_KL_WEIGHT * posterior.kl().mean()
-            latents = latents.detach() * self.vae.config.scaling_factor
-        else:
-            with torch.no_grad():
-                self.vae.eval()
-                latents = self.vae.encode(image).latent_dist.sample() * self.vae.config.scaling_factor
+        with torch.no_grad():
+            self.vae.eval()
+            latents = self.vae.encode(image).latent_dist.sample() * self.vae.config.scaling_factor
         noise = torch.randn_like(latents)
         steps = self.noise_scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (len(latents),), device=latents.device)
@@ -100,8 +92,33 @@ class EEGDiffusion(nn.Module):
             target = noise
         loss_noise = F.mse_loss(pred.float(), target.float())
         clip = self.clip_loss(cond["clip"], clip_target)
-        loss = loss_noise + self.clip_weight * clip["loss_clip"] + self.vae_weight * parts.get("loss_vae", 0.0)
-        return {"loss": loss, "loss_noise": loss_noise, **clip, **parts}
+        return {"loss": loss_noise + self.clip_weight * clip["loss_clip"], "loss_noise": loss_noise, **clip}
+
+
+class VAEReconstruction(nn.Module):
+    """A VAE trained alone (from-scratch runs, before the UNet): forward(image) -> dict.
+
+    ``loss`` = pixel MSE of the reconstruction + a small KL term (as SD's autoencoder).
+    """
+
+    def __init__(self, vae: AutoencoderKL) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        posterior = self.vae.encode(image).latent_dist
+        recon = self.vae.decode(posterior.sample()).sample  # [B, 3, S, S]
+        loss_vae = F.mse_loss(recon.float(), image.float())
+        return {"loss": loss_vae + VAE_KL_WEIGHT * posterior.kl().mean(), "loss_vae": loss_vae}
+
+
+@torch.no_grad()
+def set_latent_scale(vae: AutoencoderKL, images: torch.Tensor) -> float:
+    """Set ``vae.config.scaling_factor`` to 1 / std of the latents of ``images`` (as SD chose 0.18215)."""
+    vae.eval()
+    scale = 1.0 / vae.encode(images).latent_dist.mode().float().std().item()
+    vae.register_to_config(scaling_factor=scale)
+    return scale
 
 
 def set_trainable_unet(unet: UNet2DConditionModel, mode: str) -> int:
@@ -123,18 +140,14 @@ def scratch_unet_vae(unet_config: str, image_size: int) -> tuple[UNet2DCondition
     return UNet2DConditionModel(**arguments), AutoencoderKL(**tiny_vae_config(image_size))
 
 
-def load_encoder_weights(conditioner: EEGConditioner, path: str | Path) -> None:
-    """Copy a stage-1 encoder (our folder or a reference ``.pth``) into ``conditioner.encoder``."""
+def pretrained_encoder(path: str | Path) -> EEGEncoder:
+    """The EEG encoder stored at ``path``: a stage-1 output (encoder or whole masked model), a
+    conditioner, or a reference ``.pth`` (anything ``dd_live.model.load`` opens)."""
     module = load(path)
     encoder = module.encoder if isinstance(module, MaskedSignalModel | EEGConditioner) else module
     if not isinstance(encoder, EEGEncoder):
         raise CheckpointError(f"{path} holds a {type(module).__name__}, not an EEG encoder")
-    try:
-        conditioner.encoder.load_state_dict(encoder.state_dict())
-    except RuntimeError as error:
-        raise CheckpointError(
-            f"the encoder in {path} does not fit --model's encoder ({error}); pick the preset it was trained with"
-        ) from error
+    return encoder
 
 
 def build_clip(name: str, pretrained: str | None, config_file: str | None = None):

@@ -5,7 +5,8 @@ with :func:`training.common.make_accelerator` / :func:`training.common.make_load
 
 1. :func:`pretrain_encoder`: masked-signal modelling of a small EEG encoder
    (:class:`dd_live.model.MaskedSignalModel`, loss :func:`training.pretrain.masked_loss`);
-2. :func:`train_vae`: a small KL autoencoder from scratch (64 px -> 16 x 16 x 4 latents);
+2. :func:`train_vae`: a small KL autoencoder from scratch (64 px -> 8 x 8 x 4 latents;
+   :class:`training.models.VAEReconstruction`, :func:`training.models.set_latent_scale`);
 3. :func:`train_generator`: EEG conditioner + SD-architecture UNet from scratch on the frozen
    VAE's latents (:class:`training.models.EEGDiffusion`); no CLIP alignment (see the model card).
 """
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from torch import nn
 
 from dd_live.errors import ConfigError
@@ -35,10 +37,11 @@ from training.common import make_accelerator, make_loader, param_groups
 from training.engine import train_one_epoch
 from training.models import (
     SD_NOISE_SCHEDULE,
-    VAE_KL_WEIGHT,
     ClipAlignLoss,
     EEGDiffusion,
-    load_encoder_weights,
+    VAEReconstruction,
+    pretrained_encoder,
+    set_latent_scale,
 )
 from training.pretrain import masked_loss
 
@@ -79,23 +82,22 @@ def masked_signal_config(encoder: EncoderConfig) -> MaskedSignalConfig:
 
 
 def unet_config(latent_size: int) -> dict:
-    """UNet2DConditionModel (64, 128) with cross-attention over [B, 77, 768] at the 8x8 level and the middle."""
+    """UNet2DConditionModel (64, 128) with cross-attention over [B, 77, 768] at every level."""
     return {
         "sample_size": latent_size, "in_channels": LATENT_CHANNELS, "out_channels": LATENT_CHANNELS,
         "block_out_channels": (64, 128), "layers_per_block": 1,
-        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+        "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         "cross_attention_dim": CLIP_DIM, "attention_head_dim": 8, "norm_num_groups": 32,
     }
 
 
-def vae_config(image_size: int, scaling_factor: float = 1.0) -> dict:
-    """AutoencoderKL with three levels (4x down): images [B, 3, S, S] <-> latents [B, 4, S/4, S/4]."""
+def vae_config(image_size: int) -> dict:
+    """AutoencoderKL with four levels (8x down, as SD's): images [B, 3, S, S] <-> latents [B, 4, S/8, S/8]."""
     return {
-        "sample_size": image_size, "in_channels": 3, "out_channels": 3, "block_out_channels": (32, 64, 64),
-        "layers_per_block": 1, "down_block_types": ("DownEncoderBlock2D",) * 3,
-        "up_block_types": ("UpDecoderBlock2D",) * 3, "latent_channels": LATENT_CHANNELS, "norm_num_groups": 32,
-        "scaling_factor": scaling_factor,
+        "sample_size": image_size, "in_channels": 3, "out_channels": 3, "block_out_channels": (16, 32, 64, 64),
+        "layers_per_block": 1, "down_block_types": ("DownEncoderBlock2D",) * 4,
+        "up_block_types": ("UpDecoderBlock2D",) * 4, "latent_channels": LATENT_CHANNELS, "norm_num_groups": 16,
     }
 
 
@@ -125,19 +127,28 @@ class Images(torch.utils.data.Dataset):
         return {"image": self.images[index]}
 
 
-class VAELoss(nn.Module):
-    """Reconstruction MSE + a small KL (as SD's autoencoder), returned as a dict."""
+class CachedLatents(nn.Module):
+    """Stands in for a frozen VAE whose posteriors were computed once (:func:`encode_posteriors`).
+
+    ``encode(parameters [B, 2 * latent_channels, h, w])`` returns what ``AutoencoderKL.encode``
+    returned for those images, so :class:`EEGDiffusion` samples latents exactly as with the VAE
+    while each training step skips the VAE's encoder.
+    """
 
     def __init__(self, vae: AutoencoderKL) -> None:
         super().__init__()
-        self.vae = vae
+        self.config = vae.config
 
-    def forward(self, image: torch.Tensor) -> dict:
-        posterior = self.vae.encode(image).latent_dist
-        recon = self.vae.decode(posterior.sample()).sample  # [B, 3, S, S]
-        mse = F.mse_loss(recon, image)
-        kl = posterior.kl().mean()
-        return {"loss": mse + VAE_KL_WEIGHT * kl, "mse": mse, "kl": kl.detach()}
+    def encode(self, parameters: torch.Tensor) -> AutoencoderKLOutput:
+        return AutoencoderKLOutput(latent_dist=DiagonalGaussianDistribution(parameters))
+
+
+@torch.no_grad()
+def encode_posteriors(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """``[N, 2 * latent_channels, h, w]``: mean and log-variance of each image's latent."""
+    return torch.cat([
+        vae.encode(images[i : i + batch_size]).latent_dist.parameters for i in range(0, len(images), batch_size)
+    ])
 
 
 def _run(model: nn.Module, compute, dataset, stage: StageConfig, name: str) -> list[dict]:
@@ -171,27 +182,25 @@ def train_vae(images: torch.Tensor, stage: StageConfig) -> tuple[AutoencoderKL, 
     """A VAE from scratch on ``images [N, 3, S, S]``; its ``scaling_factor`` makes latents unit-variance."""
     torch.manual_seed(stage.seed)
     vae = AutoencoderKL(**vae_config(images.shape[-1]))
-    history = _run(VAELoss(vae), lambda m, b: m(b["image"]), Images(images), stage, "vae")
-    with torch.no_grad():
-        latents = torch.cat([vae.eval().encode(images[i : i + 64]).latent_dist.mean for i in range(0, len(images), 64)])
-    scaled = AutoencoderKL(**vae_config(images.shape[-1], scaling_factor=float(1.0 / latents.std())))
-    scaled.load_state_dict(vae.state_dict())
-    return scaled.eval().requires_grad_(False), history
+    history = _run(VAEReconstruction(vae), lambda m, b: m(b["image"]), Images(images), stage, "vae")
+    set_latent_scale(vae, images)
+    return vae.eval().requires_grad_(False), history
 
 
 def train_generator(pairs, encoder_folder: Path, encoder: EncoderConfig, vae: AutoencoderKL,
                     stage: StageConfig) -> tuple[EEGConditioner, UNet2DConditionModel, list[dict]]:
     """Stages 2: the conditioner (from the pretrained encoder) and a UNet from scratch, VAE frozen.
 
-    ``pairs`` yields ``{"eeg", "image", ...}`` items. The CLIP term of :class:`EEGDiffusion`
+    ``pairs`` yields ``{"eeg", "image", ...}`` items whose "image" is the VAE posterior of the
+    image (:func:`encode_posteriors`), read through :class:`CachedLatents`. The CLIP term of :class:`EEGDiffusion`
     is switched off (weight 0, zero targets): the demo ships no CLIP model.
     """
     torch.manual_seed(stage.seed)
     conditioner = EEGConditioner(ConditionerConfig(encoder, ConditioningConfig()))
-    load_encoder_weights(conditioner, encoder_folder)
+    conditioner.encoder.load_state_dict(pretrained_encoder(encoder_folder).state_dict())
     latent_size = vae.config.sample_size // 2 ** (len(vae.config.block_out_channels) - 1)
     unet = UNet2DConditionModel(**unet_config(latent_size))
-    model = EEGDiffusion(conditioner, unet, vae, DDPMScheduler.from_config(SD_NOISE_SCHEDULE), ClipAlignLoss(),
+    model = EEGDiffusion(conditioner, unet, CachedLatents(vae), DDPMScheduler.from_config(SD_NOISE_SCHEDULE), ClipAlignLoss(),
                          clip_weight=0.0)
 
     def compute(module, batch):

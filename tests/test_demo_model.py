@@ -1,0 +1,100 @@
+"""The shipped demo model (assets/demo) really decodes the synthetic states.
+
+These tests LOAD the shipped folder (built by ``python -m training.demo.build --out
+assets/demo``); they never retrain it. Held-out streams use seeds the build never saw.
+Torch runs on one thread here: on a shared 2-core machine two OpenMP threads that lose their
+core to another process make small models ~20x slower.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dd_live.config import GeneratorConfig
+from dd_live.decoding import EEGDecoder
+from dd_live.errors import CheckpointError
+from dd_live.model import load
+from training.data.images import tensor_to_image
+from training.demo.build import DEMO_SCHEDULER, DEMO_STEPS, HELD_OUT_SEED, demo_generator_config
+from training.demo.classifier import load_classifier
+from training.demo.quality import embedding_accuracy, generate, image_accuracy
+from training.demo.world import STATE_NAMES, DemoWorld
+
+DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
+MAX_FOLDER_BYTES = 25 * 1024 * 1024
+#: Seeds no build stage used (training streams are 0..7, the build's own check 10000..).
+TEST_SEED = 3 * HELD_OUT_SEED
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world() -> DemoWorld:
+    return DemoWorld()
+
+
+@pytest.fixture(scope="module")
+def decoder() -> EEGDecoder:
+    """The demo model loaded exactly as the app loads it, with the demo's sampler settings."""
+    return EEGDecoder.from_config(demo_generator_config(DEMO))
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return load_classifier(DEMO / "classifier")
+
+
+def test_folder_is_a_complete_model_within_the_size_budget():
+    for part in ("conditioner/model.safetensors", "conditioner/config.json", "unet/config.json",
+                 "vae/config.json", "scheduler/scheduler_config.json", "classifier/model.safetensors",
+                 "README.md"):
+        assert (DEMO / part).is_file(), f"assets/demo lacks {part}; rebuild it with make demo-model"
+    size = sum(path.stat().st_size for path in DEMO.rglob("*") if path.is_file())
+    assert size <= MAX_FOLDER_BYTES, f"assets/demo is {size / 2**20:.1f} MB"
+
+
+def test_app_path_makes_a_64px_image_from_a_live_window(world):
+    decoder = EEGDecoder.from_config(GeneratorConfig(model=str(DEMO), scheduler=DEMO_SCHEDULER, steps=DEMO_STEPS))
+    assert (decoder.n_channels, decoder.n_times) == (world.n_channels, world.n_times)
+    window = world.windows(state=2, seed=TEST_SEED, n_windows=1)[0]  # SyntheticSource -> filter -> preprocessor
+    result = decoder(window, seed=0)
+    assert len(result.images) == 1 and result.images[0].size == (world.image_size, world.image_size)
+    assert result.timings["steps"] == DEMO_STEPS
+    pixels = np.asarray(result.images[0], np.float32)
+    assert pixels.std() > 10  # a picture, not a flat field
+
+
+def test_encoder_embedding_decodes_held_out_states(world):
+    conditioner = load(DEMO / "conditioner")
+    fit = world.state_windows(range(TEST_SEED, TEST_SEED + 2), 10)
+    test = world.state_windows(range(TEST_SEED + 100, TEST_SEED + 102), 10)
+    accuracy = embedding_accuracy(conditioner, fit, test)
+    assert accuracy >= 0.9, f"nearest-centroid state accuracy {accuracy:.3f} on held-out streams"
+
+
+def test_classifier_names_drawn_images(world, classifier):
+    images, labels = world.image_bank(per_state=8, seed=TEST_SEED)
+    accuracy = image_accuracy(classifier, [tensor_to_image(image) for image in images], labels)
+    assert accuracy >= 0.95, f"the state classifier names only {accuracy:.3f} of fresh drawn images"
+
+
+def test_generated_images_follow_the_state(world, decoder, classifier):
+    eeg, labels = world.state_windows(range(TEST_SEED + 200, TEST_SEED + 202), 2)  # 4 windows per state
+    images = generate(decoder, eeg, seed=TEST_SEED)
+    accuracy = image_accuracy(classifier, images, labels)
+    assert accuracy >= 0.8, f"only {accuracy:.3f} of generated images show the intended state"
+    # and not by always drawing one picture: every state is recognised somewhere
+    assert set(classifier.predict(images)) == set(range(len(STATE_NAMES)))
+
+
+def test_load_classifier_refuses_a_folder_without_one(tmp_path):
+    with pytest.raises(CheckpointError, match="not a state classifier folder"):
+        load_classifier(tmp_path)
