@@ -33,6 +33,7 @@ bench: install
 	$(PY) benchmarks/encoder.py
 	$(PY) benchmarks/generator.py
 	$(PY) benchmarks/live.py
+	$(PY) benchmarks/training.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

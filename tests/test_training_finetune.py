@@ -10,9 +10,11 @@ import json
 import pytest
 import torch
 
+from dd_live import cli
 from dd_live.errors import CheckpointError
 from dd_live.generate import ImageGenerator
 from dd_live.model import EEGConditioner, MaskedSignalModel, get_preset, load, save
+from dd_live.recording import read_events
 from training import finetune
 from training.common import read_log
 from training.models import ClipAlignLoss
@@ -48,6 +50,13 @@ def test_finetune_writes_a_model_folder_the_app_opens_and_resumes(tmp_path):
         context = conditioner(torch.randn(2, 8, 64))["context"]  # [2, 77, 768]
     result = generator(context, seed=[1, 2])
     assert len(result.images) == 2 and result.images[0].size == (16, 16)
+
+    # the live app runs it: `dd-live run --model <folder>` (headless), images land in the session
+    assert cli.main(["run", "--headless", "--model", str(run / "model"), "--steps", "2",
+                     "--duration", "3", "--record", str(tmp_path / "runs")]) == 0
+    (session,) = (tmp_path / "runs").iterdir()
+    images = [e for e in read_events(session) if e["type"] == "image"]
+    assert images and (session / images[0]["images"][0]).is_file()
 
     finetune.main([*TINY, "--epochs", "2", "--resume", "--output-dir", str(run)])
     assert [r["epoch"] for r in read_log(run) if "epoch" in r] == [0, 1]
