@@ -105,8 +105,15 @@ class SessionStats:
 @dataclass
 class SessionCallbacks:
     """Observers of a session. Each list holds callables; they run on the session's threads,
-    so a GUI must hand them over to its own thread (Qt signals do that)."""
+    so a GUI must hand them over to its own thread (Qt signals do that).
 
+    ``samples(first_index, n)``: new samples are in the ring buffers (read them there);
+    ``image(GeneratedImage)``; ``window_rejected(window, reasons)``; ``window_dropped(window)``;
+    ``event(StreamEvent)`` (markers, gaps, stalls...); ``state(part, state, message)``;
+    ``error(part, exception)``.
+    """
+
+    samples: list[Callable[[int, int], Any]] = field(default_factory=list)
     image: list[Callable[[GeneratedImage], Any]] = field(default_factory=list)
     window_rejected: list[Callable[[Window, tuple[str, ...]], Any]] = field(default_factory=list)
     window_dropped: list[Callable[[Window], Any]] = field(default_factory=list)
@@ -164,6 +171,7 @@ class LiveSession:
         self._dispatch_stop = threading.Event()
         self._lock = threading.Lock()
         self._recorded_until = 0
+        self._announced_until = 0
         self._triggers_on = True
         self.n_windows = 0
         self.n_rejected = 0
@@ -320,6 +328,11 @@ class LiveSession:
     def _dispatch(self) -> None:
         with self._lock:
             self._feed_recorder()
+            n_written = self.raw.n_written if self.raw is not None else 0
+            if n_written > self._announced_until:
+                self.callbacks.emit("samples", self._announced_until,
+                                    n_written - self._announced_until)
+                self._announced_until = n_written
             while self._events:
                 event = self._events.popleft()
                 if event.kind == "marker" and isinstance(self.windower, MarkerWindower):

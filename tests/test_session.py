@@ -51,12 +51,17 @@ def _wait_for(condition, timeout=60.0):
 
 def test_images_arrive_with_their_window_ranges(decoder):
     session = LiveSession(_config(), source=_source(), decoder=decoder, threaded=False)
-    results = []
+    results, announced = [], []
     session.callbacks.image.append(results.append)
+    session.callbacks.samples.append(lambda first, n: announced.append((first, n)))
     session.start()
     while len(results) < 4:
         session.step()
     session.stop()
+    # every sample announced once, in order
+    assert announced[0][0] == 0
+    assert all(a + n == b for (a, n), (b, _) in zip(announced, announced[1:]))
+    assert sum(n for _, n in announced) == session.raw.n_written
     length, hop = round(0.44 * SFREQ), round(0.5 * SFREQ)
     for k, result in enumerate(results):
         assert result.index == k
