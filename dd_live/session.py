@@ -236,7 +236,7 @@ class LiveSession:
             self.acquisition = AcquisitionThread(
                 self._source, self.raw, self.filtered, filt,
                 stall_timeout=cfg.buffer.stall_timeout,
-                on_state=lambda state, msg: self._on_acquisition_state(state, msg),
+                on_state=self._on_acquisition_state,
                 on_events=self._on_events,
                 on_error=lambda exc: self.callbacks.emit("error", "acquisition", exc),
             )
@@ -247,9 +247,12 @@ class LiveSession:
                 self.windower: Any = MarkerWindower(info.sfreq, w.length, w.offset, match=match)
             else:
                 self.windower = PeriodicWindower(info.sfreq, w.length, w.hop)
+            # only EEG channels are judged (a counter, trigger or misc channel is not EEG)
+            self._eeg_rows = [k for k, kind in enumerate(info.ch_types) if kind == "eeg"]
             self.quality = None if cfg.quality.mode == "off" else QualityChecker(
                 info.sfreq, mode=cfg.quality.mode, max_ptp=cfg.quality.max_ptp,
-                z_threshold=cfg.quality.z_threshold, ch_names=info.ch_names)
+                z_threshold=cfg.quality.z_threshold,
+                ch_names=[info.ch_names[k] for k in self._eeg_rows])
             # 5. the recorder
             if cfg.record.enabled:
                 from dd_live.recording import SessionRecorder
@@ -360,7 +363,7 @@ class LiveSession:
     def _on_window(self, window: Window) -> None:
         self.n_windows += 1
         if self.quality is not None:
-            result = self.quality.check(window.data)
+            result = self.quality.check(window.data[self._eeg_rows])
             if not result.ok:
                 self.n_rejected += 1
                 self._record_event({"type": "window_rejected", "start": window.start,

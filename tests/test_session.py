@@ -170,3 +170,22 @@ def test_recording_started_mid_session_indexes_its_own_file(decoder, tmp_path):
     for event in images:  # file-relative: the counter at "start" is offset + start
         assert raw.get_data()[-1][event["start"]] == offset + event["start"]
         assert event["stop"] - event["start"] == round(0.44 * SFREQ)
+
+
+def test_fixed_quality_threshold_rejects_artefacts_and_ignores_the_counter(decoder):
+    """The counter channel (huge peak-to-peak) is not EEG: only EEG rows are judged."""
+    config = _config().replace(quality={"mode": "fixed", "max_ptp": 1.0})  # 1 V: never on EEG
+    session = LiveSession(config, source=_source(), decoder=decoder, threaded=False)
+    rejected, results = [], []
+    session.callbacks.window_rejected.append(lambda w, reasons: rejected.append(reasons))
+    session.callbacks.image.append(results.append)
+    session.start()
+    while len(results) < 2:
+        session.step()
+    assert rejected == []
+    session.quality = type(session.quality)(SFREQ, mode="fixed", max_ptp=1e-6)  # 1 µV: always
+    n_before = session.n_rejected
+    while session.n_rejected < n_before + 2:
+        session.step()
+    session.stop()
+    assert "peak-to-peak" in " ".join(rejected[-1])
