@@ -87,7 +87,7 @@ def test_classifier_names_drawn_images(world, classifier):
 
 
 def test_generated_images_follow_the_state(world, decoder, classifier):
-    eeg, labels = world.state_windows(range(TEST_SEED + 200, TEST_SEED + 202), 2)  # 4 windows per state
+    eeg, labels = world.state_windows(range(TEST_SEED + 200, TEST_SEED + 203), 2)  # 6 windows per state
     images = generate(decoder, eeg, seed=TEST_SEED)
     accuracy = image_accuracy(classifier, images, labels)
     assert accuracy >= 0.8, f"only {accuracy:.3f} of generated images show the intended state"

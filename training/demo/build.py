@@ -74,9 +74,9 @@ class BuildConfig:
     eval_windows_per_stream: int = 12
     pretrain: StageConfig = StageConfig(epochs=10, lr=1e-3, batch_size=64, warmup_epochs=1, weight_decay=0.05,
                                         betas=(0.9, 0.95))
-    vae: StageConfig = StageConfig(epochs=12, lr=2e-3, batch_size=16, warmup_epochs=0.5)
-    generator: StageConfig = StageConfig(epochs=24, lr=1e-3, batch_size=64, warmup_epochs=1)
-    classifier_epochs: int = 6
+    vae: StageConfig = StageConfig(epochs=20, lr=2e-3, batch_size=16, warmup_epochs=0.5)
+    generator: StageConfig = StageConfig(epochs=20, lr=1e-3, batch_size=64, warmup_epochs=1)
+    classifier_epochs: int = 10
 
 
 PRESETS = {

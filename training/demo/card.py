@@ -41,7 +41,11 @@ JSON. Load it like any dd-live model folder:
   background, 64 x 64. {images_per_state} images per state for the generator, another
   {classifier_images} per state (other seeds) for the classifier.
 
-## How it was made (`python -m training.demo.build --out assets/demo`)
+## How it was made
+
+Rebuild with `make demo-model`, i.e. `python -m training.demo.build --out assets/demo`
+(`--threads N` for more torch threads; the recorded figures used {threads}). Intermediate
+files go to `assets/demo.work/` and are removed; the folder is replaced only when complete.
 
 1. Masked-signal pretraining of the encoder (mask ratio 0.75; `dd_live.model.MaskedSignalModel`,
    `training.pretrain.masked_loss`): {pre_epochs} epochs, batch {pre_batch}, lr {pre_lr:g}.
@@ -50,7 +54,8 @@ JSON. Load it like any dd-live model folder:
 3. Conditioner (from the pretrained encoder) + UNet from scratch, VAE frozen, noise-prediction
    loss (`training.models.EEGDiffusion`): {gen_epochs} epochs, batch {gen_batch}, lr {gen_lr:g}.
    Every window is paired with an image of its state.
-4. The state classifier: {cls_epochs} epochs on its own images (with noise and blur).
+4. The state classifier: {cls_epochs} epochs on its own images, with colour jitter (+-20 % per
+   channel), noise and blur, so it names a slightly off-colour image by its shape too.
 
 All stages use the project's training loop (`training.engine.train_one_epoch`), AdamW, cosine
 lr, fixed seeds, {threads} CPU thread(s). No CLIP alignment: the demo ships no CLIP model
@@ -70,6 +75,15 @@ Build time on this machine: {build_total:.0f} s ({build_parts}).
 | generated images the classifier names as the intended state ({scheduler}, {steps} steps) | {image_accuracy:.1%} |
 | per state | {per_state} |
 | images per second, end to end (encode + sample + decode, one window at a time, {threads} thread(s)) | {images_per_second:.1f} |
+
+Measured on a 2-core CPU shared with other jobs. Speed depends on torch's thread count: with
+one thread per process the figure above; with two OpenMP threads on a 2-core machine that is
+also busy elsewhere, each UNet step can take 4-5x longer (measured: ~2 images/s at 6 steps).
+
+Limits: the model knows only the 8 states. Background-only EEG (`synthetic` with no state) was
+never shown to it and gives arbitrary pictures of the 8 families. Shapes are softer than the
+drawn ones and colours drift a little; the weakest state is listed in the per-state row above
+(in the shipped build: the thin blue triangles of "visual", sometimes malformed).
 
 `samples.png`: one row per state (top to bottom: {states}), images generated from held-out windows.
 The figures are re-measured by `tests/test_demo_model.py` on other held-out seeds.

@@ -23,10 +23,12 @@ logger = logging.getLogger(__name__)
 KIND = "state_classifier"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-#: Training augmentation: std of added pixel noise and the blur (average-pool) probability,
-#: so the classifier also names the softer images a sampler makes.
+#: Training augmentation: std of added pixel noise, the blur (average-pool) probability and
+#: the largest per-channel colour gain change, so the classifier also names the softer,
+#: slightly off-colour images a sampler makes by their shape, not by their colour alone.
 NOISE_STD = 0.1
 BLUR_PROB = 0.5
+COLOUR_JITTER = 0.2
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,9 @@ class StateClassifier(nn.Module):
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Pixel noise on every image, a 3x3 blur on about half of them."""
+    """Colour gain jitter and pixel noise on every image, a 3x3 blur on about half of them."""
+    gains = 1 + COLOUR_JITTER * (2 * torch.rand(len(images), 3, 1, 1, generator=generator) - 1)  # [B, 3, 1, 1]
+    images = ((images + 1) * gains - 1).clamp(-1, 1)  # gain on [0, 2] pixel values, back to [-1, 1]
     blurred = F.avg_pool2d(images, 3, stride=1, padding=1, count_include_pad=False)
     pick = torch.rand(len(images), 1, 1, 1, generator=generator) < BLUR_PROB
     images = torch.where(pick, blurred, images)
@@ -81,7 +85,7 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def train_classifier(images: torch.Tensor, labels: np.ndarray, config: StateClassifierConfig,
-                     class_names: tuple[str, ...], *, epochs: int = 6, batch_size: int = 64,
+                     class_names: tuple[str, ...], *, epochs: int = 10, batch_size: int = 64,
                      lr: float = 3e-3, seed: int = 0) -> StateClassifier:
     """Train on ``images [N, 3, S, S]`` in [-1, 1] with ``labels [N]``; return it in eval mode."""
     torch.manual_seed(seed)
