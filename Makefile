@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # every test, benchmark and demo that touches LSL stays on this machine (loopback-only discovery)
 export LSLAPICFG := $(CURDIR)/tests/lsl_api.cfg
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo demo-model lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: install
 
 demo: install
 	$(PY) -m dd_live demo
+
+# rebuilds assets/demo from scratch with the project's own training code (~20-25 min on 2 cores)
+demo-model: install
+	$(PY) -m training.demo.build --out assets/demo
 
 lint: install
 	$(VENV)/bin/ruff check .

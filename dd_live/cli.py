@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dd_live import __version__
-from dd_live.config import SCHEDULER_NAMES, AppConfig
+from dd_live.config import SCHEDULER_NAMES, AppConfig, GeneratorConfig
 from dd_live.errors import DDLiveError
 
 logger = logging.getLogger("dd_live")
 
 STATUS_PERIOD = 1.0  # s between two lines of the headless status
+DEMO_STATE_PERIOD = 4.0  # s between two simulated thoughts in the headless demo
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "assets" / "demo"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -55,6 +56,15 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
             gen[key] = value
     if gen.get("model") == "demo":
         gen["model"] = str(DEMO_MODEL) if (DEMO_MODEL / "conditioner").is_dir() else "tiny"
+    model = gen.get("model", config.generator.model)
+    if model != "tiny" and Path(model).is_dir():
+        # the settings the model folder is meant to run with, unless the user chose otherwise
+        from dd_live.decoding import read_model_settings
+
+        defaults = GeneratorConfig()
+        for key, value in read_model_settings(model).get("generator", {}).items():
+            if key not in gen and getattr(config.generator, key, None) == getattr(defaults, key):
+                gen[key] = value
     updates: dict = {"generator": gen} if gen else {}
     if getattr(args, "source", None):
         updates["source"] = {"spec": args.source}
@@ -76,7 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.headless or not _has_display():
         if not args.headless:
             print("dd-live: no display found: running headless (text status)", file=sys.stderr)
-        return run_headless(config, duration=args.duration)
+        return run_headless(config, duration=args.duration,
+                            cycle_states=getattr(args, "cycle_states", None))
     from dd_live.gui import run_app
 
     return run_app(config, duration=args.duration, screenshot=args.screenshot)
@@ -87,6 +98,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.model = "demo"
     if args.source is None:
         args.source = "synthetic"
+        args.cycle_states = DEMO_STATE_PERIOD  # headless: the simulated thought changes by itself
     return cmd_run(args)
 
 
@@ -168,8 +180,12 @@ def cmd_sys_info(args: argparse.Namespace) -> int:
 
 
 # -- headless status ---------------------------------------------------------------------------------
-def run_headless(config: AppConfig, duration: float | None = None) -> int:
-    """Run a session with a one-line text status every second until ``duration`` or Ctrl+C."""
+def run_headless(config: AppConfig, duration: float | None = None,
+                 cycle_states: float | None = None) -> int:
+    """Run a session with a one-line text status every second until ``duration`` or Ctrl+C.
+
+    ``cycle_states``: with a synthetic source, change its simulated thought every that many
+    seconds (the demo's automatic mode)."""
     from dd_live.session import LiveSession
 
     session = LiveSession(config)
@@ -183,7 +199,7 @@ def run_headless(config: AppConfig, duration: float | None = None) -> int:
         print(f"model: {session.decoder.description or config.generator.model}")
     print(f"source: {session.source!r}")
     try:
-        _wait(session, duration, status=True)
+        _wait(session, duration, status=True, cycle_states=cycle_states)
     except KeyboardInterrupt:
         print("\nstopping…", file=sys.stderr)
     finally:
@@ -196,10 +212,20 @@ def run_headless(config: AppConfig, duration: float | None = None) -> int:
     return 0
 
 
-def _wait(session, duration: float | None, status: bool = False) -> None:
+def _wait(session, duration: float | None, status: bool = False,
+          cycle_states: float | None = None) -> None:
     start = time.monotonic()
     tty = sys.stdout.isatty()
+    source = session.source
+    states = [state.name for state in getattr(source, "states", ())]
+    next_switch = start if cycle_states and states and hasattr(source, "set_state") else None
+    n_switch = 0
     while duration is None or time.monotonic() - start < duration:
+        if next_switch is not None and time.monotonic() >= next_switch:
+            source.set_state(states[n_switch % len(states)])
+            print(f"\nsimulated thought: {states[n_switch % len(states)]}", flush=True)
+            n_switch += 1
+            next_switch += cycle_states
         time.sleep(min(STATUS_PERIOD, max(0.01, (duration or 1e9) - (time.monotonic() - start))))
         if session.source.finished:
             break

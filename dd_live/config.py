@@ -127,6 +127,8 @@ class GeneratorConfig:
 
     ``model``: ``"tiny"`` (random tiny models, images carry no meaning), ``"demo"`` (the
     shipped demo model when present), a dd-live model folder, a diffusers folder or hub id.
+    ``threads``: CPU threads for the model (0: torch's default); on a 2-core laptop 1 leaves a
+    core to acquisition and the window.
     """
 
     model: str = "tiny"
@@ -142,6 +144,7 @@ class GeneratorConfig:
     dtype: str = "auto"
     attention: str = "auto"
     compile: bool = False
+    threads: int = 0
     gallery: str | None = None
     channel_method: str = "replicate"
 
@@ -153,6 +156,8 @@ class GeneratorConfig:
         _check(1 <= self.steps <= 1000, f"[generator] steps must be 1..1000, got {self.steps}")
         _check(0 <= self.guidance_scale <= 30 and math.isfinite(self.guidance_scale),
                f"[generator] guidance_scale must be 0..30, got {self.guidance_scale}")
+        _check(0 <= self.threads <= 256,
+               f"[generator] threads must be 0 (torch's default) or a count, got {self.threads}")
         _check(self.channel_method in CHANNEL_METHODS,
                f"[generator] channel_method must be one of {CHANNEL_METHODS}, "
                f"got {self.channel_method!r}")

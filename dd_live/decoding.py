@@ -11,6 +11,7 @@ A dd-live model folder holds ``conditioner/`` (our checkpoint format) beside the
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 TINY_MODEL = "tiny"
 CONDITIONER_FOLDER = "conditioner"
+MODEL_SETTINGS_FILE = "dd_live.json"  # optional: {"description": ..., "generator": {...}}
 
 
 @dataclass
@@ -72,6 +74,9 @@ class EEGDecoder:
         import torch
 
         from dd_live.generate import GeneratorSettings, ImageGenerator, ImageRetriever
+
+        if config.threads:
+            torch.set_num_threads(config.threads)
         from dd_live.model import EEGConditioner, get_preset, load
 
         settings = dict(
@@ -105,7 +110,8 @@ class EEGDecoder:
             conditioner = load(folder / CONDITIONER_FOLDER)
             generator = ImageGenerator.from_pretrained(
                 str(folder), null_context=_null_context(conditioner), **settings)
-            description = getattr(generator, "description", str(folder))
+            description = read_model_settings(folder).get(
+                "description", getattr(generator, "description", str(folder)))
         retriever = None
         if config.mode == "retrieve":
             retriever = ImageRetriever.from_folder(config.gallery)
@@ -156,6 +162,29 @@ class EEGDecoder:
         """Ask a running sampler to stop after its current step."""
         if self.generator is not None:
             self.generator.interrupt()
+
+
+def read_model_settings(folder: str | Path) -> dict[str, Any]:
+    """The optional ``dd_live.json`` of a model folder: ``{"description": str, "generator":
+    {setting: value}}`` with the settings it is meant to run with (e.g. its step count)."""
+    path = Path(folder) / MODEL_SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(settings).__name__}")
+    return settings
+
+
+def write_model_settings(folder: str | Path, description: str, generator: dict[str, Any]) -> Path:
+    """Write ``dd_live.json`` (see :func:`read_model_settings`) into a model folder."""
+    path = Path(folder) / MODEL_SETTINGS_FILE
+    path.write_text(json.dumps({"description": description, "generator": generator}, indent=1)
+                    + "\n", encoding="utf-8")
+    return path
 
 
 def _null_context(conditioner: Any) -> Any:

@@ -26,7 +26,7 @@ from diffusers import DPMSolverMultistepScheduler
 from safetensors.torch import load_file, save_file
 
 from dd_live.config import GeneratorConfig
-from dd_live.decoding import EEGDecoder
+from dd_live.decoding import EEGDecoder, write_model_settings
 from dd_live.model import save
 from training.demo.card import write_card
 from training.demo.classifier import StateClassifierConfig, save_classifier, train_classifier
@@ -56,6 +56,7 @@ DEMO_STEPS = 6
 #: Seeds of held-out streams start here (training streams use 0..train_streams-1).
 HELD_OUT_SEED = 10_000
 QUALITY_FILE = "quality.json"
+DEMO_DESCRIPTION = "synthetic demo model: 8 simulated brain states -> shapes (not a real brain)"
 SAMPLES_FILE = "samples.png"
 CLASSIFIER = "classifier"
 
@@ -176,6 +177,7 @@ def build(out: Path, config: BuildConfig, work_dir: Path) -> dict:
         "final_losses": {stage: rows[-1] for stage, rows in history.items()},
     }
     (tmp / QUALITY_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    write_model_settings(tmp, DEMO_DESCRIPTION, {**record["generator_config"], "threads": 1})
     write_card(tmp, record)
     if out.exists():
         shutil.rmtree(out)
