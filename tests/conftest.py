@@ -22,3 +22,15 @@ import pytest  # noqa: E402
 def stream_name() -> str:
     """A stream name (and source id) no other test uses, so LSL resolution never crosses tests."""
     return f"ddlive-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Training-sized tests pin torch to one intra-op thread: two threads on a shared 2-core
+    machine oversubscribe it and run up to 20x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -18,14 +18,7 @@ from training.common import read_log
 from training.data import SyntheticPairs
 from training.metrics import ColourClassifier, n_way_top_k
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Two cores shared with other test runs: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_n_way_top_k_follows_the_reference_definition():

@@ -23,13 +23,7 @@ TINY = ["--preset", "tiny", "--image-size", "16", "--synthetic-classes", "2", "-
         "--batch-size", "4"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Two cores shared with other test runs: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_finetune_writes_a_model_folder_the_app_opens_and_resumes(tmp_path):

@@ -15,13 +15,7 @@ from training.data import SyntheticCorpus
 TINY = ["--preset", "tiny", "--synthetic-windows", "32", "--schedule", "constant", "--warmup-epochs", "0"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Two cores shared with other test runs: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_pretrain_writes_checkpoint_log_and_resumes_exactly(tmp_path):
