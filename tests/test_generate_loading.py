@@ -119,6 +119,7 @@ def test_missing_model_names_the_path_and_the_download_command(tmp_path):
 
 
 def test_uncached_hub_id_offline_is_a_clear_error():
+    # HF_HUB_OFFLINE=1 (tests/conftest.py): this asks the empty cache, never the network
     with pytest.raises(GenerationError, match=r"could not load the hub model 'nobody/no-such-model'.*huggingface-cli"):
         ImageGenerator.from_pretrained("nobody/no-such-model", device="cpu")
 
