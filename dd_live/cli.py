@@ -48,6 +48,8 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
 
 def _config_from_args(args: argparse.Namespace) -> AppConfig:
     config = AppConfig.from_toml(args.config) if getattr(args, "config", None) else AppConfig()
+    if getattr(args, "replaying_session", False):
+        config = config.replace(record={"enabled": False})  # records again only with --record
     gen = {}
     for arg, key in (("model", "model"), ("scheduler", "scheduler"), ("steps", "steps"),
                      ("guidance", "guidance_scale"), ("seed", "seed")):
@@ -106,6 +108,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if args.config is None and (path / "config.toml").is_file():
         args.config = path / "config.toml"  # the settings the session was recorded with
+        args.replaying_session = True
     speed = f"?speed={args.speed:g}" if args.speed is not None else ""
     args.source = f"file:{path}{speed}"
     return cmd_run(args)

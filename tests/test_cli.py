@@ -64,3 +64,18 @@ def test_stream_a_file_as_lsl_and_see_it_in_devices(tmp_path, stream_name):
     finally:
         player.terminate()
         player.wait(10)
+
+
+def test_record_then_replay_a_session_folder(tmp_path, capsys):
+    """`dd-live record` writes a session folder; `dd-live replay` runs it through the models with
+    the settings it was recorded with, without recording it again."""
+    assert main(["record", "--source", "synthetic:focus", "--duration", "1.5",
+                 "--out", str(tmp_path)]) == 0
+    (folder,) = tmp_path.iterdir()
+    raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", verbose="error")
+    assert raw.n_times > 250
+    assert main(["replay", str(folder), "--headless", "--speed", "0", "--model", "tiny",
+                 "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"{raw.n_times} samples" in out
+    assert list(tmp_path.iterdir()) == [folder]  # not recorded a second time
