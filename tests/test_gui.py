@@ -24,10 +24,11 @@ from PySide6 import QtCore, QtWidgets  # noqa: E402
 from dd_live.config import AppConfig, BufferConfig, GeneratorConfig  # noqa: E402
 from dd_live.errors import GenerationError  # noqa: E402
 from dd_live.gui import MainWindow, run_app  # noqa: E402
-from dd_live.gui.traces import peak_decimate, stack_traces  # noqa: E402
+from dd_live.gui.traces import PeakCache, peak_decimate, stack_traces  # noqa: E402
 from dd_live.session import LiveSession  # noqa: E402
 from dd_live.sources import SyntheticSource  # noqa: E402
 from dd_live.sources.base import empty_chunk  # noqa: E402
+from dd_live.stream import RingBuffer  # noqa: E402
 
 N_CHANNELS = 16
 SFREQ = 250.0
@@ -332,3 +333,27 @@ def test_record_button_records_while_running(make_window, tmp_path):
     raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", verbose="error")
     assert raw.n_times > 0
     close_window(window)
+
+
+def test_peak_cache_equals_decimating_the_whole_span():
+    """Incremental min/max bins (each computed once) equal decimating the span from scratch."""
+    rng = np.random.default_rng(0)
+    buffer = RingBuffer(3, 5000)
+    cache = PeakCache()
+    written = 0
+    for chunk in rng.integers(1, 90, 200):
+        data = rng.standard_normal((3, chunk))
+        buffer.write(data, np.arange(written, written + chunk) / 1000.0)
+        written += chunk
+        positions, values, n_written = cache.update(buffer, 2000, 100)  # bins of 20 samples
+        end = (written // 20) * 20
+        first = -(-max(written - 2000, 0) // 20) * 20
+        full, _ = buffer.get(first, end)
+        expected = np.stack([full.reshape(3, -1, 20).min(2), full.reshape(3, -1, 20).max(2)], 2)
+        n_full = expected.shape[1]
+        np.testing.assert_array_equal(values[:, : 2 * n_full], expected.reshape(3, -1))
+        tail, _ = buffer.get(end, written)
+        np.testing.assert_array_equal(values[:, 2 * n_full :], tail)
+        assert n_written == written
+        assert positions[0] == first
+        assert positions[-1] == (written - 1 if written > end else end - 10)
