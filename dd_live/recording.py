@@ -116,9 +116,12 @@ class SessionRecorder:
 
     # -- feeding (any thread) ---------------------------------------------------------------------
     def add_samples(self, data: np.ndarray, timestamps: np.ndarray) -> None:
-        """Queue raw samples ``data[n_channels, n_times]`` (SI units) with ``timestamps[n_times]``."""
+        """Queue raw samples ``data[n_channels, n_times]`` (SI units) with ``timestamps[n_times]``.
+
+        The arrays are queued as they are (the ring buffer hands out copies): the caller must not
+        change them afterwards."""
         if data.shape[1]:
-            self._put("samples", (np.array(data, copy=True), np.array(timestamps, copy=True)))
+            self._put("samples", (data, timestamps))
 
     def add_event(self, event: dict[str, Any]) -> None:
         """Queue an event (a JSON-able dict with a ``type``); markers with a ``sample`` index

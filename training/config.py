@@ -201,6 +201,19 @@ def config_from_args(args: argparse.Namespace, cls: type, presets: dict):
     return dataclasses.replace(presets[args.preset], **changes)
 
 
+def parse_run_args(argv: list[str] | None, prog: str, doc: str, cls: type, presets: dict,
+                   *, output_help: str, resume_help: str) -> tuple[argparse.Namespace, object]:
+    """The command line every entry point shares: ``--output-dir``, ``--resume``, ``--preset``
+    and one flag per config field. Returns the parsed arguments and the validated config."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument("--output-dir", type=Path, required=True, help=output_help)
+    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
+                        help=resume_help)
+    add_config_args(parser, cls, presets)
+    args = parser.parse_args(argv)
+    return args, config_from_args(args, cls, presets)
+
+
 def save_config(config, path: Path) -> None:
     Path(path).write_text(json.dumps(dataclasses.asdict(config), indent=1))
 

@@ -11,7 +11,6 @@ dd-live model folder (``unet/ vae/ scheduler/ conditioner/``) that
 the optimizer state beside it for ``--resume``.
 """
 
-import argparse
 import dataclasses
 import logging
 from pathlib import Path
@@ -37,8 +36,7 @@ from training.config import (
     FINETUNE_PRESETS,
     SYNTHETIC,
     FinetuneConfig,
-    add_config_args,
-    config_from_args,
+    parse_run_args,
     save_config,
 )
 from training.data import ImageNetEEG, SyntheticPairs
@@ -102,13 +100,10 @@ def cached_clip_table(config: FinetuneConfig, dataset, output_dir: Path, acceler
 
 def main(argv: list[str] | None = None) -> Path:
     """Run stages 2+3; return the output folder (the model is ``<output>/model``)."""
-    parser = argparse.ArgumentParser(prog="python -m training.finetune", description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", type=Path, required=True, help="where the model folder and logs go")
-    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
-                        help="continue from <output-dir>/model")
-    add_config_args(parser, FinetuneConfig, FINETUNE_PRESETS)
-    args = parser.parse_args(argv)
-    config = config_from_args(args, FinetuneConfig, FINETUNE_PRESETS)
+    args, config = parse_run_args(
+        argv, "python -m training.finetune", __doc__, FinetuneConfig, FINETUNE_PRESETS,
+        output_help="where the model folder and logs go",
+        resume_help="continue from <output-dir>/model")
     output_dir: Path = args.output_dir
     model_dir = output_dir / MODEL
 

@@ -6,7 +6,6 @@ Output folder: ``train_config.json``, ``log.jsonl`` (one line per epoch), ``chec
 ``encoder/`` (the encoder alone, the input of ``training.finetune --encoder``).
 """
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -29,8 +28,7 @@ from training.config import (
     PRETRAIN_PRESETS,
     SYNTHETIC,
     PretrainConfig,
-    add_config_args,
-    config_from_args,
+    parse_run_args,
     save_config,
 )
 from training.data import SyntheticCorpus, build_corpus
@@ -63,13 +61,10 @@ def masked_loss(model: torch.nn.Module, batch: dict, mask_ratio: float) -> dict:
 
 def main(argv: list[str] | None = None) -> Path:
     """Run stage 1; return the output folder."""
-    parser = argparse.ArgumentParser(prog="python -m training.pretrain", description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", type=Path, required=True, help="where checkpoints and logs go")
-    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
-                        help="continue from <output-dir>/checkpoint")
-    add_config_args(parser, PretrainConfig, PRETRAIN_PRESETS)
-    args = parser.parse_args(argv)
-    config = config_from_args(args, PretrainConfig, PRETRAIN_PRESETS)
+    args, config = parse_run_args(
+        argv, "python -m training.pretrain", __doc__, PretrainConfig, PRETRAIN_PRESETS,
+        output_help="where checkpoints and logs go",
+        resume_help="continue from <output-dir>/checkpoint")
     output_dir: Path = args.output_dir
 
     accelerator = make_accelerator(config.mixed_precision, config.grad_accum)
