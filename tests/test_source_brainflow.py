@@ -70,8 +70,9 @@ def test_playback_board_replays_a_brainflow_file(tmp_path):
     raw = acquire(source, 1.0)
     data, _ = raw.get(raw.first_index, raw.first_index + 50)
     eeg_rows = BoardShim.get_eeg_channels(-1)
-    # the playback board starts from the file's first sample
-    np.testing.assert_allclose(data, recorded[eeg_rows, :50] * 1e-6, rtol=1e-5)
+    # the playback board starts from the file's first sample; the CSV keeps 6 decimals of µV,
+    # so values near zero need an absolute tolerance (1e-6 µV = 1e-12 V) beside the relative one
+    np.testing.assert_allclose(data, recorded[eeg_rows, :50] * 1e-6, rtol=1e-5, atol=1e-11)
 
 
 def test_board_not_connected_names_the_port():
