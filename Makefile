@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# every test, benchmark and demo that touches LSL stays on this machine (loopback-only discovery)
+# every test, benchmark and demo that touches LSL stays on the loopback interface (loopback-only discovery)
 export LSLAPICFG := $(CURDIR)/tests/lsl_api.cfg
 
 .PHONY: install test demo demo-model lint bench clean
@@ -11,9 +11,14 @@ export LSLAPICFG := $(CURDIR)/tests/lsl_api.cfg
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet --upgrade pip "setuptools<81" wheel
-	$(PY) -m pip install --quiet -e ".[dev]"
+# the exact tested versions (constraints.txt) of everything the tests use: dev tools, the
+# training code (train), LCM-LoRA (lcm); pyproject.toml holds only ranges
+EXTRAS := dev,train,lcm
+
+$(STAMP): $(PY) pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "setuptools<81" wheel -c constraints.txt
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]" -c constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
