@@ -39,6 +39,7 @@ SCHEDULER_NAMES = ("dpm++", "ddim", "euler-a", "plms", "lcm")
 WINDOW_MODES = ("interval", "marker")
 QUALITY_MODES = ("adaptive", "fixed", "off")
 GENERATION_MODES = ("generate", "retrieve")
+NO_MODEL = "none"  # generator.model: show (and record) the signal, make no images
 CHANNEL_METHODS = ("replicate", "spline")
 
 
@@ -77,7 +78,7 @@ class FilterConfig:
             _check(self.l_freq > 0, f"[filter] l_freq must be > 0 Hz, got {self.l_freq}")
         if self.l_freq is not None and self.h_freq is not None:
             _check(self.l_freq < self.h_freq,
-                   f"[filter] l_freq ({self.l_freq} Hz) must be below h_freq ({self.h_freq} Hz)")
+                   f"[filter] l_freq ({self.l_freq:g} Hz) must be below h_freq ({self.h_freq:g} Hz)")
         if self.notch is not None:
             _check(self.notch in (50.0, 60.0) or self.notch > 0,
                    f"[filter] notch must be the mains frequency (50 or 60 Hz), got {self.notch}")
@@ -126,7 +127,8 @@ class GeneratorConfig:
     """The EEG model and image sampler.
 
     ``model``: ``"tiny"`` (random tiny models, images carry no meaning), ``"demo"`` (the
-    shipped demo model when present), a dd-live model folder, a diffusers folder or hub id.
+    shipped demo model when present), a dd-live model folder, a diffusers folder or hub id,
+    or ``"none"`` (no generation: a viewer and recorder).
     ``threads``: CPU threads for the model (0: torch's default); on a 2-core laptop 1 leaves a
     core to acquisition and the window.
     """
@@ -220,14 +222,13 @@ class AppConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> AppConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(read_toml(path))
+
+    @classmethod
+    def from_layers(cls, *layers: dict[str, Any]) -> AppConfig:
+        """Build from nested dicts where a later layer's key wins over an earlier one's:
+        ``from_layers(model_folder_settings, config_file, command_line)``."""
+        return cls.from_dict(merge_layers(*layers))
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Nested dicts without ``None`` values (TOML has no null)."""
@@ -248,16 +249,73 @@ class AppConfig:
         return dataclasses.replace(self, **updates)
 
 
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The nested dict of a TOML config file (not yet validated: see ``AppConfig.from_dict``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def merge_layers(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Section-wise merge of nested settings dicts; a later layer's key wins."""
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            if isinstance(values, dict) and isinstance(merged.get(section), dict):
+                merged[section] = {**merged[section], **values}
+            else:
+                merged[section] = dict(values) if isinstance(values, dict) else values
+    return merged
+
+
 def _section_type(name: str) -> type:
     return {f.name: f.default_factory for f in fields(AppConfig)}[name]  # type: ignore[return-value]
 
 
+_TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false",
+               "str": "a text in quotes"}
+
+
+def _checked_value(section: str, key: str, annotation: str, value: Any) -> Any:
+    """``value`` if it fits the field's annotation (``"int"``, ``"float | None"``...): ints stay
+    ints, a float field takes an int as a float; anything else is a ConfigError naming the key."""
+    kinds = [part.strip() for part in annotation.split("|")]
+    if not set(kinds) <= {"int", "float", "bool", "str", "None"}:
+        return value  # a richer type: its section checks it
+    if value is None:
+        if "None" in kinds:
+            return None
+    elif "bool" in kinds and isinstance(value, bool):
+        return value
+    elif isinstance(value, bool):
+        pass  # true/false is not a number
+    elif "int" in kinds and isinstance(value, int):
+        return value
+    elif "float" in kinds and isinstance(value, (int, float)):
+        return float(value)
+    elif "str" in kinds and isinstance(value, str):
+        return value
+    wanted = " or ".join(_TYPE_WORDS.get(kind, "nothing (leave it out)" if kind == "None" else kind)
+                         for kind in kinds)
+    example = {"int": "e.g. 6", "float": "e.g. 0.5", "bool": "true or false",
+               "str": 'e.g. "text"'}.get(kinds[0], "")
+    raise ConfigError(f"[{section}] {key} must be {wanted}, got {value!r} "
+                      f"({type(value).__name__}){f': write {example}' if example else ''}")
+
+
 def _build(section_cls: type, section: str, values: dict[str, Any]) -> Any:
-    valid = {f.name for f in fields(section_cls)}
-    unknown = sorted(set(values) - valid)
+    types = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+             for f in fields(section_cls)}
+    unknown = sorted(set(values) - set(types))
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in [{section}]; valid keys: "
-                          f"{', '.join(sorted(valid))}")
+                          f"{', '.join(sorted(types))}")
+    values = {key: _checked_value(section, key, types[key], value)
+              for key, value in values.items()}
     try:
         return section_cls(**values)
     except TypeError as exc:

@@ -32,6 +32,10 @@ def test_toml_round_trip(tmp_path):
         ({"generator": {"scheduler": "k-diffusion"}}, "scheduler must be one of"),
         ({"generator": {"mode": "retrieve"}}, "needs a gallery folder"),
         ({"generator": {"steps": 0}}, r"steps must be 1..1000, got 0"),
+        ({"generator": {"steps": 6.5}}, r"\[generator\] steps must be a whole number, got 6.5"),
+        ({"window": {"length": "0.44"}}, r"\[window\] length must be a number, got '0.44'"),
+        ({"filter": {"notch": True}}, r"\[filter\] notch must be a number or nothing"),
+        ({"generator": {"model": 3}}, r"\[generator\] model must be a text in quotes"),
     ],
 )
 def test_bad_settings_say_what_and_how(data, match):
@@ -53,3 +57,15 @@ def test_sections_are_frozen():
         FilterConfig().l_freq = 1.0  # type: ignore[misc]
     assert WindowConfig(hop=1.0).hop == 1.0
     assert GeneratorConfig(steps=2).steps == 2
+
+
+def test_toml_types_are_kept_and_checked(tmp_path):
+    """Integers stay integers, an integer is a valid float, and a wrong type names its key."""
+    path = tmp_path / "c.toml"
+    path.write_text("[generator]\nsteps = 6\nseed = 3\n[window]\nhop = 1\n")
+    config = AppConfig.from_toml(path)
+    assert config.generator.steps == 6 and type(config.generator.steps) is int
+    assert config.window.hop == 1.0 and type(config.window.hop) is float
+    path.write_text("[window]\nlength = 'long'\n")
+    with pytest.raises(ConfigError, match=r"\[window\] length must be a number, got 'long' \(str\)"):
+        AppConfig.from_toml(path)
