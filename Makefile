@@ -30,9 +30,9 @@ test: install
 demo: install
 	$(PY) -m dd_live demo
 
-# rebuilds assets/demo from scratch with the project's own training code (~20-25 min on 2 cores)
+# rebuilds dd_live/assets/demo from scratch with the project's own training code (~20-25 min on 2 cores)
 demo-model: install
-	$(PY) -m training.demo.build --out assets/demo
+	$(PY) -m training.demo.build --out dd_live/assets/demo
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -17,8 +17,8 @@ import statistics
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, PNDMScheduler, UNet2DConditionModel
 
+from dd_live.assets import sd15_config_dir
 from dd_live.generate import ImageGenerator
-from dd_live.generate.loading import SD15_CONFIG_DIR
 from dd_live.model import CLIP_DIM, CLIP_TOKENS
 
 STEP_COUNTS = (1, 4, 20, 50)
@@ -27,10 +27,11 @@ SEED = 2022
 
 
 def sd15_random(device: str) -> ImageGenerator:
-    """SD 1.5's architecture (configs from assets/sd15), random weights, TAESD-shaped tiny VAE."""
-    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(SD15_CONFIG_DIR, subfolder="unet"))
-    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(SD15_CONFIG_DIR, subfolder="vae"))
-    scheduler_config = PNDMScheduler.load_config(SD15_CONFIG_DIR, subfolder="scheduler")
+    """SD 1.5's architecture (configs from dd_live/assets/sd15), random weights, TAESD-shaped tiny VAE."""
+    sd15 = sd15_config_dir()
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(sd15, subfolder="unet"))
+    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(sd15, subfolder="vae"))
+    scheduler_config = PNDMScheduler.load_config(sd15, subfolder="scheduler")
     return ImageGenerator(unet, vae, scheduler_config, tiny_vae=AutoencoderTiny(), device=device,
                           dtype="float16", source="SD 1.5 architecture, random weights")
 

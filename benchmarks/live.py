@@ -86,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="s of live generation")
     args = parser.parse_args(argv)
 
-    from dd_live.cli import DEMO_MODEL
+    from dd_live.assets import DEMO_MODEL, demo_model_dir
     from dd_live.config import AppConfig, GeneratorConfig, QualityConfig, WindowConfig
     from dd_live.decoding import EEGDecoder, read_model_settings
     from dd_live.session import LiveSession
     from dd_live.sources import SyntheticSource
     from dd_live.stream import Window
 
-    model = str(DEMO_MODEL) if args.model == "demo" else args.model
+    model = str(demo_model_dir()) if args.model == DEMO_MODEL else args.model
     gen = {"model": model}
     if model != "tiny":
         gen.update(read_model_settings(model).get("generator", {}))  # as `dd-live run` does

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dd_live import __version__
+from dd_live.assets import DEMO_MODEL, demo_model_dir
 from dd_live.config import SCHEDULER_NAMES, AppConfig, GeneratorConfig
 from dd_live.errors import DDLiveError
 
@@ -23,7 +24,6 @@ logger = logging.getLogger("dd_live")
 
 STATUS_PERIOD = 1.0  # s between two lines of the headless status
 DEMO_STATE_PERIOD = 4.0  # s between two simulated thoughts in the headless demo
-DEMO_MODEL = Path(__file__).resolve().parent.parent / "assets" / "demo"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
@@ -56,9 +56,9 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
         value = getattr(args, arg, None)
         if value is not None:
             gen[key] = value
-    if gen.get("model") == "demo":
-        gen["model"] = str(DEMO_MODEL) if (DEMO_MODEL / "conditioner").is_dir() else "tiny"
     model = gen.get("model", config.generator.model)
+    if model == DEMO_MODEL:  # the packaged demo model; missing is an error, never a fallback
+        model = gen["model"] = str(demo_model_dir())
     if model != "tiny" and Path(model).is_dir():
         # the settings the model folder is meant to run with, unless the user chose otherwise
         from dd_live.decoding import read_model_settings

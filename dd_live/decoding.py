@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dd_live.assets import DEMO_MODEL, demo_model_dir
 from dd_live.config import GeneratorConfig
 from dd_live.errors import CheckpointError, GenerationError
 
@@ -99,7 +100,7 @@ class EEGDecoder:
                 tiny_decoder=config.tiny_vae is not None))
             description = "tiny random models: images carry no meaning"
         else:
-            folder = Path(config.model).expanduser()
+            folder = demo_model_dir() if config.model == DEMO_MODEL else Path(config.model).expanduser()
             if not (folder / CONDITIONER_FOLDER).is_dir():
                 raise CheckpointError(
                     f"{folder} is not a dd-live model folder: it has no '{CONDITIONER_FOLDER}/' "

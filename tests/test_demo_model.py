@@ -1,7 +1,7 @@
-"""The shipped demo model (assets/demo) really decodes the synthetic states.
+"""The shipped demo model (dd_live/assets/demo) really decodes the synthetic states.
 
 These tests LOAD the shipped folder (built by ``python -m training.demo.build --out
-assets/demo``); they never retrain it. Held-out streams use seeds the build never saw.
+dd_live/assets/demo``); they never retrain it. Held-out streams use seeds the build never saw.
 Torch runs on one thread here: on a shared 2-core machine two OpenMP threads that lose their
 core to another process make small models ~20x slower.
 """
@@ -22,7 +22,7 @@ from training.demo.classifier import load_classifier
 from training.demo.quality import embedding_accuracy, generate, image_accuracy
 from training.demo.world import STATE_NAMES, DemoWorld
 
-DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
+DEMO = Path(__file__).resolve().parents[1] / "dd_live" / "assets" / "demo"
 MAX_FOLDER_BYTES = 25 * 1024 * 1024
 #: Seeds no build stage used (training streams are 0..7, the build's own check 10000..).
 TEST_SEED = 3 * HELD_OUT_SEED
@@ -56,9 +56,9 @@ def test_folder_is_a_complete_model_within_the_size_budget():
     for part in ("conditioner/model.safetensors", "conditioner/config.json", "unet/config.json",
                  "vae/config.json", "scheduler/scheduler_config.json", "classifier/model.safetensors",
                  "README.md"):
-        assert (DEMO / part).is_file(), f"assets/demo lacks {part}; rebuild it with make demo-model"
+        assert (DEMO / part).is_file(), f"dd_live/assets/demo lacks {part}; rebuild it with make demo-model"
     size = sum(path.stat().st_size for path in DEMO.rglob("*") if path.is_file())
-    assert size <= MAX_FOLDER_BYTES, f"assets/demo is {size / 2**20:.1f} MB"
+    assert size <= MAX_FOLDER_BYTES, f"dd_live/assets/demo is {size / 2**20:.1f} MB"
 
 
 def test_app_path_makes_a_64px_image_from_a_live_window(world):

@@ -30,9 +30,10 @@ from diffusers import (
 from diffusers.models.attention_processor import AttnProcessor2_0
 from PIL import Image
 
+from dd_live.assets import sd15_config_dir
 from dd_live.errors import ConfigError, GenerationError
 from dd_live.generate.backend import choose_attention_backend, resolve_device, resolve_dtype
-from dd_live.generate.loading import SD15_CONFIG_DIR, load_components
+from dd_live.generate.loading import load_components
 from dd_live.generate.schedulers import (
     DEFAULT_SCHEDULER,
     LCM_MAX_STEPS,
@@ -355,7 +356,7 @@ class ImageGenerator:
         time_cond = (
             TimeConditioner(time_embed_dim=unet.config.block_out_channels[0] * 4) if time_conditioning else None
         )
-        scheduler_config = PNDMScheduler.load_config(SD15_CONFIG_DIR, subfolder="scheduler")  # SD 1.5's schedule
+        scheduler_config = PNDMScheduler.load_config(sd15_config_dir(), subfolder="scheduler")  # SD 1.5's schedule
         kwargs.setdefault("dtype", "float32")
         return cls(unet, vae, scheduler_config, tiny_vae=tiny_vae, time_cond=time_cond, is_tiny=True,
                    source="tiny", **kwargs)
@@ -383,7 +384,7 @@ class ImageGenerator:
         ``path_or_id``: a diffusers folder (model_index.json) or a dd-live model folder
         (unet/, vae/, scheduler/, optional time_cond/); a hub id (from the cache when
         offline); a single-file SD 1.5 checkpoint (.safetensors/.ckpt, LDM layout) read with
-        the component configs in ``config`` (default assets/sd15); or the reference release's
+        the component configs in ``config`` (default: the packaged dd_live/assets/sd15); or the reference release's
         fine-tuned checkpoint (``model_state_dict``), read without executing pickled code.
         The reference's own sampling: ``scheduler="plms", num_inference_steps=250,
         guidance_scale=1.0``.

@@ -5,7 +5,7 @@ Four kinds of source, tried in this order:
     dd-live model folder with optional time_cond/ and tiny_vae/);
 (b) a hub id ``owner/name`` (the local cache only when ``HF_HUB_OFFLINE=1``);
 (c) a single-file SD 1.5 checkpoint (.safetensors/.ckpt, LDM layout), read through
-    ``from_single_file`` with the component configs in ``config`` (default assets/sd15);
+    ``from_single_file`` with the component configs in ``config`` (default: the SD 1.5 configs packaged in dd_live/assets/sd15);
 (d) the reference release's fine-tuned checkpoint (``model_state_dict``), see reference.py.
 """
 
@@ -24,6 +24,7 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, PNDMScheduler, UNet2DConditionModel
 from huggingface_hub.constants import is_offline_mode
 
+from dd_live.assets import sd15_config_dir
 from dd_live.errors import GenerationError
 from dd_live.generate.reference import REFERENCE_STATE_KEY, split_reference_state
 from dd_live.generate.schedulers import make_scheduler
@@ -36,8 +37,6 @@ SD15_REPO_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DOWNLOAD_COMMAND = f"huggingface-cli download {SD15_REPO_ID} --local-dir models/sd15"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# SD 1.5 component configs shipped with the package (configs only, no weights)
-SD15_CONFIG_DIR = Path(__file__).resolve().parents[2] / "assets" / "sd15"
 
 
 @dataclass
@@ -61,7 +60,7 @@ def load_components(
 ) -> Components:
     """Load UNet, VAE, scheduler config (+ time conditioning, tiny VAE) from any source kind."""
     path = Path(path_or_id)
-    config_dir = Path(config) if config is not None else SD15_CONFIG_DIR
+    config_dir = Path(config) if config is not None else sd15_config_dir()
     if path.is_dir():
         parts = _from_folder(path, torch_dtype)
     elif path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
@@ -133,7 +132,7 @@ def _from_file(path: Path, config_dir: Path, torch_dtype: torch.dtype) -> Compon
         if not (config_dir / sub).is_file():
             raise GenerationError(
                 f"single-file loading needs component configs; {config_dir / sub} is missing "
-                "(pass config= a folder with unet/, vae/, scheduler/ configs, e.g. assets/sd15)"
+                "(pass config= a folder with unet/, vae/, scheduler/ configs, e.g. dd_live/assets/sd15)"
             )
     scheduler_config = dict(PNDMScheduler.load_config(config_dir, subfolder="scheduler"))
     state, is_reference = _read_state(path)

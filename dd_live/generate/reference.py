@@ -58,7 +58,7 @@ def split_reference_state(
     """Map the LDM-layout ``model_state_dict`` onto diffusers modules, strictly.
 
     ``unet_config``/``vae_config``: diffusers configs of the architecture (SD 1.5 from
-    assets/sd15); the UNet gets ``class_embed_type="identity"`` when the state carries the
+    dd_live/assets/sd15); the UNet gets ``class_embed_type="identity"`` when the state carries the
     time conditioning. ``scheduler``: a diffusers scheduler whose ``betas`` must match the
     checkpoint's noise schedule.
     """

@@ -4,5 +4,5 @@
   sees them) and a procedurally drawn image family per state.
 - :mod:`training.demo.classifier`: a tiny CNN that names the state of an image (quality check).
 - :mod:`training.demo.quality`: the measured figures (decoding accuracy, image accuracy, speed).
-- :mod:`training.demo.build`: ``python -m training.demo.build --out assets/demo`` builds it all.
+- :mod:`training.demo.build`: ``python -m training.demo.build --out dd_live/assets/demo`` builds it all.
 """

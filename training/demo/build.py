@@ -1,4 +1,4 @@
-"""Build the demo model. ``python -m training.demo.build --out assets/demo``.
+"""Build the demo model. ``python -m training.demo.build --out dd_live/assets/demo``.
 
 Stages (all on CPU, fixed seeds, one torch thread by default):
 
@@ -187,7 +187,7 @@ def build(out: Path, config: BuildConfig, work_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m training.demo.build", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="the model folder to write (e.g. assets/demo)")
+    parser.add_argument("--out", type=Path, required=True, help="the model folder to write (e.g. dd_live/assets/demo)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: fastest on a shared 2-core machine, and reproducible)")

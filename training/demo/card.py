@@ -25,7 +25,7 @@ It knows nothing about real brains: use it to see the app work end to end.
 
 UNet and VAE weights are stored in float16 (they load as float32); everything is safetensors +
 JSON. Load it like any dd-live model folder:
-`EEGDecoder.from_config(GeneratorConfig(model="assets/demo", scheduler="{scheduler}", steps={steps}))`.
+`EEGDecoder.from_config(GeneratorConfig(model="demo", scheduler="{scheduler}", steps={steps}))`.
 
 ## Data (all synthetic, drawn by the build)
 
@@ -43,9 +43,9 @@ JSON. Load it like any dd-live model folder:
 
 ## How it was made
 
-Rebuild with `make demo-model`, i.e. `python -m training.demo.build --out assets/demo`
+Rebuild with `make demo-model`, i.e. `python -m training.demo.build --out dd_live/assets/demo`
 (`--threads N` for more torch threads; the recorded figures used {threads}). Intermediate
-files go to `assets/demo.work/` and are removed; the folder is replaced only when complete.
+files go to `dd_live/assets/demo.work/` and are removed; the folder is replaced only when complete.
 
 1. Masked-signal pretraining of the encoder (mask ratio 0.75; `dd_live.model.MaskedSignalModel`,
    `training.pretrain.masked_loss`): {pre_epochs} epochs, batch {pre_batch}, lr {pre_lr:g}.
