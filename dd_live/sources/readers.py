@@ -1,20 +1,36 @@
 """File readers: any supported recording into a :class:`Recording` in memory.
 
 :func:`read_recording` loads a file (or a dd-live session folder) into volts,
-``(n_channels, n_times)``, with its annotations; :class:`~dd_live.sources.replay.ReplaySource`
-streams a :class:`Recording` as if live.
+``(n_channels, n_times)``, with its annotations and what the reader found on the way
+(:class:`FileEvent`: dropped packets as ``"gap"``, markers outside the data as ``"notice"``);
+:class:`~dd_live.sources.replay.ReplaySource` streams a :class:`Recording` as if live.
+
+Formats: every format MNE reads (FIF, EDF, BDF, GDF, BrainVision, EEGLAB, Neuroscan CNT), XDF
+(pyxdf), OpenBCI GUI text files (``.txt``/``.csv`` starting with ``%OpenBCI``) and BrainFlow
+CSV files. A damaged file is a one-line :class:`~dd_live.errors.FileFormatError` naming the
+file and what is wrong with it.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
+import re
+import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from dd_live.errors import ConfigError, FileFormatError
+from dd_live.sources.units import (
+    MICROVOLT,
+    VOLT_TYPES,
+    check_amplitude,
+    parse_unit,
+    plausible_scale,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +44,48 @@ MNE_FORMATS = {
     ".set": "EEGLAB",
     ".cnt": "Neuroscan CNT",
 }
-OTHER_FORMATS = {".xdf": "XDF", ".xdfz": "XDF", ".csv": "BrainFlow CSV"}
+OTHER_FORMATS = {
+    ".xdf": "XDF",
+    ".xdfz": "XDF",
+    ".txt": "OpenBCI GUI",
+    ".csv": "BrainFlow CSV",
+}
 SUPPORTED = {**MNE_FORMATS, **OTHER_FORMATS}
 # what MNE's readers warn when a file is shorter than its header says
 TRUNCATION_HINTS = ("does not match the file size", "truncated", "file is smaller")
 SESSION_EEG_NAMES = ("raw.fif", "eeg.fif")
-VOLT_TYPES = {"eeg", "eog", "ecg", "emg", "seeg", "ecog", "dbs"}
-MICROVOLT = 1e-6
-XDF_UNIT_SCALES = {"microvolts": 1e-6, "uv": 1e-6, "µv": 1e-6, "millivolts": 1e-3, "mv": 1e-3}
+OPENBCI_MAGIC = "%OpenBCI"
+# raw values beyond this are not measurements but a damaged file (a float read from the
+# wrong bytes); no amplifier's numbers come near it in any unit
+CORRUPT_MAGNITUDE = 1e15
+XDF_FORMATS = {
+    "float32": 4,
+    "double64": 8,
+    "int8": 1,
+    "int16": 2,
+    "int32": 4,
+    "int64": 8,
+    "string": 0,
+}
+XDF_TAGS = range(1, 7)
+
+
+@dataclass(frozen=True)
+class FileEvent:
+    """Something a reader found in a file that is not an annotation.
+
+    Attributes:
+        index: the sample (of ``Recording.data``) it belongs before/at.
+        kind: ``"gap"`` (``extra["n_missing"]`` samples missing before ``index``) or
+            ``"notice"`` (e.g. a marker outside the data).
+        description: human-readable.
+        extra: small JSON-able details.
+    """
+
+    index: int
+    kind: str
+    description: str
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,9 +97,11 @@ class Recording:
         sfreq: Hz.
         ch_names, ch_types, units: one per channel.
         annotations: ``(onset_s, duration_s, description)`` from the start of ``data``,
-            sorted by onset.
+            sorted by onset (``onset_s * sfreq`` is the sample's index in ``data``).
         name: a human-readable name (the file's).
         source: the path read.
+        events: :class:`FileEvent` sorted by index: samples missing between two samples of
+            ``data`` (dropped packets) and notices.
     """
 
     data: np.ndarray
@@ -60,6 +112,7 @@ class Recording:
     annotations: tuple[tuple[float, float, str], ...]
     name: str
     source: str
+    events: tuple[FileEvent, ...] = ()
 
     def __post_init__(self) -> None:
         if self.data.ndim != 2 or self.data.shape[0] != len(self.ch_names):
@@ -74,6 +127,20 @@ class Recording:
     def n_times(self) -> int:
         return self.data.shape[1]
 
+    @property
+    def gaps(self) -> list[tuple[int, int]]:
+        """``(index, n_missing)`` of each gap: samples missing just before ``index``."""
+        return [(e.index, int(e.extra["n_missing"])) for e in self.events if e.kind == "gap"]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _starts_with(path: Path, magic: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(magic)) == magic.encode()
+
 
 def _format_of(path: Path) -> str:
     name = path.name.lower()
@@ -83,7 +150,7 @@ def _format_of(path: Path) -> str:
     listing = ", ".join(sorted(SUPPORTED))
     raise FileFormatError(
         f"{path} has an unsupported extension {path.suffix or '(none)'!r}; supported: "
-        f"{listing}, or a dd-live session folder. Convert other files with MNE first."
+        f"{listing} (.txt/.csv: OpenBCI GUI or BrainFlow files), or a dd-live session folder"
     )
 
 
@@ -101,11 +168,21 @@ def _session_file(folder: Path) -> Path:
     )
 
 
-def read_recording(path: str | Path, *, board: int | str | None = None) -> Recording:
-    """Load a recording: any MNE format, XDF, a BrainFlow CSV (needs ``board``), or a folder.
+def read_recording(
+    path: str | Path, *, board: int | str | None = None, stream: str | None = None
+) -> Recording:
+    """Load a recording: any MNE format, XDF, an OpenBCI GUI file, a BrainFlow CSV (needs
+    ``board``), or a dd-live session folder.
+
+    Args:
+        path: the file or folder.
+        board: BrainFlow board id or name of a BrainFlow CSV.
+        stream: XDF only: the name (or type) of the stream to read; default: the first
+            non-empty stream of type EEG, else the first non-empty numeric stream.
 
     Raises:
-        FileFormatError: missing, empty, unsupported or unreadable; the message names the file.
+        FileFormatError: missing, empty, unsupported or unreadable; one line naming the file.
+        ConfigError: an option that does not fit the file.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -115,7 +192,17 @@ def read_recording(path: str | Path, *, board: int | str | None = None) -> Recor
     suffix = _format_of(path)
     if path.stat().st_size == 0:
         raise FileFormatError(f"{path} is empty (0 bytes)")
+    if suffix in (".txt", ".csv") and _starts_with(path, OPENBCI_MAGIC):
+        suffix = ".txt"
     fmt = SUPPORTED[suffix]
+    stream = None if stream is None else str(stream)
+    if stream is not None and suffix not in (".xdf", ".xdfz"):
+        raise ConfigError(f"stream={stream!r} picks a stream of an XDF file; {path.name} is {fmt}")
+    if suffix == ".txt" and not _starts_with(path, OPENBCI_MAGIC):
+        raise FileFormatError(
+            f"{path.name} is not an OpenBCI GUI file (its first line does not start with "
+            f"{OPENBCI_MAGIC!r}); .txt files are read as OpenBCI GUI recordings"
+        )
     if suffix == ".csv" and board is None:
         raise ConfigError(
             f"{path.name} is read as a BrainFlow CSV, which needs the id of the board that "
@@ -125,36 +212,150 @@ def read_recording(path: str | Path, *, board: int | str | None = None) -> Recor
         if suffix in MNE_FORMATS:
             return _read_mne(path, fmt)
         if suffix in (".xdf", ".xdfz"):
-            return _read_xdf(path)
+            return _read_xdf(path, stream)
+        if suffix == ".txt":
+            return _read_openbci(path)
         return _read_brainflow_csv(path, board)
-    except (FileFormatError, ConfigError):
-        raise
+    except (FileFormatError, ConfigError) as err:
+        text = _one_line(str(err))
+        if text == str(err):
+            raise
+        raise type(err)(text) from err
     except Exception as err:  # readers fail in many ways on a damaged file
-        reason = str(err) or type(err).__name__
+        reason = _one_line(str(err)) or type(err).__name__
         raise FileFormatError(f"{path.name} could not be read as {fmt}: {reason}") from err
+
+
+def _unitless_scale(data: np.ndarray, unitless: list[int], n_eeg: int, name: str) -> float:
+    """The factor to volts of the ``unitless`` rows of ``data``: judged by their size when
+    none of the file's ``n_eeg`` EEG channels has a unit; when the others have one, the
+    unitless ones are counters, triggers or the like and stay as they are."""
+    if not unitless:
+        return 1.0
+    if len(unitless) < n_eeg:
+        logger.info("%s: %d channel(s) without a unit kept as they are", name, len(unitless))
+        return 1.0
+    return plausible_scale(data[unitless], f"{name} (no unit on any channel)")
+
+
+# -- MNE formats --------------------------------------------------------------------------
+def _edf_header(path: Path) -> dict:
+    """The fields of an EDF/BDF header that MNE's reader does not expose."""
+    with open(path, "rb") as handle:
+        fixed = handle.read(256)
+        if len(fixed) < 256:
+            raise FileFormatError(f"{path.name}: a {len(fixed)}-byte file has no EDF/BDF header")
+        try:
+            header_bytes = int(fixed[184:192].decode("ascii").strip())
+            n_records = int(fixed[236:244].decode("ascii").strip())
+            n_signals = int(fixed[252:256].decode("ascii").strip())
+        except ValueError:
+            raise FileFormatError(
+                f"{path.name}: the EDF/BDF header's byte count, record count or signal count "
+                "is not a number"
+            ) from None
+        signals = handle.read(n_signals * 256)
+    if n_signals <= 0 or len(signals) < n_signals * 256:
+        raise FileFormatError(f"{path.name}: the EDF/BDF header is incomplete")
+
+    def field_of(offset: int, width: int) -> list[str]:
+        base = n_signals * offset
+        return [
+            signals[base + k * width : base + (k + 1) * width].decode("latin-1").strip()
+            for k in range(n_signals)
+        ]
+
+    try:
+        per_record = [int(v) for v in field_of(216, 8)]
+    except ValueError:
+        raise FileFormatError(
+            f"{path.name}: the EDF/BDF header's samples-per-record field is not a number"
+        ) from None
+    return {
+        "header_bytes": header_bytes,
+        "n_records": n_records,
+        "labels": field_of(0, 16),
+        "units": field_of(96, 8),
+        "samples_per_record": per_record,
+    }
+
+
+def _check_record_count(path: Path, header: dict) -> bool:
+    """True when the header's record count is -1 (unknown) and the data holds whole records."""
+    if header["n_records"] != -1:
+        return False
+    width = 3 if path.suffix.lower() == ".bdf" else 2
+    record_bytes = width * sum(header["samples_per_record"])
+    data_bytes = path.stat().st_size - header["header_bytes"]
+    if record_bytes <= 0 or data_bytes <= 0 or data_bytes % record_bytes:
+        raise FileFormatError(
+            f"{path.name}: the header leaves the record count open (-1) and the "
+            f"{max(data_bytes, 0)} data bytes are not whole records of {record_bytes} bytes: "
+            "the file is truncated"
+        )
+    logger.info(
+        "%s: record count -1 in the header; %d whole records in the file",
+        path.name,
+        data_bytes // record_bytes,
+    )
+    return True
+
+
+def _stim_markers(raw, names: list[str]) -> list[tuple[float, float, str]]:
+    """Status/STI/trigger channels -> ``(onset_s, 0, value)`` as :func:`mne.find_events` finds
+    them (a change to a higher non-zero value is an event)."""
+    import mne
+
+    markers = []
+    for name in names:
+        events = mne.find_events(
+            raw, stim_channel=name, shortest_event=1, initial_event=True, verbose="error"
+        )
+        prefix = "" if len(names) == 1 else f"{name}:"
+        for sample, _, value in events:
+            onset = (int(sample) - raw.first_samp) / raw.info["sfreq"]
+            markers.append((onset, 0.0, f"{prefix}{int(value)}"))
+    if markers:
+        logger.info("%d marker(s) from trigger channel(s) %s", len(markers), ", ".join(names))
+    return markers
 
 
 def _read_mne(path: Path, fmt: str) -> Recording:
     import mne
 
+    edf = _edf_header(path) if fmt in ("EDF", "BDF") else None
+    open_count = edf is not None and _check_record_count(path, edf)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         raw = mne.io.read_raw(path, preload=True, verbose="warning")
     for warning in caught:
-        text = str(warning.message)
+        text = _one_line(warning.message)
+        if open_count and "does not match the file size" in text:
+            continue  # the record count was -1 and the data holds whole records
         if any(hint in text.lower() for hint in TRUNCATION_HINTS):
             raise FileFormatError(f"{path.name} could not be read as {fmt}: truncated? {text}")
         logger.warning("%s: %s", path.name, text)
-    types = tuple(raw.get_channel_types())
-    annotations = tuple(
+    types = list(raw.get_channel_types())
+    data = raw.get_data()
+    annotations = [
         (float(a["onset"]) - raw.first_time, float(a["duration"]), str(a["description"]))
         for a in raw.annotations
-    )
+    ]
+    stim = [name for name, kind in zip(raw.ch_names, types, strict=True) if kind == "stim"]
+    if stim:
+        annotations += _stim_markers(raw, stim)
+    eeg = [k for k, kind in enumerate(types) if kind in VOLT_TYPES]
+    if edf is not None:  # an EDF/BDF whose channels have no physical dimension: by size
+        units = dict(zip(edf["labels"], edf["units"], strict=False))
+        unitless = [k for k in eeg if not units.get(raw.ch_names[k], "x").strip()]
+        data[unitless] *= _unitless_scale(data, unitless, len(eeg), path.name)
+    if eeg:
+        check_amplitude(data[eeg], path.name)
     return Recording(
-        data=raw.get_data(),
+        data=data,
         sfreq=float(raw.info["sfreq"]),
         ch_names=tuple(raw.ch_names),
-        ch_types=types,
+        ch_types=tuple(types),
         units=tuple("V" if t in VOLT_TYPES else "" for t in types),
         annotations=tuple(sorted(annotations)),
         name=path.name,
@@ -162,6 +363,7 @@ def _read_mne(path: Path, fmt: str) -> Recording:
     )
 
 
+# -- XDF ----------------------------------------------------------------------------------
 def _xdf_value(info: dict, key: str, default: str = "") -> str:
     value = info.get(key, [default])
     return value[0] if value and value[0] is not None else default
@@ -179,43 +381,418 @@ def _xdf_channels(info: dict, n_channels: int):
     return names, units
 
 
-def _read_xdf(path: Path) -> Recording:
+def _varlen(handle, where: str) -> tuple[int, int]:
+    """``(value, bytes used)`` of an XDF variable-length integer."""
+    width = handle.read(1)
+    if not width:
+        raise EOFError
+    if width[0] not in (1, 4, 8):
+        raise FileFormatError(f"invalid length byte {width[0]} {where}")
+    raw = handle.read(width[0])
+    if len(raw) < width[0]:
+        raise FileFormatError(f"the file ends inside a length field {where}")
+    return int.from_bytes(raw, "little"), 1 + width[0]
+
+
+def _scan_xdf(path: Path) -> None:
+    """Walk the chunk structure before pyxdf reads it: every chunk inside the file, every
+    sample count consistent with its chunk's size (a damaged length makes pyxdf allocate
+    gigabytes or read the next chunks' bytes as samples)."""
+    opener = gzip.open if path.suffix.lower() == ".xdfz" else open
+    size = path.stat().st_size if opener is open else None
+    layouts: dict[int, tuple[int, int]] = {}  # stream id -> (n_channels, bytes per value)
+    with opener(path, "rb") as handle:
+        if handle.read(4) != b"XDF:":
+            raise FileFormatError("it does not start with 'XDF:' (not an XDF file)")
+        while True:
+            start = handle.tell()
+            where = f"at byte {start}"
+            try:
+                length, _ = _varlen(handle, where)
+            except EOFError:
+                return
+            tag_bytes = handle.read(2)
+            if len(tag_bytes) < 2:
+                raise FileFormatError(f"the file ends inside a chunk header {where}")
+            tag = struct.unpack("<H", tag_bytes)[0]
+            content_start = handle.tell()
+            if tag not in XDF_TAGS or length < 2:
+                raise FileFormatError(f"chunk {where} has an invalid tag {tag} or length {length}")
+            if size is not None and content_start + length - 2 > size:
+                raise FileFormatError(
+                    f"chunk {where} claims {length} bytes, beyond the end of the file "
+                    f"({size} bytes): truncated or damaged"
+                )
+            content = length - 2
+            if tag == 2:
+                _xdf_layout(handle.read(content), layouts, where)
+            elif tag == 3:
+                stream_id = struct.unpack("<I", handle.read(4))[0]
+                n_samples, used = _varlen(handle, where)
+                if stream_id not in layouts:
+                    raise FileFormatError(f"samples chunk {where} of undeclared stream {stream_id}")
+                n_channels, width = layouts[stream_id]
+                payload = content - 4 - used
+                smallest = n_samples * (1 + n_channels * (width or 2))
+                largest = n_samples * (9 + n_channels * width) if width else payload
+                if not smallest <= payload <= largest:
+                    raise FileFormatError(
+                        f"samples chunk {where} says {n_samples} samples of {n_channels} "
+                        f"channels, which does not fit its {payload} bytes: damaged"
+                    )
+            handle.seek(content_start + content)
+
+
+def _xdf_layout(content: bytes, layouts: dict, where: str) -> None:
+    from xml.etree.ElementTree import ParseError, fromstring
+
+    stream_id = struct.unpack("<I", content[:4])[0]
+    try:
+        info = fromstring(content[4:].decode("utf-8", "replace"))
+        n_channels = int(info.findtext("channel_count", "0"))
+        fmt = info.findtext("channel_format", "")
+    except (ParseError, ValueError):
+        raise FileFormatError(f"the stream header {where} is not valid XML") from None
+    if n_channels < 1 or fmt not in XDF_FORMATS:
+        raise FileFormatError(
+            f"the stream header {where} declares {n_channels} channels of format {fmt!r}"
+        )
+    layouts[stream_id] = (n_channels, XDF_FORMATS[fmt])
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(_one_line(record.getMessage()))
+
+
+def _load_xdf(path: Path):
     import pyxdf
 
-    streams, _ = pyxdf.load_xdf(str(path))
-    numeric = [
-        s
-        for s in streams
-        if float(_xdf_value(s["info"], "nominal_srate", "0")) > 0
-        and _xdf_value(s["info"], "channel_format") != "string"
-    ]
-    eeg = [s for s in numeric if _xdf_value(s["info"], "type").lower() == "eeg"] or numeric
-    if not eeg:
-        raise FileFormatError(f"{path.name} holds no stream with a sampling rate (EEG)")
-    stream = eeg[0]
+    _scan_xdf(path)
+    capture = _Capture()
+    pyxdf_logger = logging.getLogger("pyxdf.pyxdf")
+    pyxdf_logger.addHandler(capture)
+    try:
+        streams, _ = pyxdf.load_xdf(str(path))
+    finally:
+        pyxdf_logger.removeHandler(capture)
+    if capture.messages:
+        raise FileFormatError(f"{path.name} is damaged: {capture.messages[0]}")
+    return streams
+
+
+def _describe_stream(stream: dict) -> str:
     info = stream["info"]
-    series = np.asarray(stream["time_series"], dtype=np.float64).T  # (n_channels, n_times)
-    names, units = _xdf_channels(info, series.shape[0])
-    scales = np.array([XDF_UNIT_SCALES.get(u.lower(), 1.0) for u in units])[:, None]
-    t0 = float(stream["time_stamps"][0])
-    annotations = []
-    for marker in streams:
-        if _xdf_value(marker["info"], "channel_format") != "string":
+    return (
+        f"{_xdf_value(info, 'name')!r} (type {_xdf_value(info, 'type')!r}, "
+        f"{len(stream['time_stamps'])} samples)"
+    )
+
+
+def _pick_xdf_stream(path: Path, streams: list[dict], wanted: str | None) -> dict:
+    def numeric(s: dict) -> bool:
+        info = s["info"]
+        return _xdf_value(info, "channel_format") != "string" and (
+            float(_xdf_value(info, "nominal_srate", "0") or 0) > 0
+        )
+
+    listing = "; ".join(_describe_stream(s) for s in streams) or "none"
+    if wanted is not None:
+        named = [
+            s
+            for s in streams
+            if wanted in (_xdf_value(s["info"], "name"), _xdf_value(s["info"], "type"))
+        ]
+        if not named:
+            raise ConfigError(f"{path.name} has no stream named {wanted!r}; streams: {listing}")
+        if not numeric(named[0]) or not len(named[0]["time_stamps"]):
+            raise FileFormatError(
+                f"{path.name}: stream {_describe_stream(named[0])} is not a non-empty stream "
+                f"with a sampling rate; streams: {listing}"
+            )
+        return named[0]
+    usable = [s for s in streams if numeric(s) and len(s["time_stamps"])]
+    eeg = [s for s in usable if _xdf_value(s["info"], "type").lower() == "eeg"]
+    if not usable:
+        raise FileFormatError(
+            f"{path.name} holds no non-empty stream with a sampling rate (EEG); streams: {listing}"
+        )
+    chosen = (eeg or usable)[0]
+    if len(usable) > 1:
+        logger.info(
+            "%s: reading stream %s; pick another with ?stream=NAME (streams: %s)",
+            path.name,
+            _describe_stream(chosen),
+            listing,
+        )
+    return chosen
+
+
+def _xdf_markers(streams: list[dict], stamps: np.ndarray, sfreq: float, name: str):
+    """Markers of all string streams placed at the data sample whose (synchronised) time stamp
+    is nearest to theirs. Returns ``(annotations, notices)``."""
+    annotations, notices = [], []
+    first, last = stamps[0] - 1 / sfreq, stamps[-1] + 1 / sfreq
+    for marker_stream in streams:
+        if _xdf_value(marker_stream["info"], "channel_format") != "string":
             continue
-        for value, stamp in zip(marker["time_series"], marker["time_stamps"]):
-            annotations.append((float(stamp) - t0, 0.0, " ".join(str(v) for v in value)))
+        for value, stamp in zip(marker_stream["time_series"], marker_stream["time_stamps"]):
+            text = " ".join(str(v) for v in value)
+            stamp = float(stamp)
+            if not first <= stamp <= last:
+                side, offset = (
+                    ("before", first - stamp) if stamp < first else ("after", stamp - last)
+                )
+                message = f"marker {text!r} lies {offset:.3f} s {side} the data; not placed"
+                logger.warning("%s: %s", name, message)
+                index = 0 if side == "before" else len(stamps) - 1
+                notices.append(
+                    FileEvent(
+                        index,
+                        "notice",
+                        message,
+                        {"marker": text, "offset_s": -offset if side == "before" else offset},
+                    )
+                )
+                continue
+            index = int(np.searchsorted(stamps, stamp))
+            if index == len(stamps) or (
+                index > 0 and stamp - stamps[index - 1] < stamps[index] - stamp
+            ):
+                index -= 1
+            annotations.append((index / sfreq, 0.0, text))
+    return annotations, notices
+
+
+def _xdf_gaps(stamps: np.ndarray, sfreq: float, name: str) -> list[FileEvent]:
+    """Steps of more than 1.5 sample periods in the data's time stamps (pyxdf has dejittered
+    them) are samples missing."""
+    steps = np.diff(stamps) * sfreq
+    gaps = []
+    for k in np.flatnonzero(np.abs(steps - 1) > 0.5):
+        n_missing = int(round(steps[k])) - 1
+        if n_missing <= 0:
+            message = f"time stamps go back by {-steps[k] / sfreq:.3f} s before sample {k + 1}"
+            logger.warning("%s: %s", name, message)
+            gaps.append(FileEvent(int(k) + 1, "notice", message))
+            continue
+        gaps.append(
+            FileEvent(
+                int(k) + 1,
+                "gap",
+                f"{n_missing} samples ({n_missing / sfreq:.3f} s) missing in the file",
+                {"n_missing": n_missing},
+            )
+        )
+    if gaps:
+        logger.warning("%s: %d gap(s) in the data's time stamps", name, len(gaps))
+    return gaps
+
+
+def _read_xdf(path: Path, wanted: str | None = None) -> Recording:
+    streams = _load_xdf(path)
+    stream = _pick_xdf_stream(path, streams, wanted)
+    info = stream["info"]
+    sfreq = float(_xdf_value(info, "nominal_srate"))
+    series = np.asarray(stream["time_series"], dtype=np.float64).T  # (n_channels, n_times)
+    finite = series[np.isfinite(series)]
+    if finite.size and np.abs(finite).max() > CORRUPT_MAGNITUDE:
+        raise FileFormatError(
+            f"{path.name} is damaged: stream {_describe_stream(stream)} holds values up to "
+            f"{np.abs(finite).max():.3g}, which no amplifier produces"
+        )
+    stamps = np.asarray(stream["time_stamps"], dtype=np.float64)
+    if not np.all(np.isfinite(stamps)):
+        raise FileFormatError(f"{path.name} is damaged: non-finite time stamps")
+    names, units = _xdf_channels(info, series.shape[0])
+    scales = np.array([parse_unit(u) or np.nan for u in units])
+    unitless = np.flatnonzero(np.isnan(scales))
+    scales[unitless] = _unitless_scale(series, list(unitless), len(units), path.name)
+    data = series * scales[:, None]
+    check_amplitude(data, path.name)
+    annotations, notices = _xdf_markers(streams, stamps, sfreq, path.name)
+    events = sorted(_xdf_gaps(stamps, sfreq, path.name) + notices, key=lambda e: e.index)
     return Recording(
-        data=series * scales,
-        sfreq=float(_xdf_value(info, "nominal_srate")),
+        data=data,
+        sfreq=sfreq,
         ch_names=tuple(names),
         ch_types=("eeg",) * len(names),
         units=("V",) * len(names),
         annotations=tuple(sorted(annotations)),
         name=path.name,
         source=str(path),
+        events=tuple(events),
     )
 
 
+# -- OpenBCI GUI --------------------------------------------------------------------------
+# boards of the OpenBCI GUI's header -> (n_channels, sfreq, sample-index modulus)
+OPENBCI_BOARDS = {
+    "cytondaisy": (16, 125.0, 256),
+    "cyton": (8, 250.0, 256),
+    "ganglion": (4, 200.0, None),
+}
+_HEADER_FIELD = re.compile(r"^%\s*([^=]+?)\s*=\s*(.+?)\s*$")
+
+
+def _openbci_header(path: Path, lines: list[str]) -> dict:
+    fields = {}
+    for line in lines:
+        match = _HEADER_FIELD.match(line)
+        if match:
+            fields[match.group(1).lower()] = match.group(2)
+    try:
+        n_channels = int(fields["number of channels"])
+        sfreq = float(fields["sample rate"].split()[0])
+    except (KeyError, ValueError, IndexError):
+        raise FileFormatError(
+            f"{path.name}: the OpenBCI GUI header lacks a readable '%Number of channels = N' "
+            "or '%Sample Rate = N Hz' line"
+        ) from None
+    board = fields.get("board", "")
+    return {"n_channels": n_channels, "sfreq": sfreq, "board": board}
+
+
+def _openbci_modulus(board: str, index: np.ndarray, step: int) -> int:
+    key = re.sub(r"[^a-z]", "", board.lower())
+    for name, (_, _, modulus) in OPENBCI_BOARDS.items():
+        if name in key and modulus:
+            return modulus
+    return int(np.nanmax(index)) + step if index.size else 256
+
+
+def _openbci_gaps(
+    index: np.ndarray, unix: np.ndarray | None, sfreq: float, board: str, name: str
+) -> list[FileEvent]:
+    """Dropped packets from the wrapping sample index (0-255 on a Cyton), cross-checked with
+    the Unix time stamps for losses longer than one wrap."""
+    if index.size < 2:
+        return []
+    diffs = np.diff(index)
+    positive = diffs[diffs > 0]
+    step = int(np.bincount(positive.astype(int)).argmax()) if positive.size else 1
+    modulus = _openbci_modulus(board, index, step)
+    steps = np.mod(diffs, modulus) / step  # packets from one sample to the next
+    cycle = modulus // step
+    gaps = []
+    for k in np.flatnonzero(steps != 1):
+        n_missing = int(round(steps[k])) - 1
+        if n_missing < 0:  # the same index twice: wraps to a whole cycle
+            n_missing += cycle
+        if unix is not None and np.isfinite(unix[k : k + 2]).all():
+            # longer than a wrap: the clock says how many cycles went by
+            by_time = (unix[k + 1] - unix[k]) * sfreq - 1
+            if by_time > n_missing + cycle / 2:
+                n_missing += int(round((by_time - n_missing) / cycle)) * cycle
+        if n_missing <= 0:
+            continue
+        gaps.append(
+            FileEvent(
+                int(k) + 1,
+                "gap",
+                f"{n_missing} sample(s) dropped (sample index {int(index[k])} -> "
+                f"{int(index[k + 1])})",
+                {"n_missing": n_missing},
+            )
+        )
+    if gaps:
+        total = sum(g.extra["n_missing"] for g in gaps)
+        logger.warning(
+            "%s: %d dropped packet stretch(es), %d sample(s) missing in all",
+            name,
+            len(gaps),
+            total,
+        )
+    return gaps
+
+
+def _read_openbci(path: Path) -> Recording:
+    """An OpenBCI GUI recording (v5/v6 "%OpenBCI Raw EXG Data"): ``%`` header lines, a row of
+    column names, then one comma-separated row per sample; EXG channels in µV."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
+    lines = text.splitlines()
+    header = [line for line in lines if line.startswith("%")]
+    body = [line for line in lines if line.strip() and not line.startswith("%")]
+    meta = _openbci_header(path, header)
+    if not body:
+        raise FileFormatError(f"{path.name}: an OpenBCI GUI header without a column-name row")
+    columns = [c.strip() for c in body[0].split(",")]
+    exg = [k for k, c in enumerate(columns) if c.lower().startswith(("exg channel", "eeg channel"))]
+    if not exg or columns[0].lower() != "sample index":
+        raise FileFormatError(
+            f"{path.name}: the column-name row {body[0][:60]!r} is not the OpenBCI GUI's "
+            "('Sample Index, EXG Channel 0, ...')"
+        )
+    if len(exg) != meta["n_channels"]:
+        raise FileFormatError(
+            f"{path.name}: the header says {meta['n_channels']} channels but the column row "
+            f"has {len(exg)} EXG columns"
+        )
+    wanted = ["sample index", "timestamp", "marker channel", "marker"]
+    lowered = [c.lower() for c in columns]
+    position = {w: lowered.index(w) for w in wanted if w in lowered}
+    numeric = sorted({0, *exg, *position.values()})
+    rows = body[1:]
+    if not rows:
+        raise FileFormatError(f"{path.name} holds no samples after its column-name row")
+    table = np.full((len(rows), len(columns)), np.nan)
+    for r, row in enumerate(rows):
+        cells = row.split(",")
+        if len(cells) != len(columns):
+            raise FileFormatError(
+                f"{path.name}: line {len(header) + r + 2} has {len(cells)} values, the column "
+                f"row {len(columns)}: truncated or damaged"
+            )
+        try:
+            for c in numeric:
+                table[r, c] = float(cells[c])
+        except ValueError:
+            raise FileFormatError(
+                f"{path.name}: line {len(header) + r + 2} column {columns[c]!r} is not a number: "
+                f"{cells[c].strip()[:30]!r}"
+            ) from None
+    sfreq = meta["sfreq"]
+    data = table[:, exg].T * MICROVOLT
+    check_amplitude(data, path.name)
+    unix = None
+    if "timestamp" in position:
+        unix = table[:, position["timestamp"]]
+        unix = unix / 1000.0 if np.nanmedian(unix) > 1e11 else unix  # Unix ms (older GUIs)
+    events = _openbci_gaps(table[:, 0], unix, sfreq, meta["board"], path.name)
+    annotations = []
+    marker_column = position.get("marker channel", position.get("marker"))
+    if marker_column is not None:
+        values = table[:, marker_column]
+        for k in np.flatnonzero(np.nan_to_num(values) != 0):
+            annotations.append((k / sfreq, 0.0, f"{values[k]:g}"))
+    names = tuple(f"EXG{k + 1}" for k in range(len(exg)))
+    logger.info(
+        "%s: OpenBCI GUI file, board %s, %d channels at %g Hz, %d samples",
+        path.name,
+        meta["board"] or "?",
+        len(exg),
+        sfreq,
+        len(rows),
+    )
+    return Recording(
+        data=data,
+        sfreq=sfreq,
+        ch_names=names,
+        ch_types=("eeg",) * len(names),
+        units=("V",) * len(names),
+        annotations=tuple(annotations),
+        name=path.name,
+        source=str(path),
+        events=tuple(events),
+    )
+
+
+# -- BrainFlow CSV ------------------------------------------------------------------------
 def _read_brainflow_csv(path: Path, board: int | str) -> Recording:
     from brainflow.board_shim import BoardShim
 
@@ -236,8 +813,10 @@ def _read_brainflow_csv(path: Path, board: int | str) -> Recording:
         names = ()
     if len(names) != len(eeg_rows):
         names = tuple(f"EEG{i + 1}" for i in range(len(eeg_rows)))
+    data = table[eeg_rows] * MICROVOLT
+    check_amplitude(data, path.name)
     return Recording(
-        data=table[eeg_rows] * MICROVOLT,
+        data=data,
         sfreq=float(BoardShim.get_sampling_rate(board_id)),
         ch_names=names,
         ch_types=("eeg",) * len(names),

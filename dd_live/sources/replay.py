@@ -49,11 +49,15 @@ class ReplaySource(Source):
         chunk_duration: seconds of file per chunk.
         start: seconds into the file to begin at.
         board: board id of a BrainFlow CSV.
+        stream: XDF only: name (or type) of the stream to replay.
 
     ``read()`` returns ``(n_channels, n_times)``; timestamps are on the replay clock:
     ``time.monotonic()`` at start + seconds of file (+ the file's length per loop). Annotations
-    become ``SourceEvent("marker")`` on that clock; the end of the file (without loop) is an
-    ``"end"`` event and :attr:`finished`.
+    become ``SourceEvent("marker")`` at their sample (onsets rounded to the nearest sample, as
+    MNE does); samples the file says are missing (dropped packets) advance the clock by their
+    duration and are a ``"gap"`` event; reader notices (e.g. a marker outside the data) are
+    ``"notice"`` events; the end of the file (without loop) is an ``"end"`` event and
+    :attr:`finished`.
     """
 
     def __init__(
@@ -65,9 +69,13 @@ class ReplaySource(Source):
         chunk_duration: float = 0.02,
         start: float = 0.0,
         board: int | str | None = None,
+        stream: str | None = None,
     ) -> None:
         super().__init__()
-        self.recording = path if isinstance(path, Recording) else read_recording(path, board=board)
+        if isinstance(path, Recording):
+            self.recording = path
+        else:
+            self.recording = read_recording(path, board=board, stream=stream)
         rec = self.recording
         if not chunk_duration > 0:
             raise ConfigError(f"replay: chunk_duration must be > 0 s, got {chunk_duration}")
@@ -83,10 +91,20 @@ class ReplaySource(Source):
             source_id=rec.source,
         )
         self._onsets = np.array([round(a[0] * rec.sfreq) for a in rec.annotations], dtype=int)
+        self._event_index = np.array([e.index for e in rec.events], dtype=int)
+        gaps = rec.gaps
+        # file sample index -> clock position: the samples missing before it are skipped
+        self._gap_index = np.array([g[0] for g in gaps], dtype=int)
+        self._gap_offset = np.cumsum([g[1] for g in gaps], dtype=int)
+        self._loop_length = rec.n_times + (int(self._gap_offset[-1]) if gaps else 0)
         self._lock = threading.Lock()  # seek/pause/speed come from other threads
         self._pos = 0  # next sample to deliver
         self._n_loops = 0
         self._paused = False
+        self._limit: int | None = None  # back-pressure (hold_at): deliver no more samples
+        self._n_delivered = 0
+        self._held = False
+        self._released = threading.Event()
         self._ended = False
         self._anchor_time = 0.0
         self._anchor_pos = 0
@@ -133,6 +151,21 @@ class ReplaySource(Source):
             self._paused = False
             self._reanchor()
 
+    def hold_at(self, n_samples: int | None) -> None:
+        """Back-pressure from the consumer (a session whose generator is behind): deliver no
+        more than ``n_samples`` samples in all, counted from ``start()``, until called again;
+        None lifts the limit. Independent of :meth:`pause`; paced replays go on at their speed
+        from where they were held."""
+        limit = None if n_samples is None else int(n_samples)
+        if limit != self._limit:
+            self._limit = limit
+            self._released.set()
+
+    @property
+    def held(self) -> bool:
+        """True while :meth:`hold_at` stops the replay (the consumer is catching up)."""
+        return self._held
+
     def _reanchor(self) -> None:
         self._anchor_time = time.monotonic()
         self._anchor_pos = self._pos
@@ -166,9 +199,21 @@ class ReplaySource(Source):
         if self._paused or self._ended:
             time.sleep(self.chunk_size / self.info.sfreq)
             return empty_chunk(n_channels)
+        limit = self._limit
+        if limit is not None and self._n_delivered >= limit:  # held: wait, never spin
+            self._held = True
+            self._released.wait(self.chunk_size / self.info.sfreq)
+            self._released.clear()
+            return empty_chunk(n_channels)
         with self._lock:
+            if self._held:
+                self._held = False
+                self._reanchor()
             n_due = self._n_due()
+            if limit is not None:
+                n_due = min(n_due, limit - self._n_delivered)
             data, stamps = self._take(max(n_due, 0))
+            self._n_delivered += stamps.shape[0]
         return data, stamps
 
     def _take(self, n_times: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,6 +231,7 @@ class ReplaySource(Source):
                 self._anchor_pos -= rec.n_times
             stop = min(rec.n_times, self._pos + n_times)
             self._push_markers(self._pos, stop)
+            self._push_file_events(self._pos, stop)
             pieces.append(rec.data[:, self._pos : stop])
             stamps.append(self._stamp(np.arange(self._pos, stop)))
             n_times -= stop - self._pos
@@ -198,14 +244,32 @@ class ReplaySource(Source):
 
     def _stamp(self, index):
         """Replay-clock timestamp of file sample ``index`` in the current loop."""
-        return self._base + (index + self._n_loops * self.recording.n_times) / self.info.sfreq
+        position = np.asarray(index) + self._n_loops * self._loop_length
+        if self._gap_index.size:
+            k = np.searchsorted(self._gap_index, index, side="right")
+            position = position + np.r_[0, self._gap_offset][k]
+        return self._base + position / self.info.sfreq
 
     def _push_markers(self, start: int, stop: int) -> None:
         first, last = np.searchsorted(self._onsets, [start, stop])
         for k in range(first, last):
-            onset, duration, description = self.recording.annotations[k]
-            stamp = self._stamp(onset * self.info.sfreq)
+            _, duration, description = self.recording.annotations[k]
+            stamp = self._stamp(self._onsets[k])  # the rounded sample, as MNE places events
             self._push_event(SourceEvent("marker", float(stamp), description, duration))
+
+    def _push_file_events(self, start: int, stop: int) -> None:
+        """Gaps and notices the reader found, at their sample."""
+        first, last = np.searchsorted(self._event_index, [start, stop])
+        for k in range(first, last):
+            event = self.recording.events[k]
+            stamp = float(self._stamp(event.index))
+            n_missing = int(event.extra.get("n_missing", 0))
+            duration = n_missing / self.info.sfreq if event.kind == "gap" else 0.0
+            if event.kind == "gap":
+                logger.info("%s: %s", self.recording.name, event.description)
+            self._push_event(
+                SourceEvent(event.kind, stamp, event.description, duration, dict(event.extra))
+            )
 
     def __repr__(self) -> str:
         speed = "max" if math.isinf(self._speed) else f"x{self._speed:g}"

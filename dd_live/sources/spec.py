@@ -2,6 +2,7 @@
 
 =============================================  ==============================================
 ``synthetic`` / ``synthetic:STATE``            :class:`SyntheticSource` (optionally in a state)
+``synthetic?viewer=1``                         a simulated person who sees calibration images
 ``brainflow:BOARD?serial_port=...``            :class:`BrainFlowSource`, board by id or name
 ``lsl:NAME`` / ``lsl-type:TYPE`` / ``lsl-id:ID``  :class:`LSLSource`
 ``file:PATH?speed=2&loop=1`` or a bare path    :class:`ReplaySource`
@@ -21,11 +22,12 @@ from dd_live.sources.base import Source
 ACCEPTED_FORMS = (
     "synthetic",
     "synthetic:STATE",
+    "synthetic?viewer=1",
     "brainflow:BOARD[?serial_port=...&mac_address=...]",
     "lsl:NAME",
     "lsl-type:TYPE",
     "lsl-id:SOURCE_ID",
-    "file:PATH[?speed=2&loop=1]",
+    "file:PATH[?speed=2&loop=1&stream=NAME]",
     "PATH (a recording or a session folder)",
 )
 # query parameters of each kind that are options of the source, not BrainFlow input params
@@ -37,6 +39,7 @@ SYNTHETIC_OPTIONS = {
     "chunk_duration",
     "realtime",
     "amplitude",
+    "viewer",
 }
 BRAINFLOW_OPTIONS = {"poll", "debug"}
 LSL_OPTIONS = {
@@ -49,7 +52,7 @@ LSL_OPTIONS = {
     "stype",
     "source_id",
 }
-REPLAY_OPTIONS = {"speed", "loop", "chunk_duration", "start", "board"}
+REPLAY_OPTIONS = {"speed", "loop", "chunk_duration", "start", "board", "stream"}
 TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -114,7 +117,7 @@ def open_source(spec: str, **overrides) -> Source:
 
         state, params = _split_query(spec, body)
         options = _options(spec, params, SYNTHETIC_OPTIONS)
-        for key in ("counter", "realtime"):
+        for key in ("counter", "realtime", "viewer"):
             _as_bool(options, key)
         if state:
             options["state"] = state
