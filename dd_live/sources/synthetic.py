@@ -9,11 +9,30 @@ whole app (windows → encoder → images) testable without a headset.
 
 :func:`synthetic_eeg` is the same generator as a pure function (used by training);
 :class:`SyntheticSource` streams it, paced by the wall clock or as fast as it is read.
+
+The simulated viewer (``synthetic?viewer=1``, ``SyntheticSource(viewer=True)``) is a person
+looking at the images ``dd-live calibrate`` shows: :meth:`SyntheticSource.present` starts an
+evoked response at a given sample. The response is a fixed function of the image's content,
+so a calibration -> training -> decoding round has a known ground truth:
+
+1. :func:`image_features`: the image at 16 x 16 pixels, RGB in [0, 1], gives
+   :data:`N_VIEWER_FEATURES` low-level numbers: mean luminance, red-green and blue-yellow
+   opponency, left-right, top-bottom and centre-surround luminance contrast, RMS contrast and
+   mean saturation (each centred and scaled to about [-1, 1]).
+2. :class:`ViewerModel`: feature ``k`` drives a spatial pattern ``spatial[:, k]``
+   (``(n_channels,)``, unit norm, random but fixed by ``seed``) with its own temporal waveform
+   (a Gaussian bump at latency ``latency[k]`` in 80-380 ms, width 20-50 ms, sign +/-). On top, a
+   feature-independent onset response (P1 at 100 ms, N1 at 170 ms) over all channels.
+3. Per trial, the whole response is shifted by a latency jitter (normal, sd
+   :data:`VIEWER_LATENCY_JITTER`) and scaled by an amplitude jitter (log-normal, sd
+   :data:`VIEWER_AMPLITUDE_JITTER`); the background (1/f noise, alpha, blinks, line noise) goes
+   on underneath, so single trials are noisy as real ones are.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +52,17 @@ BLINK_GAIN = 8.0  # blink peak relative to the background amplitude
 ALPHA_GAIN = 0.6
 LINE_GAIN = 0.2
 COUNTER_NAME = "COUNTER"
+N_VIEWER_FEATURES = 8
+VIEWER_FEATURE_NAMES = (
+    "luminance", "red_green", "blue_yellow", "left_right", "top_bottom", "centre_surround",
+    "contrast", "saturation",
+)
+VIEWER_IMAGE_SIZE = 16  # pixels per side the viewer "sees"
+VIEWER_RESPONSE = 0.6  # seconds an evoked response lasts
+VIEWER_GAIN = 1.5  # evoked peak per unit feature, relative to the background amplitude
+VIEWER_ONSET_GAIN = 1.0  # the feature-independent onset response, same units
+VIEWER_LATENCY_JITTER = 0.01  # s, sd of the per-trial latency shift
+VIEWER_AMPLITUDE_JITTER = 0.2  # sd of the per-trial log-amplitude
 
 # Paul Kellet's pink (1/f) filter, "refined" version.
 _PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
@@ -260,6 +290,92 @@ def _check_dims(n_channels: int, sfreq: float) -> None:
         )
 
 
+def image_features(pixels: np.ndarray) -> np.ndarray:
+    """The :data:`N_VIEWER_FEATURES` low-level features the simulated viewer responds to.
+
+    Args:
+        pixels: ``(height, width, 3)`` RGB, uint8 (0-255) or float (0-1), any size; it is
+            box-averaged to ``VIEWER_IMAGE_SIZE`` pixels per side first.
+
+    Returns:
+        ``(N_VIEWER_FEATURES,)`` float64, named by :data:`VIEWER_FEATURE_NAMES`, each about
+        in [-1, 1].
+    """
+    img = np.asarray(pixels)
+    if img.ndim != 3 or img.shape[2] < 3:
+        raise ConfigError(f"image_features: need (height, width, 3) RGB pixels, got {img.shape}")
+    img = img[..., :3].astype(np.float64)
+    if np.issubdtype(np.asarray(pixels).dtype, np.integer):
+        img /= 255.0
+    size = VIEWER_IMAGE_SIZE
+    rows = np.array_split(np.arange(img.shape[0]), size) if img.shape[0] >= size else None
+    cols = np.array_split(np.arange(img.shape[1]), size) if img.shape[1] >= size else None
+    if rows is None or cols is None:
+        raise ConfigError(f"image_features: the image must be at least {size} x {size} pixels")
+    small = np.array([[img[r][:, c].mean(axis=(0, 1)) for c in cols] for r in rows])  # (16, 16, 3)
+    red, green, blue = small[..., 0], small[..., 1], small[..., 2]
+    lum = 0.299 * red + 0.587 * green + 0.114 * blue
+    half = size // 2
+    centre = lum[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4]
+    surround = (lum.sum() - centre.sum()) / (lum.size - centre.size)
+    top = np.max(small, axis=-1)
+    saturation = np.where(top > 0, (top - np.min(small, axis=-1)) / np.maximum(top, 1e-9), 0.0)
+    return np.array([
+        2.0 * (lum.mean() - 0.5),
+        2.0 * (red.mean() - green.mean()),
+        2.0 * (blue.mean() - 0.5 * (red.mean() + green.mean())),
+        2.0 * (lum[:, :half].mean() - lum[:, half:].mean()),
+        2.0 * (lum[:half].mean() - lum[half:].mean()),
+        2.0 * (centre.mean() - surround),
+        4.0 * lum.std() - 1.0,
+        2.0 * saturation.mean() - 1.0,
+    ])
+
+
+class ViewerModel:
+    """The simulated viewer's fixed map from image features to an evoked response.
+
+    Args:
+        n_channels: EEG channels.
+        sfreq: Hz.
+        seed: fixes the spatial patterns, latencies, widths and signs (one "person").
+        amplitude: background scale, volts (the response is relative to it).
+
+    ``response(features, rng)`` -> ``(n_channels, n_response)`` volts, where ``n_response``
+    covers :data:`VIEWER_RESPONSE` seconds from the onset (see the module docstring).
+    """
+
+    def __init__(self, n_channels: int, sfreq: float, seed: int = 0,
+                 amplitude: float = 20e-6) -> None:
+        rng = np.random.default_rng([seed, 7])
+        spatial = rng.standard_normal((n_channels, N_VIEWER_FEATURES))
+        self.spatial = spatial / np.linalg.norm(spatial, axis=0, keepdims=True)
+        self.latency = np.sort(rng.uniform(0.08, 0.38, N_VIEWER_FEATURES))
+        self.width = rng.uniform(0.02, 0.05, N_VIEWER_FEATURES)
+        self.sign = rng.choice([-1.0, 1.0], N_VIEWER_FEATURES)
+        self.onset_pattern = np.abs(rng.standard_normal(n_channels)) / np.sqrt(n_channels)
+        self.sfreq = float(sfreq)
+        self.amplitude = float(amplitude)
+        self.n_response = int(round(VIEWER_RESPONSE * sfreq))
+        self.n_channels = n_channels
+
+    def response(self, features: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One trial's evoked response ``(n_channels, n_response)`` volts, jittered by ``rng``."""
+        features = np.asarray(features, dtype=np.float64)
+        if features.shape != (N_VIEWER_FEATURES,):
+            raise ConfigError(
+                f"the simulated viewer needs {N_VIEWER_FEATURES} image features, got "
+                f"{features.shape}: pass pixels through image_features() first")
+        shift = rng.normal(0.0, VIEWER_LATENCY_JITTER)
+        gain = np.exp(rng.normal(0.0, VIEWER_AMPLITUDE_JITTER))
+        t = np.arange(self.n_response) / self.sfreq - shift  # (n_response,)
+        bumps = np.exp(-0.5 * ((t[None, :] - self.latency[:, None]) / self.width[:, None]) ** 2)
+        evoked = self.spatial @ ((features * self.sign)[:, None] * bumps)  # (n_channels, n)
+        onset = np.exp(-0.5 * ((t - 0.1) / 0.02) ** 2) - np.exp(-0.5 * ((t - 0.17) / 0.03) ** 2)
+        evoked = VIEWER_GAIN * evoked + VIEWER_ONSET_GAIN * self.onset_pattern[:, None] * onset
+        return gain * self.amplitude * evoked
+
+
 class SyntheticSource(Source):
     """Class-coded synthetic EEG, streamed in chunks.
 
@@ -275,6 +391,8 @@ class SyntheticSource(Source):
             clock); if False each ``read()`` returns one chunk at once and timestamps start
             at 0.
         amplitude: background scale, volts.
+        viewer: simulate a person looking at images: :meth:`present` adds the evoked
+            response of an image (see :class:`ViewerModel`).
 
     ``read()`` returns ``(n_channels [+1], n_times)`` volts. A state change pushes a
     ``SourceEvent("marker", description="state:<name>")`` at the first sample in that state.
@@ -292,6 +410,7 @@ class SyntheticSource(Source):
         chunk_duration: float = 0.02,
         realtime: bool = True,
         amplitude: float = 20e-6,
+        viewer: bool = False,
     ) -> None:
         super().__init__()
         _check_dims(n_channels, sfreq)
@@ -325,6 +444,11 @@ class SyntheticSource(Source):
         )
         self._generator: _Generator | None = None
         self._t0 = 0.0
+        self.viewer = ViewerModel(n_channels, sfreq, seed, amplitude) if viewer else None
+        self._viewer_rng = np.random.default_rng([seed, 8])
+        self._responses: list[tuple[int, np.ndarray]] = []  # (onset sample, response)
+        self._viewer_lock = threading.Lock()
+        self.presented: list[tuple[int, str]] = []  # (onset sample, label) of every present()
 
     @property
     def state(self) -> str | None:
@@ -335,6 +459,59 @@ class SyntheticSource(Source):
         """Switch to another state (or background only) from the next sample on."""
         self._state = _find_state(name, self.states)
         self._state_changed = True
+
+    @property
+    def n_done(self) -> int:
+        """Samples generated so far (the index of the next sample)."""
+        return 0 if self._generator is None else self._generator.n_done
+
+    def sample_time(self, sample_index: int | float) -> float:
+        """The timestamp this source gives sample ``sample_index`` (its own clock)."""
+        return self._t0 + sample_index / self.info.sfreq
+
+    def present(self, pixels_or_features: np.ndarray, onset_time: float | None = None,
+                label: str = "") -> int:
+        """Show the simulated viewer an image: its evoked response starts at the first sample
+        at or after ``onset_time`` (this source's clock; None: the next sample generated).
+
+        Args:
+            pixels_or_features: ``(height, width, 3)`` RGB pixels or ready
+                ``(N_VIEWER_FEATURES,)`` features (:func:`image_features`).
+            onset_time: seconds on this source's clock.
+            label: kept with the onset in :attr:`presented` (ground truth for tests).
+
+        Returns:
+            the absolute sample index where the response starts.
+        """
+        if self.viewer is None:
+            raise ConfigError("this synthetic source has no viewer: open it as "
+                              "'synthetic?viewer=1' to present images")
+        array = np.asarray(pixels_or_features)
+        features = array if array.ndim == 1 else image_features(array)
+        with self._viewer_lock:
+            response = self.viewer.response(features, self._viewer_rng)
+            if onset_time is None:
+                onset = self.n_done
+            else:
+                onset = int(math.ceil((onset_time - self._t0) * self.info.sfreq - 1e-9))
+                onset = max(onset, self.n_done)  # a sample already delivered cannot change
+            self._responses.append((onset, response))
+            self.presented.append((onset, label))
+        return onset
+
+    def _add_responses(self, data: np.ndarray, first: int) -> None:
+        """Add every evoked response overlapping samples ``[first, first + n)`` to ``data``."""
+        stop = first + data.shape[1]
+        with self._viewer_lock:
+            keep = []
+            for onset, response in self._responses:
+                end = onset + response.shape[1]
+                lo, hi = max(onset, first), min(end, stop)
+                if lo < hi:
+                    data[: self.n_eeg, lo - first : hi - first] += response[:, lo - onset : hi - onset]
+                if end > stop:
+                    keep.append((onset, response))
+            self._responses = keep
 
     def _start(self) -> None:
         self._generator = _Generator(self.n_eeg, self.info.sfreq, self.seed, self.amplitude)
@@ -364,6 +541,8 @@ class SyntheticSource(Source):
             label = "none" if state is None else state.name
             self._push_event(SourceEvent("marker", float(stamps[0]), f"state:{label}"))
         data = generator.generate(n_times, state)
+        if self.viewer is not None and n_times:
+            self._add_responses(data, first)
         if self.counter:
             counter = np.arange(first, first + n_times, dtype=np.float64)
             data = np.vstack([data, counter[None, :]])

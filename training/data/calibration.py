@@ -1,0 +1,165 @@
+"""Calibration sessions (``dd-live calibrate``) as paired (EEG epoch, image) training data.
+
+Every epoch comes out of :func:`dd_live.calibration.session_epochs`, the live app's own
+preprocessing (its filter, marker windows, channel mapping, resampling, standardisation) with
+the settings the session was recorded with (its ``config.toml``), so a model trained here sees
+exactly what it will see live.
+
+The split is by image, as the session recorded it: a ``test`` image is never in ``train``.
+``average_repeats`` averages the repetitions of each image (the usual evaluation of test
+images, which a calibration shows several times).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dd_live.calibration import STIMULI_FILE, CalibrationSession, session_epochs
+from dd_live.config import AppConfig
+from dd_live.errors import ConfigError
+from dd_live.recording import CONFIG_FILE, read_events
+from dd_live.sources.base import StreamInfo
+from dd_live.sources.readers import read_recording
+from training.data.images import image_to_tensor
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "test", "all")
+
+
+def find_sessions(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Calibration session folders: each path is one, or a folder holding some (any depth)."""
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if (path / STIMULI_FILE).is_file():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(p.parent for p in path.rglob(STIMULI_FILE)))
+        else:
+            raise ConfigError(f"--data {path} does not exist: give a calibration session folder "
+                              "(dd-live calibrate --out ...) or a folder of them")
+    if not found:
+        raise ConfigError(f"--data {', '.join(map(str, paths))}: no calibration session found "
+                          f"(a session folder holds {STIMULI_FILE}); record one with dd-live calibrate")
+    return found
+
+
+def is_calibration_data(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / STIMULI_FILE).is_file() or (path.is_dir() and any(path.rglob(STIMULI_FILE)))
+
+
+def session_info(folder: Path) -> tuple[np.ndarray, StreamInfo]:
+    """The raw samples ``(n_channels, n_samples)`` volts of a session folder and its stream info."""
+    recording = read_recording(folder)
+    info = StreamInfo(recording.name, recording.sfreq, recording.ch_names, recording.ch_types,
+                      recording.units)
+    return recording.data, info
+
+
+def eeg_channel_count(folder: str | Path) -> int:
+    """EEG channels of the first session under ``folder``."""
+    _, info = session_info(find_sessions(folder)[0])
+    return sum(kind.lower() == "eeg" for kind in info.ch_types)
+
+
+class CalibrationPairs(torch.utils.data.Dataset):
+    """Paired items of one split of one or many calibration sessions.
+
+    Args:
+        paths: session folder(s), or folders holding them.
+        split: ``"train"``, ``"test"`` or ``"all"``.
+        n_channels, n_times: the model's input shape (None channels: the sessions' EEG count).
+        image_size: side of the image tensors.
+        average_repeats: one item per image, the mean of its epochs.
+        app_config: preprocessing settings; default: each session's own ``config.toml``.
+
+    Items: ``{"eeg": [C, T] float32, "image": [3, S, S] in [-1, 1], "label": int,
+    "image_id": int}``; ``image_id`` indexes :attr:`image_keys` (content hashes) over all sessions.
+    """
+
+    def __init__(self, paths, split: str = "train", n_channels: int | None = None,
+                 n_times: int = 512, image_size: int = 512, *, average_repeats: bool = False,
+                 augment: bool = False, app_config: AppConfig | None = None, seed: int = 0) -> None:
+        if split not in SPLITS:
+            raise ConfigError(f"calibration split must be one of {SPLITS}, got {split!r}")
+        self.sessions = find_sessions(paths)
+        self.split, self.image_size, self.augment, self.seed = split, image_size, augment, seed
+        self.image_keys: list[str] = []
+        self.image_paths: list[Path] = []
+        epochs, ids = [], []
+        for folder in self.sessions:
+            session = CalibrationSession.open(folder)
+            session.check_images()
+            data, info = session_info(folder)
+            if n_channels is None:
+                n_channels = sum(kind.lower() == "eeg" for kind in info.ch_types)
+            config = app_config or (AppConfig.from_toml(folder / CONFIG_FILE)
+                                    if (folder / CONFIG_FILE).is_file() else AppConfig())
+            gaps = [int(e["sample"]) for e in read_events(folder)
+                    if e.get("type") == "gap" and isinstance(e.get("sample"), int)]
+            rows = [r for r in session.rows if split == "all" or r["split"] == split]
+            x, kept = session_epochs(data, info, [r["onset_sample"] for r in rows], config,
+                                     n_channels, n_times, gaps=gaps)
+            if len(kept) < len(rows):
+                logger.info("%s: %d of %d %s epochs run past the end of the recording (aborted "
+                            "run?) and are left out", folder, len(rows) - len(kept), len(rows), split)
+            for k in kept:
+                key = rows[k]["sha256"]
+                if key not in self.image_keys:
+                    self.image_keys.append(key)
+                    self.image_paths.append(session.images[rows[k]["image_id"]])
+                ids.append(self.image_keys.index(key))
+            epochs.append(x)
+        self.eeg = np.concatenate(epochs) if epochs else np.zeros((0, n_channels, n_times), np.float32)
+        self.labels = list(ids)
+        if average_repeats and len(self.labels):
+            groups = sorted(set(self.labels))
+            self.eeg = np.stack([self.eeg[[i for i, g in enumerate(self.labels) if g == image]].mean(0)
+                                 for image in groups]).astype(np.float32)
+            self.labels = groups
+        if not len(self.labels):
+            raise ConfigError(f"{', '.join(map(str, self.sessions))}: no complete {split} epoch "
+                              "(the session is too short, or has no images of this split)")
+        self.n_channels, self.n_times = int(n_channels), int(n_times)
+        self._cache: dict[int, Image.Image] = {}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def image_ids(self) -> list[int]:
+        """The images this split shows (indices into :attr:`image_keys`)."""
+        return sorted(set(self.labels))
+
+    @property
+    def n_images(self) -> int:
+        return len(self.image_keys)
+
+    def load_image(self, image_id: int) -> Image.Image:
+        if image_id not in self._cache:
+            with Image.open(self.image_paths[image_id]) as image:
+                self._cache[image_id] = image.convert("RGB")
+        return self._cache[image_id]
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, index, torch.randint(2**31, ()).item()])
+        image_id = self.labels[index]
+        return {
+            "eeg": torch.from_numpy(self.eeg[index]),  # [C, T]
+            "image": image_to_tensor(self.load_image(image_id), self.image_size, self.augment, rng),
+            "label": image_id,
+            "image_id": image_id,
+        }
+
+    def __repr__(self) -> str:
+        return (f"<CalibrationPairs: {self.split} | {len(self)} epochs of {len(self.image_ids)} "
+                f"images, {self.n_channels} x {self.n_times} | {len(self.sessions)} session(s)>")
