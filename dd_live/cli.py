@@ -1,6 +1,6 @@
 """The ``dd-live`` command.
 
-``dd-live run | demo | replay | record | stream | devices | convert | sys-info``; ``dd-live
+``dd-live run | demo | calibrate | replay | record | stream | devices | convert | sys-info``; ``dd-live
 COMMAND --help`` says more. Heavy imports (torch, Qt) happen inside the commands that need them.
 Exit code 0 on success; otherwise non-zero with a one-line reason on stderr.
 """
@@ -128,6 +128,28 @@ def cmd_record(args: argparse.Namespace) -> int:
     finally:
         session.stop()
     print(f"recorded {session.recorder.n_samples} samples to {session.recording_path}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from dd_live.calibration import CalibrationConfig, calibrate
+
+    args.model = NO_MODEL  # a calibration shows images; it makes none
+    config = _config_from_args(args).replace(record={"root": str(args.out)})
+    calibration = CalibrationConfig(
+        design=args.design, n_trials=args.trials, on=args.on, blank=args.blank,
+        test_images=args.test_images, test_repeats=args.test_repeats,
+        break_every=args.break_every, seed=args.seed if args.seed is not None else 0,
+        copy_images=args.copy_images)
+    if not args.headless and args.speed != 0:
+        problem = window_problem()
+        if problem is not None:
+            raise ConfigError(f"{problem}; or run without a window: --headless")
+    run = calibrate(args.images, calibration, config, headless=args.headless, speed=args.speed,
+                    max_trials=args.max_trials, screen=args.screen)
+    state = "aborted, kept" if run.aborted else "done:"
+    print(f"calibration {state} {len(run.rows)} of {run.n_presented} images placed; session "
+          f"in {run.folder}")
     return 0
 
 
@@ -273,6 +295,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="recording", help="session name")
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("calibrate", help="show images, record the EEG they evoke (training data)")
+    p.add_argument("--source", default="synthetic?viewer=1",
+                   help="source spec (default: the simulated viewer, synthetic?viewer=1)")
+    p.add_argument("--images", required=True, help="a folder of images or a list file")
+    p.add_argument("--trials", type=int, help="images to show (default: one block: every "
+                   "training image once, every test image --test-repeats times)")
+    p.add_argument("--design", choices=("rsvp", "slow"), default="rsvp",
+                   help="rsvp: 100 ms image + 100 ms blank; slow: 1 s image + 0.6+/-0.2 s blank")
+    p.add_argument("--on", type=float, help="seconds each image is shown (overrides the design)")
+    p.add_argument("--blank", type=float, help="seconds of blank after each image")
+    p.add_argument("--test-images", type=int, help="images held out for testing (default 20%%)")
+    p.add_argument("--test-repeats", type=int, default=4, help="showings of each test image")
+    p.add_argument("--break-every", type=int, default=0, help="a break every N trials")
+    p.add_argument("--copy-images", action="store_true",
+                   help="copy the images into the session folder")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="folder for the session folder")
+    p.add_argument("--headless", action="store_true", help="no window (simulated viewer, tests)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="1: real time; 0: simulated time as fast as possible (simulated viewer)")
+    p.add_argument("--screen", type=int, help="the screen to present on (default: the primary)")
+    p.add_argument("--max-trials", type=int, help=argparse.SUPPRESS)  # tests: stop early
+    p.add_argument("--seed", type=int, help="randomisation seed (split and order)")
+    p.add_argument("--config", type=Path, help="a TOML config file (filter, window, record)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("stream", help="replay a file as an LSL outlet")
     p.add_argument("file")

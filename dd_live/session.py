@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from dd_live.config import AppConfig
+from dd_live.config import AppConfig, FilterConfig
 from dd_live.errors import ConfigError, DDLiveError
 from dd_live.sources import Source, open_source
 from dd_live.stream import (
@@ -279,20 +279,7 @@ class LiveSession:
         return self
 
     def _make_filter(self, sfreq: float, n_channels: int) -> StreamingFilter | None:
-        f = self.config.filter
-        if not f.enabled:
-            return None
-        nyquist = sfreq / 2
-        h_freq = f.h_freq
-        if h_freq is not None and h_freq >= nyquist:
-            h_freq = round(NYQUIST_MARGIN * nyquist, 1)
-            logger.warning("band-pass upper edge %.1f Hz is above Nyquist (%.1f Hz) of this "
-                           "stream: using %.1f Hz", f.h_freq, nyquist, h_freq)
-        notch = f.notch if f.notch is not None and f.notch < nyquist else None
-        sos = design_filter(sfreq, l_freq=f.l_freq, h_freq=h_freq, notch=notch, order=f.order)
-        if sos is None:
-            return None
-        return StreamingFilter(sos, n_channels)
+        return make_filter(self.config.filter, sfreq, n_channels)
 
     def _close_after_failed_start(self) -> None:
         if self.recorder is not None:
@@ -534,6 +521,27 @@ class LiveSession:
                 self._feed_recorder()
             self.recorder.close()
         self._set_state("stopped")
+
+
+def make_filter(f: FilterConfig, sfreq: float, n_channels: int) -> StreamingFilter | None:
+    """The online filter ``[filter]`` describes for a stream (None when it filters nothing).
+
+    The live session and the training data (``training.data.calibration``) both build their
+    filter here, so training and inference filter alike.
+    """
+    if not f.enabled:
+        return None
+    nyquist = sfreq / 2
+    h_freq = f.h_freq
+    if h_freq is not None and h_freq >= nyquist:
+        h_freq = round(NYQUIST_MARGIN * nyquist, 1)
+        logger.warning("band-pass upper edge %.1f Hz is above Nyquist (%.1f Hz) of this "
+                       "stream: using %.1f Hz", f.h_freq, nyquist, h_freq)
+    notch = f.notch if f.notch is not None and f.notch < nyquist else None
+    sos = design_filter(sfreq, l_freq=f.l_freq, h_freq=h_freq, notch=notch, order=f.order)
+    if sos is None:
+        return None
+    return StreamingFilter(sos, n_channels)
 
 
 def validate_model_fits(info_sfreq: float, window_length: float, n_times: int) -> None:
