@@ -1,6 +1,6 @@
 """The ``dd-live`` command.
 
-``dd-live run | demo | calibrate | replay | record | stream | devices | convert | sys-info``; ``dd-live
+``dd-live run | demo | replay | record | stream | devices | convert | sys-info``; ``dd-live
 COMMAND --help`` says more. Heavy imports (torch, Qt) happen inside the commands that need them.
 Exit code 0 on success; otherwise non-zero with a one-line reason on stderr.
 """
@@ -122,34 +122,14 @@ def cmd_record(args: argparse.Namespace) -> int:
     session = LiveSession(config, generate=False)
     session.start()
     try:
-        _wait(session, args.duration)
+        _wait(session, args.duration, stop_if_recording_fails=True)
     except KeyboardInterrupt:
         print("\nstopping…", file=sys.stderr)
     finally:
         session.stop()
+    if session.recording_error is not None:
+        return EXIT_ERROR  # the one message naming the file and the free space is logged
     print(f"recorded {session.recorder.n_samples} samples to {session.recording_path}")
-    return 0
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from dd_live.calibration import CalibrationConfig, calibrate
-
-    args.model = NO_MODEL  # a calibration shows images; it makes none
-    config = _config_from_args(args).replace(record={"root": str(args.out)})
-    calibration = CalibrationConfig(
-        design=args.design, n_trials=args.trials, on=args.on, blank=args.blank,
-        test_images=args.test_images, test_repeats=args.test_repeats,
-        break_every=args.break_every, seed=args.seed if args.seed is not None else 0,
-        copy_images=args.copy_images)
-    if not args.headless and args.speed != 0:
-        problem = window_problem()
-        if problem is not None:
-            raise ConfigError(f"{problem}; or run without a window: --headless")
-    run = calibrate(args.images, calibration, config, headless=args.headless, speed=args.speed,
-                    max_trials=args.max_trials, screen=args.screen)
-    state = "aborted, kept" if run.aborted else "done:"
-    print(f"calibration {state} {len(run.rows)} of {run.n_presented} images placed; session "
-          f"in {run.folder}")
     return 0
 
 
@@ -238,7 +218,7 @@ def run_headless(config: AppConfig, duration: float | None = None,
 
 
 def _wait(session, duration: float | None, status: bool = False,
-          cycle_states: float | None = None) -> None:
+          cycle_states: float | None = None, stop_if_recording_fails: bool = False) -> None:
     start = time.monotonic()
     tty = sys.stdout.isatty()
     source = session.source
@@ -253,6 +233,8 @@ def _wait(session, duration: float | None, status: bool = False,
             next_switch += cycle_states
         time.sleep(min(STATUS_PERIOD, max(0.01, (duration or 1e9) - (time.monotonic() - start))))
         if session.source.finished:
+            break
+        if stop_if_recording_fails and session.recording_error is not None:
             break
         if status:
             s = session.stats()
@@ -295,31 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="recording", help="session name")
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_record)
-
-    p = sub.add_parser("calibrate", help="show images, record the EEG they evoke (training data)")
-    p.add_argument("--source", default="synthetic?viewer=1",
-                   help="source spec (default: the simulated viewer, synthetic?viewer=1)")
-    p.add_argument("--images", required=True, help="a folder of images or a list file")
-    p.add_argument("--trials", type=int, help="images to show (default: one block: every "
-                   "training image once, every test image --test-repeats times)")
-    p.add_argument("--design", choices=("rsvp", "slow"), default="rsvp",
-                   help="rsvp: 100 ms image + 100 ms blank; slow: 1 s image + 0.6+/-0.2 s blank")
-    p.add_argument("--on", type=float, help="seconds each image is shown (overrides the design)")
-    p.add_argument("--blank", type=float, help="seconds of blank after each image")
-    p.add_argument("--test-images", type=int, help="images held out for testing (default 20%%)")
-    p.add_argument("--test-repeats", type=int, default=4, help="showings of each test image")
-    p.add_argument("--break-every", type=int, default=0, help="a break every N trials")
-    p.add_argument("--copy-images", action="store_true",
-                   help="copy the images into the session folder")
-    p.add_argument("--out", type=Path, default=Path("runs"), help="folder for the session folder")
-    p.add_argument("--headless", action="store_true", help="no window (simulated viewer, tests)")
-    p.add_argument("--speed", type=float, default=1.0,
-                   help="1: real time; 0: simulated time as fast as possible (simulated viewer)")
-    p.add_argument("--screen", type=int, help="the screen to present on (default: the primary)")
-    p.add_argument("--max-trials", type=int, help=argparse.SUPPRESS)  # tests: stop early
-    p.add_argument("--seed", type=int, help="randomisation seed (split and order)")
-    p.add_argument("--config", type=Path, help="a TOML config file (filter, window, record)")
-    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("stream", help="replay a file as an LSL outlet")
     p.add_argument("file")

@@ -14,15 +14,27 @@
 
 Writing happens on the recorder's own thread, fed by a bounded queue; ``close()`` flushes.
 ``step()`` writes what is queued on the caller's thread (tests, ``threaded=False``).
+
+A write error (disk full, file too large, permission, device gone) is one clear stop: the
+first one ends the recording with a single message naming the file and the free space
+(:attr:`SessionRecorder.failure`, ``on_failure``); what is on disk stays consistent (``eeg.eeg``
+holds exactly as many sample frames as ``timestamps.f64``; images are written to a temporary
+name and renamed, so there is never a half-written PNG) and later items are counted, not
+written. Whoever feeds the recorder goes on without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import json
 import logging
+import os
 import queue
+import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +43,7 @@ import numpy as np
 
 from dd_live import __version__
 from dd_live.config import AppConfig
+from dd_live.errors import DDLiveError
 from dd_live.sources.base import StreamInfo
 
 logger = logging.getLogger(__name__)
@@ -46,6 +59,12 @@ SAMPLE_KEYS = ("sample", "start", "stop")  # event fields holding sample indices
 VOLT_UNITS = ("V",)
 COMMA_ESCAPE = r"\1"  # how BrainVision writes a comma inside a field
 MICRO = 1e6  # EEG is stored in µV (BrainVision's customary unit)
+FLOAT32_BYTES = 4
+FLOAT64_BYTES = 8
+
+
+class RecordingError(DDLiveError):
+    """The session folder could not be created or written."""
 
 
 class SessionRecorder:
@@ -58,22 +77,38 @@ class SessionRecorder:
         first_sample: the session's absolute index of the first sample this folder gets
             (recording started mid-session); sample indices of events are stored relative to
             the file (``sample``, ``start``, ``stop``), so they index ``eeg.eeg`` directly.
+        on_failure: called once, on the writer thread, with the one-line message of the
+            first write error (the recording has stopped; see :attr:`failure`).
+
+    Raises:
+        RecordingError: the folder or its files could not be created (the message says which
+            path and why).
     """
 
     def __init__(self, folder: str | Path, info: StreamInfo, config: AppConfig | None = None,
-                 *, first_sample: int = 0, queue_size: int = QUEUE_SIZE) -> None:
+                 *, first_sample: int = 0, queue_size: int = QUEUE_SIZE,
+                 on_failure: Callable[[str], Any] | None = None) -> None:
         self.folder = Path(folder)
         self.first_sample = first_sample
         self.info = info
         self.config = config or AppConfig()
+        self.on_failure = on_failure
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._closed = False
         self.n_samples = 0
         self.n_images = 0
         self.n_markers = 0
+        self.n_discarded = 0  # items that arrived after a write failure
         self.error: BaseException | None = None
-        self._open_files()
+        self.failure: str | None = None  # the one message of the first write error
+        try:
+            self._open_files()
+        except OSError as exc:
+            raise RecordingError(
+                f"cannot create the session folder {self.folder}: "
+                f"{exc.strerror or exc}{_free_space(self.folder)}; choose another folder "
+                "(--out / --record / [record] root)") from exc
 
     def __repr__(self) -> str:
         state = "CLOSED" if self._closed else "OPEN"
@@ -81,7 +116,8 @@ class SessionRecorder:
 
     @classmethod
     def create(cls, root: str | Path, name: str, info: StreamInfo,
-               config: AppConfig | None = None, *, first_sample: int = 0) -> SessionRecorder:
+               config: AppConfig | None = None, *, first_sample: int = 0,
+               on_failure: Callable[[str], Any] | None = None) -> SessionRecorder:
         """A new folder ``<root>/<YYYY-MM-DD>_<HHMMSS>_<name>/`` (suffixed if it exists)."""
         stamp = dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
         folder = Path(root) / f"{stamp}_{name}"
@@ -89,7 +125,12 @@ class SessionRecorder:
         while folder.exists():
             n += 1
             folder = Path(root) / f"{stamp}_{name}-{n}"
-        return cls(folder, info, config, first_sample=first_sample)
+        return cls(folder, info, config, first_sample=first_sample, on_failure=on_failure)
+
+    @property
+    def failed(self) -> bool:
+        """True once a write error has stopped the recording."""
+        return self.failure is not None
 
     # -- files --------------------------------------------------------------------------------
     def _open_files(self) -> None:
@@ -103,8 +144,9 @@ class SessionRecorder:
         self._vmrk = open(self.folder / f"{EEG_BASENAME}.vmrk", "w", encoding="utf-8")  # noqa: SIM115
         self._vmrk.write(_vmrk_header(dt.datetime.now()))
         self._vmrk.flush()
-        self._eeg = open(self.folder / f"{EEG_BASENAME}.eeg", "wb")  # noqa: SIM115
-        self._ts = open(self.folder / TIMESTAMPS_FILE, "wb")  # noqa: SIM115
+        # unbuffered: a failed write leaves nothing behind in a buffer to be flushed at close
+        self._eeg = open(self.folder / f"{EEG_BASENAME}.eeg", "wb", buffering=0)  # noqa: SIM115
+        self._ts = open(self.folder / TIMESTAMPS_FILE, "wb", buffering=0)  # noqa: SIM115
         self._events = open(self.folder / EVENTS_FILE, "w", encoding="utf-8")  # noqa: SIM115
         (self.folder / CONFIG_FILE).write_text(tomli_w.dumps(self.config.to_dict()),
                                                encoding="utf-8")
@@ -133,6 +175,9 @@ class SessionRecorder:
         self._put("image", result)
 
     def _put(self, kind: str, item: Any) -> None:
+        if self.failure is not None:
+            self.n_discarded += 1
+            return
         if self._closed:
             logger.warning("recorder is closed: a %s arrived after close and was not written", kind)
             return
@@ -168,6 +213,9 @@ class SessionRecorder:
             n += 1
 
     def _write_one(self, kind: str, item: Any) -> None:
+        if self.failure is not None:
+            self.n_discarded += 1
+            return
         try:
             if kind == "samples":
                 self._write_samples(*item)
@@ -175,16 +223,43 @@ class SessionRecorder:
                 self._write_event(item)
             elif kind == "image":
                 self._write_image(item)
+        except OSError as exc:  # the disk: one clear stop
+            self._fail(exc)
         except Exception as exc:  # never die silently; keep writing what can be written
             self.error = exc
             logger.exception("the recorder could not write a %s", kind)
 
+    def _fail(self, exc: OSError) -> None:
+        """Stop recording after the first write error, with one message; keep files consistent."""
+        self.error = exc
+        path = Path(exc.filename) if exc.filename else self.folder
+        why = exc.strerror or str(exc) or type(exc).__name__
+        self.failure = (f"recording stopped: writing {path} failed ({why}){_free_space(path)}; "
+                        f"{self.n_samples} samples and {self.n_images} images are saved in "
+                        f"{self.folder}")
+        logger.error("%s", self.failure)
+        self._truncate_to_samples()
+        if self.on_failure is not None:
+            try:
+                self.on_failure(self.failure)
+            except Exception:
+                logger.exception("the recorder's on_failure callback raised; ignored")
+
+    def _truncate_to_samples(self) -> None:
+        """Cut ``eeg.eeg`` and ``timestamps.f64`` back to the last whole chunk written to both."""
+        sizes = ((self._eeg, self.n_samples * self.info.n_channels * FLOAT32_BYTES),
+                 (self._ts, self.n_samples * FLOAT64_BYTES))
+        for f, size in sizes:
+            try:
+                os.ftruncate(f.fileno(), size)
+                f.seek(size)
+            except (OSError, ValueError) as exc:
+                logger.warning("could not cut %s back to %d bytes: %s", f.name, size, exc)
+
     def _write_samples(self, data: np.ndarray, timestamps: np.ndarray) -> None:
         frames = (data * self._scale[:, None]).T.astype("<f4")  # [n_times, n_channels]
-        self._eeg.write(frames.tobytes())
-        self._ts.write(np.asarray(timestamps, dtype="<f8").tobytes())
-        self._eeg.flush()
-        self._ts.flush()
+        _write_all(self._eeg, frames.tobytes())
+        _write_all(self._ts, np.asarray(timestamps, dtype="<f8").tobytes())
         self.n_samples += data.shape[1]
 
     def _write_event(self, event: dict[str, Any]) -> None:
@@ -192,22 +267,30 @@ class SessionRecorder:
             for key in SAMPLE_KEYS:
                 if isinstance(event.get(key), int):
                     event[key] -= self.first_sample
-        self._events.write(json.dumps(event, default=_json_default) + "\n")
-        self._events.flush()
+        try:
+            self._events.write(json.dumps(event, default=_json_default) + "\n")
+            self._events.flush()
+        except OSError as exc:
+            exc.filename = exc.filename or self._events.name
+            raise
         if event.get("type") == "marker" and event.get("sample") is not None:
             self.n_markers += 1
             description = str(event.get("description", "")).replace(",", COMMA_ESCAPE)
             # BrainVision positions are 1-based; "Comment" markers become MNE annotations
-            self._vmrk.write(f"Mk{self.n_markers + 1}=Comment,{description},"
-                             f"{int(event['sample']) + 1},1,0\n")
-            self._vmrk.flush()
+            try:
+                self._vmrk.write(f"Mk{self.n_markers + 1}=Comment,{description},"
+                                 f"{int(event['sample']) + 1},1,0\n")
+                self._vmrk.flush()
+            except OSError as exc:
+                exc.filename = exc.filename or self._vmrk.name
+                raise
 
     def _write_image(self, result: Any) -> None:
         paths = []
         for k, image in enumerate(result.images):
             suffix = "" if k == 0 else f"_{k}"
             path = self.folder / IMAGES_FOLDER / f"{result.index:04d}{suffix}.png"
-            image.save(path)
+            _save_png(image, path)
             paths.append(str(path.relative_to(self.folder)))
         self.n_images += 1
         self._write_event({  # its start/stop become file-relative in _write_event
@@ -231,7 +314,16 @@ class SessionRecorder:
         self._closed = True
         self.step()
         for f in (self._eeg, self._ts, self._events, self._vmrk):
-            f.close()
+            try:
+                f.close()
+            except OSError as exc:  # a text file's last buffered line on a full disk
+                if self.failure is None:
+                    exc.filename = exc.filename or f.name
+                    self._fail(exc)
+        if self.failure is not None:
+            logger.info("session folder %s kept what was written before the failure "
+                        "(%d samples, %d images)", self.folder, self.n_samples, self.n_images)
+            return
         logger.info("session saved to %s (%d samples, %d images)", self.folder,
                     self.n_samples, self.n_images)
 
@@ -252,6 +344,54 @@ def read_events(folder: str | Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 logger.warning("%s: skipped a truncated line (the session ended mid-write)", path)
     return events
+
+
+def _write_all(f: Any, data: bytes) -> None:
+    """Write all of ``data`` to an unbuffered file; raises OSError (with the file name) when
+    the disk takes only part of it."""
+    view = memoryview(data)
+    try:
+        while view:
+            n = f.write(view)
+            if not n:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f.name)
+            view = view[n:]
+    except OSError as exc:
+        exc.filename = exc.filename or f.name
+        raise
+
+
+def _save_png(image: Any, path: Path) -> None:
+    """Save ``image`` as ``path`` through a temporary name: ``path`` is a whole PNG or absent."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except OSError as exc:
+        exc.filename = exc.filename or str(path)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _free_space(path: Path) -> str:
+    """``", 1.2 MB free on <mount>"`` for the disk holding ``path`` (or ``""``)."""
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate.exists():
+            try:
+                free = shutil.disk_usage(candidate).free
+            except OSError:
+                return ""
+            return f", {_human_bytes(free)} free there"
+    return ""
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 def _vhdr(info: StreamInfo) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from dd_live.config import AppConfig, FilterConfig
+from dd_live.config import AppConfig
 from dd_live.errors import ConfigError, DDLiveError
 from dd_live.sources import Source, open_source
 from dd_live.stream import (
@@ -171,6 +171,7 @@ class LiveSession:
         self._dispatch_stop = threading.Event()
         self._lock = threading.Lock()
         self._recorded_until = 0
+        self.recording_error: str | None = None  # why the recording stopped by itself
         self._announced_until = 0
         self._triggers_on = True
         self.n_windows = 0
@@ -257,7 +258,8 @@ class LiveSession:
             if cfg.record.enabled:
                 from dd_live.recording import SessionRecorder
 
-                self.recorder = SessionRecorder.create(cfg.record.root, cfg.record.name, info, cfg)
+                self.recorder = SessionRecorder.create(cfg.record.root, cfg.record.name, info, cfg,
+                                                       on_failure=self._on_recorder_failure)
                 self.recorder.start(threaded=self.threaded)
             self._source.start()
         except BaseException:
@@ -279,7 +281,20 @@ class LiveSession:
         return self
 
     def _make_filter(self, sfreq: float, n_channels: int) -> StreamingFilter | None:
-        return make_filter(self.config.filter, sfreq, n_channels)
+        f = self.config.filter
+        if not f.enabled:
+            return None
+        nyquist = sfreq / 2
+        h_freq = f.h_freq
+        if h_freq is not None and h_freq >= nyquist:
+            h_freq = round(NYQUIST_MARGIN * nyquist, 1)
+            logger.warning("band-pass upper edge %.1f Hz is above Nyquist (%.1f Hz) of this "
+                           "stream: using %.1f Hz", f.h_freq, nyquist, h_freq)
+        notch = f.notch if f.notch is not None and f.notch < nyquist else None
+        sos = design_filter(sfreq, l_freq=f.l_freq, h_freq=h_freq, notch=notch, order=f.order)
+        if sos is None:
+            return None
+        return StreamingFilter(sos, n_channels)
 
     def _close_after_failed_start(self) -> None:
         if self.recorder is not None:
@@ -334,8 +349,20 @@ class LiveSession:
             for window in self.windower.poll(self.filtered):
                 self._on_window(window)
 
+    def _on_recorder_failure(self, message: str) -> None:
+        """The recorder's first write error (its thread): recording has stopped, live goes on."""
+        from dd_live.recording import RecordingError
+
+        self.recording_error = message
+        self.callbacks.emit("state", "recorder", "failed", message)
+        self.callbacks.emit("error", "recorder", RecordingError(message))
+
     def _feed_recorder(self) -> None:
         if self.recorder is None or self.raw is None:
+            return
+        if self.recorder.failed:  # stopped by a write error: the live session goes on without
+            recorder, self.recorder = self.recorder, None
+            recorder.close()
             return
         if self.raw.n_written > self._recorded_until:
             data, timestamps, first = self.raw.since(self._recorded_until)
@@ -474,7 +501,9 @@ class LiveSession:
             rec = self.config.record
             self._recorded_until = self.raw.n_written
             self.recorder = SessionRecorder.create(root or rec.root, name or rec.name, self.info,
-                                                   self.config, first_sample=self._recorded_until)
+                                                   self.config, first_sample=self._recorded_until,
+                                                   on_failure=self._on_recorder_failure)
+            self.recording_error = None
             self.recorder.start(threaded=self.threaded)
         return self.recorder.folder
 
@@ -521,27 +550,6 @@ class LiveSession:
                 self._feed_recorder()
             self.recorder.close()
         self._set_state("stopped")
-
-
-def make_filter(f: FilterConfig, sfreq: float, n_channels: int) -> StreamingFilter | None:
-    """The online filter ``[filter]`` describes for a stream (None when it filters nothing).
-
-    The live session and the training data (``training.data.calibration``) both build their
-    filter here, so training and inference filter alike.
-    """
-    if not f.enabled:
-        return None
-    nyquist = sfreq / 2
-    h_freq = f.h_freq
-    if h_freq is not None and h_freq >= nyquist:
-        h_freq = round(NYQUIST_MARGIN * nyquist, 1)
-        logger.warning("band-pass upper edge %.1f Hz is above Nyquist (%.1f Hz) of this "
-                       "stream: using %.1f Hz", f.h_freq, nyquist, h_freq)
-    notch = f.notch if f.notch is not None and f.notch < nyquist else None
-    sos = design_filter(sfreq, l_freq=f.l_freq, h_freq=h_freq, notch=notch, order=f.order)
-    if sos is None:
-        return None
-    return StreamingFilter(sos, n_channels)
 
 
 def validate_model_fits(info_sfreq: float, window_length: float, n_times: int) -> None:
