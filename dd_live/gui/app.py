@@ -24,8 +24,10 @@ def run_app(config: AppConfig, duration: float | None = None, screenshot: str | 
 
     Args:
         config: the settings of the run.
-        duration: close cleanly (ordered shutdown) after this many seconds; None runs until
-            the window is closed or Ctrl+C.
+        duration: close cleanly (ordered shutdown) this many seconds after the session started
+            (the first samples; loading the model does not count); None runs until the window
+            is closed or Ctrl+C. With a duration, a failed start closes the window (exit 1)
+            instead of showing a dialog.
         screenshot: with ``duration``, save a PNG of the window just before closing.
         session_factory, settings: as for :class:`MainWindow`.
         autostart: start the session at once (the window's Start button otherwise).
@@ -33,7 +35,8 @@ def run_app(config: AppConfig, duration: float | None = None, screenshot: str | 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setOrganizationName("dd-live")
     app.setApplicationName("dd-live")
-    window = MainWindow(config, session_factory=session_factory, settings=settings)
+    window = MainWindow(config, session_factory=session_factory, settings=settings,
+                        dialogs=duration is None)
 
     def close_on_signal(signum, _frame) -> None:
         logger.info("signal %d: closing the window (ordered shutdown)", signum)
@@ -51,7 +54,11 @@ def run_app(config: AppConfig, duration: float | None = None, screenshot: str | 
         window.close()
 
     if duration is not None:
-        QtCore.QTimer.singleShot(int(duration * 1000), finish)
+        timer = QtCore.QTimer(window)
+        timer.setSingleShot(True)
+        timer.timeout.connect(finish)
+        window.running.connect(lambda: timer.start(int(duration * 1000)))
+        window.start_failed.connect(lambda _reason: QtCore.QTimer.singleShot(0, finish))
     window.show()
     if autostart:
         window.start_session()

@@ -87,8 +87,8 @@ class TaskRunner(QtCore.QObject):
         def target() -> None:
             try:
                 payload = (task_id, function(), None)
-            except BaseException as exc:  # handed to the GUI, which shows it
-                logger.exception("%s failed", name)
+            except BaseException as exc:  # handed to the GUI, which shows it (no traceback)
+                logger.debug("%s failed", name, exc_info=True)
                 payload = (task_id, None, exc)
             self._finished.emit(payload)
 

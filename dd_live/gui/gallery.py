@@ -46,6 +46,17 @@ def describe_result(result) -> str:
     return "\n".join(lines)
 
 
+class ImageView(QtWidgets.QLabel):
+    """The large image, scaled smoothly to the space it has; a double-click asks for full
+    screen (``double_clicked``)."""
+
+    double_clicked = QtCore.Signal()
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self.double_clicked.emit()
+        event.accept()
+
+
 class ImageGallery(QtWidgets.QWidget):
     """Large newest image + history strip + details of the selected one.
 
@@ -61,11 +72,13 @@ class ImageGallery(QtWidgets.QWidget):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #ffcc66; font-weight: bold;")
         self.note.hide()
-        self.image = QtWidgets.QLabel("no image yet")
+        self.image = ImageView("no image yet")
+        self.image.setToolTip("double-click or F11: full screen")
         self.image.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.image.setMinimumSize(IMAGE_MIN_SIZE, IMAGE_MIN_SIZE)
-        self.image.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding,
-                                 QtWidgets.QSizePolicy.Policy.Expanding)
+        # Ignored: the scaled pixmap must never make the label ask for more room than it has
+        self.image.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                 QtWidgets.QSizePolicy.Policy.Ignored)
         self.image.setStyleSheet("background: #0c0e14; color: #777; border: 1px solid #333;")
         self.details = QtWidgets.QLabel("")
         self.details.setWordWrap(True)
@@ -80,14 +93,23 @@ class ImageGallery(QtWidgets.QWidget):
         self.strip.setIconSize(QtCore.QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
         self.strip.setFixedHeight(THUMBNAIL_SIZE + 34)
         self.strip.itemClicked.connect(self._clicked)
+        self.live_button = QtWidgets.QPushButton("back to live")
+        self.live_button.setToolTip("show each new image again as it comes")
+        self.live_button.clicked.connect(self.follow_live)
+        self.live_button.hide()
+        history = QtWidgets.QHBoxLayout()
+        history.addWidget(QtWidgets.QLabel("history (click: show it and its window)"), 1)
+        history.addWidget(self.live_button)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.note)
         layout.addWidget(self.image, 1)
         layout.addWidget(self.details)
-        layout.addWidget(QtWidgets.QLabel("history (click: which window it came from)"))
+        layout.addLayout(history)
         layout.addWidget(self.strip)
         self._pixmap: QtGui.QPixmap | None = None
+        self.shown_index: int | None = None  # running number of the result shown large
+        self.pinned = False  # True while the user looks at an older image
 
     def __repr__(self) -> str:
         return f"<ImageGallery: {len(self.results)} images>"
@@ -109,31 +131,56 @@ class ImageGallery(QtWidgets.QWidget):
         while self.strip.count() > HISTORY_LENGTH:
             self.strip.takeItem(self.strip.count() - 1)
             self.results.pop(0)
-        self._show(result, pixmap)
+        if not self.pinned:
+            self._show(result, pixmap)
 
     def select(self, index: int) -> None:
-        """Show the kept result with this running number, as a click on its thumbnail does."""
+        """Show the kept result with this running number, as a click on its thumbnail does;
+        it stays shown (new images go to the strip) until :meth:`follow_live`."""
         for result in self.results:
             if result.index == index:
                 self._show(result, QtGui.QPixmap.fromImage(pil_to_qimage(result.images[0])))
+                self.pinned = result is not self.results[-1]
+                self.live_button.setVisible(self.pinned)
                 if self.on_select is not None:
                     self.on_select(result)
                 return
+
+    def follow_live(self) -> None:
+        """Show the newest image, and each new one as it comes."""
+        self.pinned = False
+        self.live_button.hide()
+        if self.results:
+            newest = self.results[-1]
+            self._show(newest, QtGui.QPixmap.fromImage(pil_to_qimage(newest.images[0])))
+
+    def clear(self) -> None:
+        """Forget every image (a new session starts)."""
+        self.results.clear()
+        self.strip.clear()
+        self._pixmap = None
+        self.shown_index = None
+        self.pinned = False
+        self.live_button.hide()
+        self.image.clear()
+        self.image.setText("no image yet")
+        self.details.setText("")
 
     def _clicked(self, item: QtWidgets.QListWidgetItem) -> None:
         self.select(int(item.data(QtCore.Qt.ItemDataRole.UserRole)))
 
     def _show(self, result, pixmap: QtGui.QPixmap) -> None:
         self._pixmap = pixmap
+        self.shown_index = result.index
         self.details.setText(describe_result(result))
         self._fit()
 
     def _fit(self) -> None:
         if self._pixmap is not None:
-            size = self.image.size()
+            size = self.image.contentsRect().size()
             self.image.setPixmap(self._pixmap.scaled(
                 size, QtCore.Qt.AspectRatioMode.KeepAspectRatio,
-                QtCore.Qt.TransformationMode.FastTransformation))
+                QtCore.Qt.TransformationMode.SmoothTransformation))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         super().resizeEvent(event)

@@ -1,4 +1,4 @@
-"""The dd-live window: traces and spectrum on the left, images on the right, controls in a dock.
+"""The dd-live window: the image first, traces and spectrum beside it, controls in a dock.
 
 The window observes a :class:`~dd_live.session.LiveSession`: the session's callbacks reach it
 as queued Qt signals (:class:`~dd_live.gui.bridge.SessionBridge`), the traces are redrawn by a
@@ -15,11 +15,19 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from dd_live.config import AppConfig
+from dd_live.config import NO_MODEL, AppConfig
 from dd_live.errors import DDLiveError
 from dd_live.gui.bridge import SessionBridge, TaskRunner
 from dd_live.gui.controls import AUTO_STATE, ControlPanel
 from dd_live.gui.gallery import ImageGallery
+from dd_live.gui.replay import ReplayBar
+from dd_live.gui.settings import (
+    APPLICATION,
+    ORGANIZATION,
+    REMEMBER_SETUP_KEY,
+    default_settings,
+    remembers_setup,
+)
 from dd_live.gui.spectrum import SpectrumView
 from dd_live.gui.status import Banner, StatusPanel, elided
 from dd_live.gui.traces import SPAN_RANGE, TracesView
@@ -28,8 +36,6 @@ from dd_live.sources import DEFAULT_STATES, list_brainflow_boards, list_lsl_stre
 
 logger = logging.getLogger(__name__)
 
-ORGANIZATION = "dd-live"
-APPLICATION = "dd-live"
 TRACE_INTERVAL_MS = 25  # 40 redraws/s requested; >= 30 fps on a busy 2-core machine
 SPECTRUM_INTERVAL_MS = 250
 STATUS_INTERVAL_MS = 250
@@ -42,12 +48,20 @@ STREAM_TROUBLE = {  # event kind / acquisition state -> banner level
 }
 STREAM_BACK = ("resume", "reconnect", "running")
 
+LAYOUTS = {"picture": 0.5, "signals": 0.3}  # layout -> image panel's share of the window width
+DEFAULT_LAYOUT = "picture"
+DEFAULT_SIZE = (1500, 900)  # px, shrunk to fit the screen
+SCREEN_MARGIN = 0.95  # the window takes at most this share of the screen at first
+GENERATOR_IMPORTS = (("torch", "importing torch"), ("diffusers", "importing the image generator "
+                                                                 "(diffusers)"))
+__all__ = ["APPLICATION", "ORGANIZATION", "MainWindow", "default_settings", "make_session"]
+
 SessionFactory = Callable[[AppConfig], LiveSession]
 
 
-def default_settings() -> QtCore.QSettings:
-    """The user's remembered settings (organisation and application ``dd-live``)."""
-    return QtCore.QSettings(ORGANIZATION, APPLICATION)
+def make_session(config: AppConfig) -> LiveSession:
+    """The window's default session: generation off when the model is ``"none"``."""
+    return LiveSession(config, generate=config.generator.model != NO_MODEL)
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -59,18 +73,29 @@ class MainWindow(QtWidgets.QMainWindow):
         session_factory: ``config -> LiveSession`` (default ``LiveSession(config)``); tests
             pass sessions with their own source or decoder.
         settings: where settings are remembered; default :func:`default_settings`. Tests pass
-            ``QSettings(path, QSettings.Format.IniFormat)``.
+            ``QSettings(path, QSettings.Format.IniFormat)``. Only view preferences are restored
+            from it, unless the user ticked *Remember this setup* (see ``dd_live.gui.settings``).
+        dialogs: show start errors in a dialog too (scripts with a ``--duration`` set False).
     """
 
     closed = QtCore.Signal()  # emitted once the window has really closed (session stopped)
+    running = QtCore.Signal()  # the session runs: samples flow
+    start_failed = QtCore.Signal(str)  # why the session could not start
 
     def __init__(self, config: AppConfig | None = None,
                  session_factory: SessionFactory | None = None,
-                 settings: QtCore.QSettings | None = None, parent=None) -> None:
+                 settings: QtCore.QSettings | None = None, parent=None,
+                 dialogs: bool = True) -> None:
         super().__init__(parent)
         self.config = config or AppConfig()
-        self.session_factory = session_factory or LiveSession
+        self.session_factory = session_factory or make_session
         self.settings = settings if settings is not None else default_settings()
+        self.dialogs = dialogs
+        self.error_dialog: QtWidgets.QMessageBox | None = None
+        self.layout_mode = DEFAULT_LAYOUT
+        self.image_fullscreen = False
+        self._before_fullscreen: dict[str, object] = {}
+        self._layout_applied = False
         self.session: LiveSession | None = None
         self.phase = "idle"  # idle, starting, running, stopping
         self.n_generation_errors = 0
@@ -78,7 +103,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._close_requested = False
         self._auto_index = 0
         self.setWindowTitle("dd-live — EEG to image")
-        self.resize(1500, 900)
+        self._fit_to_screen()
 
         self.bridge = SessionBridge(self)
         self.bridge.connect_to(image=self._on_image, event=self._on_event, state=self._on_state,
@@ -89,10 +114,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.traces = TracesView()
         self.spectrum = SpectrumView()
         self.gallery = ImageGallery(on_select=self._on_gallery_select)
+        self.gallery.image.double_clicked.connect(self.toggle_image_fullscreen)
+        self.replay_bar = ReplayBar()
         self._build_layout()
         self.controls = ControlPanel(self.config)
         self._build_dock()
         self._build_toolbar()
+        self._build_menus()
         self.status = StatusPanel(self.statusBar())
         self._build_timers()
         self._connect_controls()
@@ -103,22 +131,38 @@ class MainWindow(QtWidgets.QMainWindow):
         return f"<MainWindow: {self.phase} | {self.session!r}>"
 
     # -- layout ------------------------------------------------------------------------------
+    def _fit_to_screen(self) -> None:
+        """Start at the default size, or smaller on a small screen (a 1366x768 laptop)."""
+        width, height = DEFAULT_SIZE
+        screen = QtGui.QGuiApplication.primaryScreen()
+        if screen is not None:
+            available = screen.availableGeometry()
+            width = min(width, int(available.width() * SCREEN_MARGIN))
+            height = min(height, int(available.height() * SCREEN_MARGIN))
+        self.resize(width, height)
+
     def _build_layout(self) -> None:
-        left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
-        left.addWidget(self.traces)
-        left.addWidget(self.spectrum)
-        left.setStretchFactor(0, 4)
-        left.setStretchFactor(1, 1)
-        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(self.gallery)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 1)
+        self.signals = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.signals.setObjectName("signals")
+        self.signals.addWidget(self.traces)
+        self.signals.addWidget(self.spectrum)
+        self.signals.setStretchFactor(0, 4)
+        self.signals.setStretchFactor(1, 1)
+        self.traces.setMinimumSize(200, 150)
+        self.spectrum.setMinimumHeight(80)
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("main")
+        self.splitter.addWidget(self.signals)
+        self.splitter.addWidget(self.gallery)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
         central = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(central)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.banner)
-        layout.addWidget(split, 1)
+        layout.addWidget(self.splitter, 1)
+        layout.addWidget(self.replay_bar)
         self.setCentralWidget(central)
 
     def _build_dock(self) -> None:
@@ -126,12 +170,101 @@ class MainWindow(QtWidgets.QMainWindow):
         scroll.setWidget(self.controls)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(self.controls.sizeHint().width() + 20)
-        dock = QtWidgets.QDockWidget("controls", self)
-        dock.setObjectName("controls")
-        dock.setWidget(scroll)
-        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
-        self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        scroll.setMinimumWidth(self.controls.minimumSizeHint().width() + 20)
+        self.dock = QtWidgets.QDockWidget("controls", self)
+        self.dock.setObjectName("controls")
+        self.dock.setWidget(scroll)
+        self.dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
+                              | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
+
+    def _build_menus(self) -> None:
+        view = self.menuBar().addMenu("&View")
+        self.controls_action = self.dock.toggleViewAction()
+        self.controls_action.setText("Controls panel")
+        self.controls_action.setShortcut(QtGui.QKeySequence("Ctrl+B"))
+        view.addAction(self.controls_action)
+        group = QtGui.QActionGroup(self)
+        self.layout_actions: dict[str, QtGui.QAction] = {}
+        for mode, text in (("picture", "Picture first (image takes half the window)"),
+                           ("signals", "Signals first (wide traces)")):
+            action = QtGui.QAction(text, self, checkable=True)
+            action.triggered.connect(lambda _checked, m=mode: self.set_layout(m))
+            group.addAction(action)
+            view.addAction(action)
+            self.layout_actions[mode] = action
+        self.layout_actions[self.layout_mode].setChecked(True)
+        self.fullscreen_action = QtGui.QAction("Image full screen", self, checkable=True)
+        self.fullscreen_action.setShortcuts([QtGui.QKeySequence("F11"), QtGui.QKeySequence("F")])
+        self.fullscreen_action.triggered.connect(lambda _checked: self.toggle_image_fullscreen())
+        view.addAction(self.fullscreen_action)
+        self.addAction(self.fullscreen_action)  # the keys work with the menu bar hidden too
+        leave = QtGui.QAction("Leave full screen", self)
+        leave.setShortcut(QtGui.QKeySequence("Esc"))
+        leave.triggered.connect(lambda: self.image_fullscreen and self.toggle_image_fullscreen())
+        self.addAction(leave)
+        settings = self.menuBar().addMenu("&Settings")
+        self.remember_action = QtGui.QAction(
+            "Remember this setup (source, filter, windows, model, recording)", self,
+            checkable=True)
+        self.remember_action.setToolTip("off: only the layout and view are remembered; the "
+                                        "command line wins either way")
+        settings.addAction(self.remember_action)
+        self.reset_action = QtGui.QAction("Reset settings", self)
+        self.reset_action.triggered.connect(self.reset_settings)
+        settings.addAction(self.reset_action)
+
+    # -- layout modes and full screen ---------------------------------------------------------
+    def set_layout(self, mode: str) -> None:
+        """``"picture"``: the image panel takes half the window; ``"signals"``: wide traces."""
+        if mode not in LAYOUTS:
+            raise ValueError(f"layout must be one of {tuple(LAYOUTS)}, got {mode!r}")
+        self.layout_mode = mode
+        self.layout_actions[mode].setChecked(True)
+        total = sum(self.splitter.sizes()) or self.splitter.width()
+        image = min(int(self.width() * LAYOUTS[mode]), total - self.signals.minimumSizeHint().width())
+        self.splitter.setSizes([max(total - image, 1), max(image, 1)])
+        self._layout_applied = True
+
+    def toggle_image_fullscreen(self) -> None:
+        """The image alone on the whole screen (F11, F, double-click; Esc leaves), or back."""
+        if not self.image_fullscreen:
+            self._before_fullscreen = {
+                "state": self.saveState(), "maximized": self.isMaximized(),
+                "sizes": self.splitter.sizes(), "menu": self.menuBar().isVisible(),
+                "status": self.statusBar().isVisible()}
+            self.image_fullscreen = True
+            for widget in (self.signals, self.dock, self.menuBar(), self.statusBar(),
+                           self.replay_bar, *self.findChildren(QtWidgets.QToolBar)):
+                widget.hide()
+            self.gallery.details.hide()
+            self.showFullScreen()
+        else:
+            self.image_fullscreen = False
+            before = self._before_fullscreen
+            self.signals.show()
+            self.gallery.details.show()
+            self.menuBar().setVisible(bool(before.get("menu", True)))
+            self.statusBar().setVisible(bool(before.get("status", True)))
+            self.replay_bar.attach(self.session.source if self.session is not None
+                                   and self.phase == "running" else None)
+            for toolbar in self.findChildren(QtWidgets.QToolBar):
+                toolbar.show()
+            if before.get("state") is not None:
+                self.restoreState(before["state"])
+            if before.get("maximized"):
+                self.showMaximized()
+            else:
+                self.showNormal()
+            if before.get("sizes"):
+                self.splitter.setSizes(before["sizes"])
+        self.fullscreen_action.setChecked(self.image_fullscreen)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().showEvent(event)
+        if not self._layout_applied:
+            QtCore.QTimer.singleShot(0, lambda: self._layout_applied or self.set_layout(
+                self.layout_mode))
 
     def _build_toolbar(self) -> None:
         bar = self.addToolBar("view")
@@ -164,6 +297,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if label:
                 bar.addWidget(QtWidgets.QLabel(f" {label} "))
             bar.addWidget(widget)
+        self._view_defaults = (self.traces.span, self.traces.scale * 1e6)
         self.span_spin.valueChanged.connect(self.traces.set_span)
         self.scale_spin.valueChanged.connect(lambda uv: setattr(self.traces, "scale", uv * 1e-6))
         self.channel_combo.currentIndexChanged.connect(self._show_gain)
@@ -191,27 +325,84 @@ class MainWindow(QtWidgets.QMainWindow):
         c.auto_period.valueChanged.connect(lambda s: self.auto_timer.setInterval(int(s * 1000)))
         c.lsl_refresh.clicked.connect(self.refresh_lsl)
         c.brainflow_refresh.clicked.connect(self.refresh_brainflow)
+        self.gain_spin.valueChanged.connect(self._remember_gain)
 
     # -- settings ----------------------------------------------------------------------------
     def _restore(self) -> None:
+        """View preferences always; the setup only when the user asked to remember it (and
+        then a setting the caller's config gives, e.g. on the command line, still wins)."""
         s = self.settings
-        self.controls.restore(s)
-        self.controls.apply_config(self.config, only_changed=True)
-        self.span_spin.setValue(float(s.value("view/span", self.traces.span)))
-        self.scale_spin.setValue(float(s.value("view/scale_uv", self.traces.scale * 1e6)))
+        remember = remembers_setup(s)
+        self.remember_action.setChecked(remember)
+        if remember:
+            self.controls.restore(s)
+            self.controls.apply_config(self.config, only_changed=True)
+        try:
+            self.span_spin.setValue(float(s.value("view/span", self.traces.span)))
+            self.scale_spin.setValue(float(s.value("view/scale_uv", self.traces.scale * 1e6)))
+        except (TypeError, ValueError):
+            logger.warning("ignoring remembered view settings that are not numbers")
         self.filtered_check.setChecked(str(s.value("view/filtered", "true")).lower() == "true")
+        gains = s.value("view/gains", "")
+        self._gains: dict[str, float] = {}
+        for item in str(gains or "").split(";"):
+            name, _, value = item.rpartition("=")
+            try:
+                if name:
+                    self._gains[name] = float(value)
+            except ValueError:
+                continue
+        mode = str(s.value("layout/mode", DEFAULT_LAYOUT))
+        self.layout_mode = mode if mode in LAYOUTS else DEFAULT_LAYOUT
+        self.layout_actions[self.layout_mode].setChecked(True)
         geometry = s.value("window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
+        state = s.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+        splitter = s.value("layout/splitter")
+        if splitter is not None and self.splitter.restoreState(splitter):
+            self._layout_applied = True
 
     def save_settings(self) -> None:
         s = self.settings
-        self.controls.save(s)
+        if self.image_fullscreen:
+            self.toggle_image_fullscreen()
+        if self.remember_action.isChecked():
+            self.controls.save(s)
+        else:
+            s.remove("controls")  # the setup comes from the command line and config files
+        s.setValue(REMEMBER_SETUP_KEY, self.remember_action.isChecked())
         s.setValue("view/span", self.span_spin.value())
         s.setValue("view/scale_uv", self.scale_spin.value())
         s.setValue("view/filtered", self.filtered_check.isChecked())
+        s.setValue("view/gains", ";".join(f"{name}={gain:g}" for name, gain in self._gains.items()
+                                          if gain != 1.0))
+        s.setValue("layout/mode", self.layout_mode)
+        s.setValue("layout/splitter", self.splitter.saveState())
         s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
         s.sync()
+
+    def reset_settings(self) -> None:
+        """Forget everything remembered and go back to the built-in view and the run's setup."""
+        self.settings.clear()
+        self.settings.sync()
+        self.remember_action.setChecked(False)
+        self._gains = {}
+        self.traces.gains[:] = 1.0
+        self._show_gain(self.channel_combo.currentIndex())
+        span, scale_uv = self._view_defaults
+        self.span_spin.setValue(span)
+        self.scale_spin.setValue(scale_uv)
+        self.filtered_check.setChecked(True)
+        if self.phase == "idle":
+            self.controls.apply_config(self.config)
+        self.dock.show()
+        self.set_layout(DEFAULT_LAYOUT)
+        self.status.show_message("settings reset: built-in view, the setup this run started "
+                                 "with", STATUS_MESSAGE_MS)
 
     # -- session lifecycle -------------------------------------------------------------------
     def toggle_session(self) -> None:
@@ -242,18 +433,37 @@ class MainWindow(QtWidgets.QMainWindow):
         self.controls.start_button.setEnabled(False)
         self.controls.start_button.setText("starting…")
         self.status.show_message(f"starting… ({config.source.spec}, model {config.generator.model})")
-        self.tasks.run(session.start, self._on_started, name="dd-live-start")
+        self.status.set_progress("starting…")
+        loads_model = (getattr(session, "decoder", None) is None
+                       and getattr(session, "_generate", False))
+
+        def start() -> LiveSession:
+            if loads_model:  # the slow imports, named, before the session loads the model
+                import importlib
+
+                for module, stage in GENERATOR_IMPORTS:
+                    self.bridge.state.emit(("start", "starting", stage))
+                    importlib.import_module(module)
+            return session.start()
+
+        self.tasks.run(start, self._on_started, name="dd-live-start")
 
     def _on_started(self, _result, error: BaseException | None) -> None:
         session = self.session
         self.controls.start_button.setEnabled(True)
+        self.status.set_progress(None)
         if error is not None:
             self.phase = "idle"
             self.session = None
             self.controls.set_running(False)
-            self.start_error = f"could not start: {type(error).__name__}: {error}"
+            reason = str(error) if isinstance(error, DDLiveError) else \
+                f"{type(error).__name__}: {error}"
+            self.start_error = f"could not start: {reason}"
             self.banner.show_message("start", "error", elided(self.start_error))
             self.status.show_message("could not start")
+            self.start_failed.emit(self.start_error)
+            if self.dialogs and not self._close_requested:
+                self._show_start_error(reason)
             if self._close_requested:
                 self.close()
             return
@@ -261,12 +471,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.controls.set_running(True)
         info = session.info
         self.traces.set_channels(info.ch_names, info.sfreq)
+        for k, name in enumerate(info.ch_names):
+            if name in self._gains:
+                self.traces.set_gain(k, self._gains[name])
         self.channel_combo.blockSignals(True)
         self.channel_combo.clear()
         self.channel_combo.addItems(list(info.ch_names))
         self.channel_combo.blockSignals(False)
         self._show_gain(0)
         self.status.reset()
+        self.gallery.clear()
+        self.replay_bar.attach(session.source)
+        self.status.set_recording(session.recording_path)
         description = getattr(session.decoder, "description", "") or ""
         tiny = session.decoder is not None and (
             session.config.generator.model == "tiny" or "no meaning" in description)
@@ -278,8 +494,24 @@ class MainWindow(QtWidgets.QMainWindow):
         for timer in (self.trace_timer, self.spectrum_timer, self.status_timer):
             timer.start()
         self._state_chosen(self.controls.state_combo.currentText())
+        if session.decoder is None:
+            self.gallery.set_note("no model: the signal is shown (and recorded) without images; "
+                                  "choose a model folder in the controls, or run with --model")
+        self.running.emit()
         if self._close_requested:
             self.stop_session()
+
+    def _show_start_error(self, reason: str) -> None:
+        """The start error in a dialog (not a traceback); the window stays usable."""
+        box = QtWidgets.QMessageBox(self)
+        box.setIcon(QtWidgets.QMessageBox.Icon.Warning)
+        box.setWindowTitle("dd-live could not start")
+        box.setText("The session could not start.")
+        box.setInformativeText(reason)
+        box.setStandardButtons(QtWidgets.QMessageBox.StandardButton.Ok)
+        box.setModal(False)
+        self.error_dialog = box
+        box.open()
 
     def stop_session(self) -> None:
         """Ordered shutdown of the session on a helper thread; the window stays responsive."""
@@ -297,6 +529,8 @@ class MainWindow(QtWidgets.QMainWindow):
             timer.stop()
         if self.session is not None:
             self.refresh_status()
+        self.status.set_recording(None)
+        self.replay_bar.attach(None)
         self.phase = "idle"
         self.controls.start_button.setEnabled(True)
         self.controls.set_running(False)
@@ -337,8 +571,12 @@ class MainWindow(QtWidgets.QMainWindow):
         return self.spectrum.refresh(self._display_buffer(True), self.traces.sfreq)
 
     def refresh_status(self) -> None:
-        if self.session is not None and self.session.raw is not None:
-            self.status.update(self.session.stats(), self.traces.sfreq)
+        session = self.session
+        if session is not None and session.raw is not None:
+            self.status.update(session.stats(), self.traces.sfreq, session.config.buffer.seconds)
+            self.status.set_recording(session.recording_path)
+            if self.replay_bar.isVisible():
+                self.replay_bar.refresh()
 
     # -- session callbacks (GUI thread, queued) ---------------------------------------------
     def _on_image(self, result) -> None:
@@ -358,6 +596,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_state(self, payload) -> None:
         part, state, message = payload
+        if state == "starting" and self.phase == "starting":
+            self.status.set_progress(f"{message}…" if message else "starting…")
+        if part == "start":
+            return
         if part == "acquisition":
             self._stream_status(state, message or f"the stream is {state}")
         elif state == "error":
@@ -419,6 +661,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 folder = self.session.stop_recording()
                 if folder is not None:
                     self.status.show_message(f"session saved to {folder}", 8000)
+            self.status.set_recording(self.session.recording_path)
         except Exception as exc:  # a full disk or a bad folder: say so, keep running
             logger.exception("recording could not be toggled")
             self.banner.show_message("record", "error", f"recording failed: {exc}")
@@ -462,6 +705,11 @@ class MainWindow(QtWidgets.QMainWindow):
         channel = self.channel_combo.currentIndex()
         if 0 <= channel < len(self.traces.gains):
             self.traces.set_gain(channel, gain)
+
+    def _remember_gain(self, gain: float) -> None:
+        name = self.channel_combo.currentText()
+        if name:
+            self._gains[name] = float(gain)
 
     def refresh_lsl(self) -> None:
         """List the LSL streams visible now (on a helper thread: discovery waits ~1 s)."""

@@ -13,7 +13,8 @@ BANNER_STYLES = {
     "info": "background: #1f4e79; color: white;",
 }
 RATE_WINDOW = 2.0  # s over which the measured sample rate is averaged
-LATENCY_STAGES = ("encode", "sample", "decode", "total")
+STAGE_WORDS = (("encode", "reading the EEG"), ("sample", "drawing"),
+               ("decode", "finishing the picture"), ("total", "in all"))
 # the sampler stage is "sample" in DecodedImages' contract; ImageGenerator reports it as "unet"
 STAGE_ALIASES = {"sample": ("sample", "unet")}
 
@@ -81,51 +82,112 @@ class SampleRateMeter:
         self._points.clear()
 
 
+class RateMeter(SampleRateMeter):
+    """Events per second (images/s) over the last :data:`RATE_WINDOW` seconds of a counter."""
+
+
+def plain_stages(timings: dict[str, float]) -> str:
+    """The stages of one image in plain words: ``"reading the EEG 3 ms, drawing 95 ms..."``."""
+    parts = []
+    for stage, words in STAGE_WORDS:
+        value = stage_time(timings, stage)
+        if value is not None:
+            parts.append(f"{words} {value * 1e3:.0f} ms")
+    return ", ".join(parts)
+
+
 class StatusPanel:
-    """Labels in a QStatusBar: stream state, rate, buffer fill, windows, latency per stage."""
+    """Labels in a QStatusBar, in plain words: stream state and rate, buffer in seconds,
+    images per second, latency, skipped windows, and whether (and where) it records."""
 
     def __init__(self, bar: QtWidgets.QStatusBar) -> None:
         self.bar = bar
-        self.state = self._label("stream: idle", "state of the acquisition")
-        self.rate = self._label("— Hz", "measured sample rate (last 2 s) / nominal")
-        self.fill = self._label("buffer —", "ring buffer fill")
-        self.windows = self._label("windows 0", "windows cut / rejected by the quality check / "
-                                                "dropped because the generator was busy")
-        self.latency = self._label("ms enc/smp/dec/tot: —", "stages of the last image: encode / sample "
-                                                "(UNet steps) / decode (VAE) / total")
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, 0)  # busy: loading has no known length
+        self.progress.setMaximumWidth(140)
+        self.progress.setTextVisible(False)
+        self.progress_label = QtWidgets.QLabel("")
+        self.bar.addWidget(self.progress_label)
+        self.bar.addWidget(self.progress)
+        self.progress.hide()
+        self.progress_label.hide()
+        self.state = self._label("stream: idle", "state of the EEG stream")
+        self.rate = self._label("— Hz", "samples per second arriving now (last 2 s) / nominal")
+        self.fill = self._label("buffer —", "seconds of signal kept in memory / capacity")
+        self.images = self._label("— images/s", "images made per second (last few seconds)")
+        self.latency = self._label("latency —", "from the end of an EEG window to its image "
+                                               "on screen (waiting included)")
+        self.windows = self._label("", "windows cut from the stream; skipped: the generator was "
+                                       "busy; rejected: failed the quality check")
+        self.recording = self._label("not recording", "whether the session is being recorded")
         self.meter = SampleRateMeter()
+        self.image_meter = RateMeter()
         self.sfreq_measured = 0.0
+        self.images_per_second = 0.0
 
     def _label(self, text: str, tip: str) -> QtWidgets.QLabel:
         label = QtWidgets.QLabel(text)
         label.setToolTip(tip)
-        label.setContentsMargins(6, 0, 6, 0)
+        label.setContentsMargins(4, 0, 4, 0)
         self.bar.addPermanentWidget(label)
         return label
 
-    def update(self, stats, nominal_sfreq: float) -> None:
+    def set_progress(self, text: str | None) -> None:
+        """Show a busy bar with the stage being done (``"loading the model…"``); None hides it."""
+        self.progress.setVisible(text is not None)
+        self.progress_label.setVisible(text is not None)
+        self.progress_label.setText(text or "")
+
+    def set_recording(self, folder: str | None) -> None:
+        if folder is None:
+            self.recording.setText("not recording")
+            self.recording.setStyleSheet("")
+            self.recording.setToolTip("not recording (tick 'record to' to record)")
+        else:
+            self.recording.setText(f"● recording to {elided(str(folder), 48)}")
+            self.recording.setStyleSheet("color: #ff6b6b; font-weight: bold;")
+            self.recording.setToolTip(f"recording EEG, events and images to {folder}")
+
+    def update(self, stats, nominal_sfreq: float, buffer_seconds: float | None = None) -> None:
         """Show a :class:`~dd_live.session.SessionStats`."""
         self.state.setText(f"stream: {stats.state}")
         color = {"running": "#7fd97f", "stalled": "#ffb347", "error": "#ff6b6b"}.get(stats.state)
         self.state.setStyleSheet(f"color: {color};" if color else "")
         self.sfreq_measured = self.meter.add(stats.n_samples)
-        self.rate.setText(f"{self.sfreq_measured:.1f} Hz / {nominal_sfreq:g} Hz")
-        self.fill.setText(f"buffer {stats.buffer_fill:.0%}")
-        self.windows.setText(f"windows {stats.n_windows} · rejected {stats.n_rejected} · "
-                             f"dropped {stats.n_dropped} · images {stats.n_images}"
-                             + (f" · failed {stats.n_failed}" if stats.n_failed else ""))
+        self.rate.setText(f"{self.sfreq_measured:.0f} Hz")
+        self.rate.setToolTip(f"samples per second arriving now (last 2 s); nominal "
+                             f"{nominal_sfreq:g} Hz")
+        if buffer_seconds:
+            self.fill.setText(f"buffer {stats.buffer_fill * buffer_seconds:.0f} s of "
+                              f"{buffer_seconds:g} s")
+        else:
+            self.fill.setText(f"buffer {stats.buffer_fill:.0%} full")
+        self.images_per_second = self.image_meter.add(stats.n_images)
+        self.images.setText(f"{self.images_per_second:.1f} images/s")
+        words = [f"{stats.n_windows} windows"]
+        if stats.n_dropped:
+            words.append(f"{stats.n_dropped} skipped")
+        if stats.n_rejected:
+            words.append(f"{stats.n_rejected} rejected")
+        if stats.n_failed:
+            words.append(f"{stats.n_failed} failed")
+        self.windows.setText(", ".join(words))
         t = stats.last_timings
         if t:
-            seconds = [stage_time(t, stage) for stage in LATENCY_STAGES]
-            parts = " / ".join("–" if v is None else f"{v * 1e3:.0f}" for v in seconds)
-            self.latency.setText(f"ms enc/smp/dec/tot: {parts}")
+            latency = t.get("latency", stage_time(t, "total"))
+            self.latency.setText(f"latency {latency * 1e3:.0f} ms" if latency is not None
+                                 else "latency —")
+            self.latency.setToolTip("from the end of an EEG window to its image (waiting "
+                                    f"included); last image: {plain_stages(t)}")
 
     def show_message(self, text: str, timeout_ms: int = 0) -> None:
         self.bar.showMessage(text, timeout_ms)
 
     def reset(self) -> None:
         self.meter.reset()
+        self.image_meter.reset()
         self.sfreq_measured = 0.0
+        self.images_per_second = 0.0
 
 
 def elided(text: str, limit: int = 300) -> str:
