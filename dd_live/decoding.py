@@ -41,6 +41,7 @@ class DecodedImages:
         timings: seconds per stage: ``encode``, ``sample`` (UNet steps), ``decode`` (VAE), ``total``.
         clip: the window's CLIP-space vector ``[clip_dim]``.
         matches: retrieval mode: ``(path, score)`` per image.
+        interrupted: the sampler was stopped (``interrupt()``): no images; not a result to keep.
     """
 
     images: list[Any]
@@ -48,6 +49,7 @@ class DecodedImages:
     timings: dict[str, float]
     clip: np.ndarray | None = None
     matches: list[tuple[str, float]] = field(default_factory=list)
+    interrupted: bool = False
 
 
 class EEGDecoder:
@@ -64,6 +66,21 @@ class EEGDecoder:
         self.n_channels: int = enc.n_channels
         self.n_times: int = enc.n_times
         self.description = description or getattr(generator, "description", "")
+        self.device, self.dtype = self._place_conditioner()
+        self._staging: Any = None  # pinned host buffer [1, n_channels, n_times] (CUDA only)
+        self._encode_call: Any = None
+
+    def _place_conditioner(self) -> tuple[Any, Any]:
+        """Put the conditioner on the generator's device, in :func:`conditioner_dtype`."""
+        import torch
+
+        device = torch.device("cpu")
+        if self.generator is not None and hasattr(self.generator, "prepare"):
+            self.generator.prepare()
+            device = self.generator.device
+        dtype = conditioner_dtype(device)
+        place_conditioner(self.conditioner, device, dtype)
+        return device, dtype
 
     def __repr__(self) -> str:
         mode = "generate" if self.generator is not None else "retrieve"
@@ -122,23 +139,30 @@ class EEGDecoder:
     def __call__(self, eeg: np.ndarray, seed: int) -> DecodedImages:
         """Decode one window.
 
+        The window goes to the model's device once (pinned memory, non-blocking on CUDA); the
+        context stays there; the host waits for the device only when the images come back.
+
         Args:
             eeg: ``[n_channels, n_times]`` float32, already mapped to the model's montage.
             seed: sampler seed (ignored in retrieval mode).
         """
         import torch
 
+        from dd_live.generate.static import StageClock
+
         if eeg.shape != (self.n_channels, self.n_times):
             raise GenerationError(
                 f"window shaped {eeg.shape} but the model wants ({self.n_channels}, "
                 f"{self.n_times}); map and resample it first (WindowPreprocessor)")
         t0 = time.perf_counter()
+        clock = StageClock(self.device)
+        clock.mark("encode")
         with torch.inference_mode():
-            out = self.conditioner(torch.from_numpy(np.ascontiguousarray(eeg))[None].float())
-        context, clip = out["context"], out["clip"]
-        t_encode = time.perf_counter() - t0
-        clip_vec = clip[0].float().cpu().numpy()
+            context, clip = self._encode(self._window_to_device(eeg))
+        clock.mark("generate")
         if self.retriever is not None:
+            clip_vec = clip[0].float().cpu().numpy()
+            t_encode = time.perf_counter() - t0
             matches = self.retriever.query(clip_vec[None], k=4)[0]
             from PIL import Image
 
@@ -147,22 +171,86 @@ class EEGDecoder:
             return DecodedImages(images, [], {"encode": t_encode, "total": total},
                                  clip_vec, [(str(p), float(s)) for p, s in matches])
         result = self.generator(context, seed=seed)
-        timings = {"encode": t_encode, **dict(result.timings)}
+        clip_vec = clip[0].float().cpu().numpy()  # the device is done by now: no extra wait
+        if getattr(result, "interrupted", False):
+            return DecodedImages([], list(result.seeds), dict(result.timings), clip_vec, interrupted=True)
+        clock.mark("end")
+        timings = {"encode": clock.durations()["encode"], **dict(result.timings)}
         timings["sample"] = timings.pop("unet", 0.0)  # the denoising loop, under its stage name
         timings["total"] = time.perf_counter() - t0
         return DecodedImages(list(result.images), list(result.seeds), timings, clip_vec)
 
-    def warmup(self) -> None:
-        """Run one throw-away window, so the first real image is not slowed by one-time set-up
-        (kernel selection, memory allocation, lazy pipeline creation)."""
+    def _window_to_device(self, eeg: np.ndarray) -> Any:
+        """``[n_channels, n_times]`` -> ``[1, n_channels, n_times]`` on the model's device, in
+        its dtype; on CUDA through one pinned host buffer and a non-blocking copy."""
+        import torch
+
+        window = torch.from_numpy(np.ascontiguousarray(eeg, dtype=np.float32))[None]
+        if self.device.type == "cpu":
+            return window.to(self.dtype)
+        if self._staging is None:
+            self._staging = torch.empty(window.shape, dtype=torch.float32).pin_memory()
+        self._staging.copy_(window)  # the previous copy is done: every call ends with a readback
+        return self._staging.to(self.device, non_blocking=True).to(self.dtype)
+
+    def _encode(self, window: Any) -> tuple[Any, Any]:
+        """(context ``[1, 77, 768]`` in the generator's dtype, clip ``[1, clip_dim]``), on the
+        device; a CUDA graph when the generator captures its hot path."""
+        from dd_live.generate.static import CapturedCall
+
+        if self._encode_call is None:
+            conditioner = self.conditioner
+            out_dtype = getattr(self.generator, "dtype", None) or self.dtype
+
+            def encode(x):
+                out = conditioner(x)
+                return out["context"].to(out_dtype), out["clip"]
+
+            use_graph = bool(getattr(self.generator, "use_graphs", False)) and self.device.type == "cuda"
+            self._encode_call = CapturedCall(encode, (window,), use_graph=use_graph)
+        return self._encode_call(window)
+
+    def warmup(self, progress: Any = None) -> None:
+        """Run throw-away windows, so the first real image is not slowed by one-time set-up
+        (kernel selection, memory allocation; on CUDA the capture of the hot path's graphs, one
+        per guidance variant). ``progress(message)`` is told each step."""
         t0 = time.perf_counter()
+        if self.generator is not None and hasattr(self.generator, "warmup"):
+            self.generator.warmup(progress=progress)
+        if progress is not None:
+            progress("warming up the EEG encoder")
         self(np.zeros((self.n_channels, self.n_times), np.float32), seed=0)
         logger.info("model warmed up in %.2f s", time.perf_counter() - t0)
 
     def interrupt(self) -> None:
-        """Ask a running sampler to stop after its current step."""
+        """Stop a running sampler before its next step; it stays stopped until
+        :meth:`clear_interrupt` (the worker calls it when it takes a new window)."""
         if self.generator is not None:
             self.generator.interrupt()
+
+    def clear_interrupt(self) -> None:
+        if self.generator is not None and hasattr(self.generator, "clear_interrupt"):
+            self.generator.clear_interrupt()
+
+
+def conditioner_dtype(device: Any) -> Any:
+    """The EEG conditioner's dtype on ``device``: bfloat16 weights on CUDA, float32 elsewhere.
+
+    Cast once at load rather than fp32 weights under bf16 autocast: the matmuls run in bf16
+    either way (autocast's precision), but autocast would re-cast the reference encoder's
+    152 M weights on every window. bf16 rather than fp16: the release trained in fp32 and
+    bf16 keeps fp32's range (no overflow in the 24 LayerNorm'd blocks). The context is handed
+    to the sampler in the sampler's own dtype.
+    """
+    import torch
+
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def place_conditioner(conditioner: Any, device: Any, dtype: Any) -> Any:
+    """Move every parameter and buffer (incl. ``null_context``) to ``device``/``dtype``, eval,
+    no gradients."""
+    return conditioner.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 def read_model_settings(folder: str | Path) -> dict[str, Any]:

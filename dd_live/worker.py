@@ -27,6 +27,10 @@ class GenerationWorker(Generic[JobT, ResultT]):
         on_result: called on the worker thread with ``(job, result)``.
         on_error: called on the worker thread with ``(job, exception)``; the worker goes on.
         on_drop: called with the job that a newer one replaced before it started.
+        on_take: called on the worker thread with the job just taken, before ``process``:
+            the place to re-arm what a stop or pause disarmed (the sampler's interrupt flag is
+            cleared here, not when a call starts, so a pause pressed while a window is being
+            encoded still stops its sampling).
 
     ``step()`` processes the pending job (if any) on the caller's thread: tests drive it, and
     the thread started by ``start()`` calls the same ``step()``.
@@ -39,12 +43,14 @@ class GenerationWorker(Generic[JobT, ResultT]):
         on_result: Callable[[JobT, ResultT], Any] | None = None,
         on_error: Callable[[JobT, BaseException], Any] | None = None,
         on_drop: Callable[[JobT], Any] | None = None,
+        on_take: Callable[[JobT], Any] | None = None,
         name: str = "dd-live-generation",
     ) -> None:
         self._process = process
         self._on_result = on_result
         self._on_error = on_error
         self._on_drop = on_drop
+        self._on_take = on_take
         self._name = name
         self._pending: JobT | None = None
         self._cond = threading.Condition()
@@ -93,6 +99,8 @@ class GenerationWorker(Generic[JobT, ResultT]):
             if job is None:
                 return False
             self._busy = True
+            if self._on_take is not None:
+                self._on_take(job)  # under the lock: a stop cannot slip between take and re-arm
         try:
             result = self._process(job)
         except Exception as exc:  # a failed generation is reported, the worker goes on
@@ -138,9 +146,34 @@ class GenerationWorker(Generic[JobT, ResultT]):
                 self._cond.wait(remaining)
         return True
 
-    def stop(self, *, drain: bool = True, timeout: float = 30.0) -> None:
-        """Stop the thread; with ``drain`` the pending job is finished first, else dropped."""
-        if not drain:
+    def cancel_pending(self) -> bool:
+        """Drop the job waiting to start (if any; it is counted as dropped). True if one was."""
+        with self._cond:
+            job, self._pending = self._pending, None
+            if job is not None:
+                self.n_dropped += 1
+        if job is not None and self._on_drop is not None:
+            self._on_drop(job)
+        return job is not None
+
+    def stop(self, *, drain: bool = True, timeout: float = 30.0,
+             interrupt: Callable[[], Any] | None = None) -> None:
+        """Stop the thread; with ``drain`` the pending job is finished first, else dropped.
+
+        ``interrupt``: how to stop the job being processed (e.g. the sampler's ``interrupt``):
+        the pending job is dropped and no new job can start, then ``interrupt()`` is called, then
+        the running job (cut short) is waited for. A job interrupted this way returns within one
+        step of its work instead of running to its end.
+        """
+        if interrupt is not None:
+            with self._cond:
+                self._stopping = True
+                if self._pending is not None:
+                    self.n_dropped += 1
+                    self._pending = None
+            interrupt()
+            self.drain(timeout)
+        elif not drain:
             with self._cond:
                 if self._pending is not None:
                     self.n_dropped += 1

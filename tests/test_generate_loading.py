@@ -141,8 +141,8 @@ def reference_checkpoint(gen: ImageGenerator, tmp_path, extra: dict | None = Non
     state.update({
         "cond_stage_model.mae.pos_embed": torch.zeros(1, 3, 8),  # EEG side: dd_live.model's
         "image_embedder.transformer.post_layernorm.weight": torch.ones(4),  # ignored
-        "betas": gen._pipe.scheduler.betas.clone(),
-        "alphas_cumprod": gen._pipe.scheduler.alphas_cumprod.clone(),
+        "betas": gen.scheduler.betas.clone(),
+        "alphas_cumprod": gen.scheduler.alphas_cumprod.clone(),
         **(extra or {}),
     })
     path = tmp_path / "reference.pth"

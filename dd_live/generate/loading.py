@@ -185,3 +185,45 @@ def _load_tiny_vae(path_or_id: str | Path, torch_dtype: torch.dtype) -> Autoenco
             f"could not load the tiny autoencoder {str(path_or_id)!r}: {err}. Get TAESD once with: "
             "huggingface-cli download madebyollin/taesd --local-dir models/taesd"
         ) from err
+
+
+def load_unet(path: str | Path, *, torch_dtype: torch.dtype, config: str | Path | None = None) -> UNet2DConditionModel:
+    """A UNet on its own, e.g. a distilled one-step SD 1.5 UNet (DMD2-style) replacing a model's.
+
+    ``path``: a folder with ``config.json`` and weights (or with a ``unet/`` subfolder), or one
+    file (.safetensors/.bin/.ckpt/.pt/.pth) holding a UNet state dict in diffusers' layout
+    (``conv_in.weight``, ...) or in the original LDM layout; it is built from the SD 1.5 UNet
+    config in ``config`` (default: the packaged sd15 configs) and loaded strictly.
+    """
+    path = Path(path)
+    config_dir = Path(config) if config is not None else sd15_config_dir()
+    if path.is_dir():
+        folder = path / "unet" if (path / "unet" / "config.json").is_file() else path
+        if not (folder / "config.json").is_file():
+            raise GenerationError(f"UNet folder {path} has no config.json (nor unet/config.json)")
+        return UNet2DConditionModel.from_pretrained(folder, torch_dtype=torch_dtype, local_files_only=True)
+    if not path.is_file() or path.suffix not in (*SINGLE_FILE_SUFFIXES, ".bin"):
+        raise GenerationError(
+            f"no UNet at {path}: give a UNet folder (config.json + weights) or one weights file "
+            f"({', '.join((*SINGLE_FILE_SUFFIXES, '.bin'))})"
+        )
+    if path.suffix == ".safetensors":
+        state = safetensors.torch.load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not state:
+        raise GenerationError(f"{path} holds no UNet state dict")
+    unet_config = UNet2DConditionModel.load_config(config_dir, subfolder="unet")
+    if "conv_in.weight" in state:  # diffusers' layout
+        unet = UNet2DConditionModel.from_config(unet_config)
+        missing, unexpected = unet.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise GenerationError(
+                f"{path} does not fit the SD 1.5 UNet config in {config_dir}: missing {sorted(missing)[:10]}, "
+                f"unexpected {sorted(unexpected)[:10]}; pass config= with the UNet's own config"
+            )
+        return unet.to(dtype=torch_dtype)
+    return UNet2DConditionModel.from_single_file(
+        state, config=str(config_dir), subfolder="unet", local_files_only=True, torch_dtype=torch_dtype
+    )

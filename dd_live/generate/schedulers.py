@@ -13,20 +13,31 @@ from diffusers import (
     LCMScheduler,
     PNDMScheduler,
     SchedulerMixin,
+    TCDScheduler,
 )
 
 from dd_live.errors import ConfigError
 
-# name -> (scheduler class, config overrides); "plms" is the reference release's sampler
+# name -> (scheduler class, config overrides); "plms" is the reference release's sampler.
+# Few-step and one-step samplers: "lcm" (LCM-LoRA, LCM-distilled UNets, and a one-step UNet
+# such as DMD2's SD 1.5 generator: 1 step at t=999), "tcd" (TCD and Hyper-SD LoRAs, 1-8 steps),
+# "ddim-trailing" (Hyper-SD's N-step LoRAs; trailing spacing starts at t=999, also for 1 step).
 SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     "dpm++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     "ddim": (DDIMScheduler, {}),
+    "ddim-trailing": (DDIMScheduler, {"timestep_spacing": "trailing"}),
     "euler-a": (EulerAncestralDiscreteScheduler, {}),
     "plms": (PNDMScheduler, {"skip_prk_steps": True}),
     "lcm": (LCMScheduler, {}),
+    "tcd": (TCDScheduler, {}),
 }
 DEFAULT_SCHEDULER = "dpm++"
 LCM_MAX_STEPS = 8
+# samplers that only make sense with distilled weights (a LoRA, an LCM UNet or a one-step UNet)
+DISTILLED_SCHEDULERS = ("lcm", "tcd")
+# eta of schedulers whose step takes one (DDIM: 0, deterministic; TCD: its gamma, 0.3 as TCD's
+# own pipeline uses)
+STEP_ETA = {"tcd": 0.3}
 
 
 def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:

@@ -3,7 +3,9 @@ the UNet's time embedding.
 
 In the release this is ``model.diffusion_model.time_embed_condtion`` (sic): Conv1d 77->38 (k 1),
 Conv1d 38->1 (k 1), Linear 768->1280, no activations. In diffusers terms the UNet is built with
-``class_embed_type="identity"`` and this module's output is passed as ``class_labels``.
+``class_embed_type="identity"`` and this module's output is passed as ``class_labels``: the
+generator computes it once per image from the very context each row is conditioned on (the null
+context for guidance's unconditional rows) and hands it to every UNet step.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
-
-from dd_live.errors import GenerationError
 
 
 class TimeConditioner(ModelMixin, ConfigMixin):
@@ -35,22 +35,3 @@ class TimeConditioner(ModelMixin, ConfigMixin):
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         return self.layers(context).squeeze(1)  # [B, 1, T] -> [B, T]
-
-    def attach(self, unet: nn.Module) -> torch.utils.hooks.RemovableHandle:
-        """Feed this module's output to ``unet`` as ``class_labels`` on every call.
-
-        The pipeline calls the UNet with ``encoder_hidden_states`` (the conditional and, with
-        guidance, the null context stacked) and no ``class_labels``; a forward pre-hook computes
-        them from the very context each row is conditioned on.
-        """
-        if unet.config.class_embed_type != "identity":
-            raise GenerationError(
-                "time conditioning needs a UNet built with class_embed_type='identity'; "
-                f"this one has class_embed_type={unet.config.class_embed_type!r}"
-            )
-
-        def add_class_labels(module, args, kwargs):
-            kwargs["class_labels"] = self(kwargs["encoder_hidden_states"])
-            return args, kwargs
-
-        return unet.register_forward_pre_hook(add_class_labels, with_kwargs=True)
