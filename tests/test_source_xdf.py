@@ -6,11 +6,16 @@ directly, as the XDF specification lays them out: file header, stream headers, o
 chunk per stream, clock offsets, stream footers.
 """
 
+import logging
 import struct
 
 import numpy as np
+import pytest
 
+from dd_live.errors import ConfigError, FileFormatError
+from dd_live.sources import open_source
 from dd_live.sources.replay import ReplaySource, read_recording
+from dd_live.stream import AcquisitionThread, RingBuffer
 
 SFREQ = 250.0
 N_TIMES = 500
@@ -25,8 +30,9 @@ def _varlen(n: int) -> bytes:
     return struct.pack("<BI", 4, n)
 
 
-def _stream_header(name, stype, n_channels, srate, fmt, labels=()):
-    channels = "".join(f"<channel><label>{label}</label><unit>microvolts</unit></channel>"
+def _stream_header(name, stype, n_channels, srate, fmt, labels=(), unit="microvolts"):
+    unit_tag = f"<unit>{unit}</unit>" if unit is not None else ""
+    channels = "".join(f"<channel><label>{label}</label>{unit_tag}</channel>"
                        for label in labels)
     return (f'<?xml version="1.0"?><info><name>{name}</name><type>{stype}</type>'
             f"<channel_count>{n_channels}</channel_count><nominal_srate>{srate}</nominal_srate>"
@@ -40,27 +46,57 @@ def _footer(first, last, count):
             "</info>").encode()
 
 
+def xdf_stream(name, stype, timestamps, values, srate=SFREQ, labels=(), unit="microvolts",
+               offsets=None):
+    """One stream for :func:`write_xdf_streams`. ``values``: ``(n_channels, n_times)`` numbers
+    (float32 on disk) or a list of strings (a marker stream); ``offsets``: ``[(time, offset)]``
+    clock offsets on the stream's clock (default: zero at both ends)."""
+    is_string = isinstance(values, list)
+    n_channels = 1 if is_string else values.shape[0]
+    if offsets is None:
+        ends = (timestamps[0], timestamps[-1]) if len(timestamps) else (0.0, 1.0)
+        offsets = [(t, 0.0) for t in ends]
+    return dict(name=name, type=stype, timestamps=np.asarray(timestamps, dtype=float),
+                values=values, srate=srate, labels=labels, unit=unit, offsets=offsets,
+                fmt="string" if is_string else "float32", n_channels=n_channels)
+
+
+def write_xdf_streams(path, streams):
+    """The XDF chunks, as the specification lays them out: file header, stream headers, one
+    samples chunk per stream, clock offsets, stream footers."""
+    out = [b"XDF:", _chunk(1, b'<?xml version="1.0"?><info><version>1.0</version></info>')]
+    for sid, s in enumerate(streams, start=1):
+        out.append(_chunk(2, struct.pack("<I", sid) + _stream_header(
+            s["name"], s["type"], s["n_channels"], s["srate"], s["fmt"], s["labels"], s["unit"])))
+    for sid, s in enumerate(streams, start=1):
+        stamps = s["timestamps"]
+        if not len(stamps):
+            continue
+        if s["fmt"] == "string":
+            samples = b"".join(b"\x08" + struct.pack("<d", t) + _varlen(len(v)) + v.encode()
+                               for t, v in zip(stamps, s["values"]))
+        else:
+            samples = b"".join(b"\x08" + struct.pack("<d", t) + column.astype("<f4").tobytes()
+                               for t, column in zip(stamps, s["values"].T))
+        out.append(_chunk(3, struct.pack("<I", sid) + _varlen(len(stamps)) + samples))
+    for sid, s in enumerate(streams, start=1):
+        for t, offset in s["offsets"]:
+            out.append(_chunk(4, struct.pack("<Idd", sid, t, offset)))
+    for sid, s in enumerate(streams, start=1):
+        stamps = s["timestamps"]
+        if len(stamps):
+            out.append(_chunk(6, struct.pack("<I", sid) + _footer(stamps[0], stamps[-1],
+                                                                    len(stamps))))
+    path.write_bytes(b"".join(out))
+
+
 def write_xdf(path, data_uv, timestamps, markers):
     """``data_uv[n_channels, n_times]`` as float32 stream 1; ``markers`` [(t, text)] stream 2."""
-    out = [b"XDF:", _chunk(1, b'<?xml version="1.0"?><info><version>1.0</version></info>')]
-    out.append(_chunk(2, struct.pack("<I", 1) + _stream_header(
-        "eeg", "EEG", data_uv.shape[0], SFREQ, "float32", CH_NAMES)))
-    out.append(_chunk(2, struct.pack("<I", 2) + _stream_header(
-        "markers", "Markers", 1, 0, "string")))
-    samples = b"".join(b"\x08" + struct.pack("<d", t) + column.astype("<f4").tobytes()
-                       for t, column in zip(timestamps, data_uv.T))
-    out.append(_chunk(3, struct.pack("<I", 1) + _varlen(len(timestamps)) + samples))
-    strings = b"".join(b"\x08" + struct.pack("<d", t) + _varlen(len(s)) + s.encode()
-                       for t, s in markers)
-    out.append(_chunk(3, struct.pack("<I", 2) + _varlen(len(markers)) + strings))
-    for stream_id in (1, 2):  # a zero clock offset at each end, as LabRecorder writes them
-        for t in (timestamps[0], timestamps[-1]):
-            out.append(_chunk(4, struct.pack("<Idd", stream_id, t, 0.0)))
-    out.append(_chunk(6, struct.pack("<I", 1) + _footer(timestamps[0], timestamps[-1],
-                                                        len(timestamps))))
-    out.append(_chunk(6, struct.pack("<I", 2) + _footer(markers[0][0], markers[-1][0],
-                                                        len(markers))))
-    path.write_bytes(b"".join(out))
+    write_xdf_streams(path, [
+        xdf_stream("eeg", "EEG", timestamps, data_uv, labels=CH_NAMES),
+        xdf_stream("markers", "Markers", [t for t, _ in markers], [m for _, m in markers],
+                   srate=0),
+    ])
 
 
 def test_xdf_replays_sample_identical_with_markers(tmp_path):
@@ -89,3 +125,145 @@ def test_xdf_replays_sample_identical_with_markers(tmp_path):
     np.testing.assert_allclose(replayed[:2], eeg_uv.astype(np.float32) * 1e-6, rtol=1e-6)
     np.testing.assert_allclose(replayed[2] / 1e-6, np.arange(N_TIMES), rtol=1e-12)  # µV-scaled
     assert [e.description for e in events if e.kind == "marker"] == ["stim/face", "stim/house"]
+
+
+def replay_events(spec):
+    """Samples and events of a replay through the acquisition thread (default settings)."""
+    source = open_source(spec, speed=0)
+    raw = RingBuffer(source.info.n_channels, 20_000)
+    acquisition = AcquisitionThread(source, raw, strict=True)
+    source.start()
+    while acquisition.state != "stopped":
+        acquisition.step()
+    source.stop()
+    return source, raw.get(0, raw.n_written)[0], list(acquisition.events)
+
+
+def test_xdf_markers_placed_by_time_stamps_across_a_clock_reset(tmp_path, caplog):
+    """The amplifier's computer resets its clock (and pauses 1.5 s) half-way; its true rate is
+    250.5 Hz against a nominal 250; the stimulus program runs on a third clock. Markers must
+    land on the sample whose recorder-clock time is nearest to theirs."""
+    rng = np.random.default_rng(3)
+    true_rate, n_half = 250.5, 1000
+    # recorder clock L of each data sample: 2000 + ..., then a 1.5-s pause
+    l_first = 2000.0 + np.arange(n_half) / true_rate
+    l_second = l_first[-1] + 1.5 + np.arange(n_half) / true_rate
+    data_l = np.r_[l_first, l_second]
+    # the amplifier's clock: L - 1000 before the reset, L - 2001 after (offsets every second)
+    source_clock = np.r_[l_first - 1000.0, l_second - 2001.0]
+    jitter = rng.uniform(-0.001, 0.001, 2 * n_half)
+    data_offsets = [(t, 1000.0) for t in np.arange(1000.0, 1004.0)] + \
+                   [(t, 2001.0) for t in np.arange(3.0, 8.0)]
+    counter = np.arange(2 * n_half, dtype=float)[None]
+    eeg_uv = np.vstack([rng.normal(0, 20, (2, 2 * n_half)), counter])
+    # markers on the stimulus clock L - 500, inside the data, and three outside it
+    inside = np.sort(np.r_[rng.uniform(l_first[0], l_first[-1], 20),
+                           rng.uniform(l_second[0], l_second[-1], 20)])
+    outside = np.array([l_first[0] - 1.0, l_first[-1] + 0.75, l_second[-1] + 1.5])  # mid: pause
+    marker_l = np.r_[inside, outside]
+    order = np.argsort(marker_l)
+    texts = [f"m{k}" for k in range(len(marker_l))]
+    marker_stream = xdf_stream(
+        "stim", "Markers", marker_l[order] - 500.0, [texts[k] for k in order], srate=0,
+        offsets=[(t, 500.0) for t in np.arange(1490.0, 1515.0)])
+    path = tmp_path / "reset.xdf"
+    write_xdf_streams(path, [
+        xdf_stream("amp", "EEG", source_clock + jitter, eeg_uv, labels=CH_NAMES,
+                   offsets=data_offsets),
+        marker_stream,
+    ])
+
+    with caplog.at_level(logging.WARNING):
+        source, data, events = replay_events(f"file:{path}")
+    np.testing.assert_array_equal(data[2], counter[0] * 1e-6)  # all 2000 samples, in order
+    placed = {e.description: e.sample_index for e in events if e.kind == "marker"}
+    expected = {texts[k]: int(np.argmin(np.abs(data_l - marker_l[k]))) for k in range(40)}
+    assert set(placed) == set(expected)
+    offsets = np.array([placed[t] - expected[t] for t in expected])
+    assert np.abs(offsets).max() <= 1, offsets
+    # the replayed counter at each marker is the stamp-matched sample
+    assert all(abs(data[2, placed[t]] / 1e-6 - expected[t]) <= 1 for t in expected)
+    # markers outside the data are reported, not dropped silently
+    notices = [e for e in events if e.kind == "notice"]
+    assert sorted(e.extra["marker"] for e in notices) == sorted(texts[40:])
+    assert caplog.text.count("not placed") == 3
+    # the 1.5-s pause is a gap of the right size at the first sample after it
+    gaps = [(e.sample_index, e.extra["n_missing"]) for e in events if e.kind == "gap"]
+    assert len(gaps) == 1 and gaps[0][0] == n_half
+    assert abs(gaps[0][1] - round((l_second[0] - l_first[-1]) * SFREQ - 1)) <= 2
+
+
+def test_xdf_picks_the_non_empty_eeg_stream_and_stream_option(tmp_path):
+    rng = np.random.default_rng(4)
+    stamps = 10.0 + np.arange(N_TIMES) / SFREQ
+    first = rng.normal(0, 20, (3, N_TIMES))
+    second = rng.normal(0, 20, (3, N_TIMES))
+    path = tmp_path / "three.xdf"
+    write_xdf_streams(path, [
+        xdf_stream("gyro", "Motion", stamps, rng.normal(0, 1, (3, N_TIMES)), labels=CH_NAMES),
+        xdf_stream("empty", "EEG", [], np.zeros((3, 0)), labels=CH_NAMES),
+        xdf_stream("cap", "EEG", stamps, first, labels=CH_NAMES),
+        xdf_stream("cap2", "EEG", stamps, second, labels=CH_NAMES),
+    ])
+    np.testing.assert_allclose(read_recording(path).data, first.astype(np.float32) * 1e-6)
+    source = open_source(f"file:{path}?stream=cap2&speed=0")
+    np.testing.assert_allclose(source.recording.data, second.astype(np.float32) * 1e-6)
+    with pytest.raises(ConfigError, match="no stream named 'nope'.*'cap2'"):
+        open_source(f"file:{path}?stream=nope")
+    with pytest.raises(FileFormatError, match="'empty'.*not a non-empty stream"):
+        read_recording(path, stream="empty")
+
+
+def test_xdf_without_units_judged_by_amplitude(tmp_path, caplog):
+    eeg_uv = np.random.default_rng(5).normal(0, 38.4, (3, N_TIMES))
+    path = tmp_path / "nounit.xdf"
+    write_xdf_streams(path, [xdf_stream("eeg", "EEG", 1.0 + np.arange(N_TIMES) / SFREQ, eeg_uv,
+                                        labels=CH_NAMES, unit=None)])
+    with caplog.at_level(logging.WARNING):
+        recording = read_recording(path)
+    assert "read as microvolts" in caplog.text
+    np.testing.assert_allclose(recording.data, eeg_uv.astype(np.float32) * 1e-6, rtol=1e-6)
+    rms = np.sqrt(np.mean(recording.data**2))
+    assert 1e-5 < rms < 1e-4  # 38 µV, not "38.4 V"
+
+
+def _xdf_bytes(tmp_path):
+    eeg_uv = np.random.default_rng(6).normal(0, 20, (3, N_TIMES))
+    path = tmp_path / "ok.xdf"
+    write_xdf(path, eeg_uv, 1.0 + np.arange(N_TIMES) / SFREQ, [(1.5, "a"), (2.0, "b")])
+    return path.read_bytes()
+
+
+def _sample_count_offset(content: bytes) -> int:
+    """Byte offset of the sample count of the first samples chunk (tag 3)."""
+    position = 4
+    while True:
+        width = content[position]
+        length = int.from_bytes(content[position + 1 : position + 1 + width], "little")
+        tag_at = position + 1 + width
+        if struct.unpack("<H", content[tag_at : tag_at + 2])[0] == 3:
+            return tag_at + 2 + 4 + 1  # tag, stream id, count's length byte
+        position = tag_at + length
+
+
+DAMAGES = {
+    "sample count": (lambda c: c[: (k := _sample_count_offset(c))] + struct.pack("<I", 10**8)
+                     + c[k + 4 :], "says 100000000 samples of 3 channels, which does not fit"),
+    "chunk length": (lambda c: c[:4] + b"\x08" + struct.pack("<Q", 2**40) + c[5 + 8 :],
+                     "beyond the end of the file"),
+    "cut short": (lambda c: c[: len(c) * 2 // 3], "beyond the end of the file"),
+    "garbage": (lambda c: c[:4] + np.random.default_rng(7).bytes(len(c) - 4), "ok.xdf"),
+    "values": (lambda c: c.replace(np.float32(1.0).tobytes()[:0] + c[3000:3008],
+                                   b"\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f", 1),
+               "is damaged: .*values up to 3.4e\\+38"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_damaged_xdf_is_one_clear_line(damage, tmp_path):
+    change, message = DAMAGES[damage]
+    path = tmp_path / "ok.xdf"
+    path.write_bytes(change(_xdf_bytes(tmp_path)))
+    with pytest.raises(FileFormatError, match=message) as error:
+        read_recording(path)
+    assert "\n" not in str(error.value) and "ok.xdf" in str(error.value)

@@ -68,6 +68,10 @@ XDF_FORMATS = {
     "string": 0,
 }
 XDF_TAGS = range(1, 7)
+# a step in an XDF stream's time stamps longer than max(these) is a pause: the time stamps on
+# either side are dejittered separately
+XDF_BREAK_SECONDS = 0.25
+XDF_BREAK_SAMPLES = 10
 
 
 @dataclass(frozen=True)
@@ -472,12 +476,21 @@ class _Capture(logging.Handler):
 def _load_xdf(path: Path):
     import pyxdf
 
-    _scan_xdf(path)
+    try:
+        _scan_xdf(path)
+    except FileFormatError as err:
+        raise FileFormatError(f"{path.name} is damaged: {err}") from None
     capture = _Capture()
     pyxdf_logger = logging.getLogger("pyxdf.pyxdf")
     pyxdf_logger.addHandler(capture)
     try:
-        streams, _ = pyxdf.load_xdf(str(path))
+        # pyxdf dejitters between breaks of max(1 s, 500 samples) by default: a pause of
+        # 2 s at 250 Hz would be smeared over the whole recording
+        streams, _ = pyxdf.load_xdf(
+            str(path),
+            jitter_break_threshold_seconds=XDF_BREAK_SECONDS,
+            jitter_break_threshold_samples=XDF_BREAK_SAMPLES,
+        )
     finally:
         pyxdf_logger.removeHandler(capture)
     if capture.messages:
@@ -534,37 +547,42 @@ def _pick_xdf_stream(path: Path, streams: list[dict], wanted: str | None) -> dic
 
 def _xdf_markers(streams: list[dict], stamps: np.ndarray, sfreq: float, name: str):
     """Markers of all string streams placed at the data sample whose (synchronised) time stamp
-    is nearest to theirs. Returns ``(annotations, notices)``."""
+    is nearest to theirs. A marker more than one sample period from every sample (before,
+    after or in a pause of the data) is not placed but reported as a ``"notice"``.
+
+    Returns ``(annotations, notices)``.
+    """
     annotations, notices = [], []
-    first, last = stamps[0] - 1 / sfreq, stamps[-1] + 1 / sfreq
     for marker_stream in streams:
         if _xdf_value(marker_stream["info"], "channel_format") != "string":
             continue
         for value, stamp in zip(marker_stream["time_series"], marker_stream["time_stamps"]):
             text = " ".join(str(v) for v in value)
             stamp = float(stamp)
-            if not first <= stamp <= last:
-                side, offset = (
-                    ("before", first - stamp) if stamp < first else ("after", stamp - last)
-                )
-                message = f"marker {text!r} lies {offset:.3f} s {side} the data; not placed"
-                logger.warning("%s: %s", name, message)
-                index = 0 if side == "before" else len(stamps) - 1
-                notices.append(
-                    FileEvent(
-                        index,
-                        "notice",
-                        message,
-                        {"marker": text, "offset_s": -offset if side == "before" else offset},
-                    )
-                )
-                continue
             index = int(np.searchsorted(stamps, stamp))
             if index == len(stamps) or (
                 index > 0 and stamp - stamps[index - 1] < stamps[index] - stamp
             ):
                 index -= 1
-            annotations.append((index / sfreq, 0.0, text))
+            offset = stamp - float(stamps[index])
+            if abs(offset) <= 1 / sfreq:
+                annotations.append((index / sfreq, 0.0, text))
+                continue
+            where = (
+                "before the data"
+                if stamp < stamps[0]
+                else "after the data"
+                if stamp > stamps[-1]
+                else "in a pause of the data"
+            )
+            message = (
+                f"marker {text!r} at {stamp:.3f} s lies {where}, {abs(offset):.3f} s from the "
+                "nearest sample; not placed"
+            )
+            logger.warning("%s: %s", name, message)
+            notices.append(
+                FileEvent(index, "notice", message, {"marker": text, "offset_s": offset})
+            )
     return annotations, notices
 
 

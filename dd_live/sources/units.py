@@ -91,9 +91,8 @@ def plausible_scale(data: np.ndarray, what: str) -> float:
     if MIN_EEG_RMS <= rms * MICROVOLT <= MAX_EEG_RMS:
         logger.warning(
             "%s: no unit given and an RMS of %.3g is not plausible as volts: read as "
-            "microvolts (RMS %.3g µV). Give the unit in the file or stream to silence this.",
+            "microvolts. Give the unit in the file or stream to silence this.",
             what,
-            rms,
             rms,
         )
         return MICROVOLT

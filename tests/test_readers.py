@@ -1,0 +1,324 @@
+"""File readers with real files written here and read back: OpenBCI GUI text files (v5/v6,
+Cyton, Cyton+Daisy, Ganglion, dropped packets), a BDF whose header leaves the record count
+open, EEGLAB event rounding, trigger channels, unitless microvolt data and damaged files of
+every format. Replays go through the app's own path: ``open_source`` -> ``ReplaySource`` ->
+``AcquisitionThread`` -> ``RingBuffer``.
+"""
+
+import datetime
+import logging
+
+import mne
+import numpy as np
+import pytest
+
+from dd_live.errors import FileFormatError
+from dd_live.sources import open_source
+from dd_live.sources.readers import read_recording
+from dd_live.sources.units import check_amplitude, parse_unit, plausible_scale
+from dd_live.stream import AcquisitionThread, RingBuffer
+
+# -- OpenBCI GUI files ----------------------------------------------------------------------
+# (board line, n_channels, sfreq, sample-index step): the GUI's header values per board
+BOARDS = {
+    "cyton": ("OpenBCI_GUI$BoardCytonSerial", 8, 250.0, 1),
+    "daisy": ("OpenBCI_GUI$BoardCytonSerialDaisy", 16, 125.0, 2),
+    "ganglion": ("OpenBCI_GUI$BoardGanglionBLE", 4, 200.0, 1),
+}
+
+
+def openbci_columns(n_channels: int, version: int) -> list[str]:
+    exg = [f"EXG Channel {k}" for k in range(n_channels)]
+    accel = [f"Accel Channel {k}" for k in range(3)]
+    if version == 6:
+        other = ["Not Used", "Digital Channel 0 (D11)", "Digital Channel 1 (D12)",
+                 "Digital Channel 2 (D13)", "Digital Channel 3 (D17)", "Not Used",
+                 "Digital Channel 4 (D18)", "Analog Channel 0", "Analog Channel 1",
+                 "Analog Channel 2"]
+        tail = ["Timestamp", "Marker Channel", "Timestamp (Formatted)"]
+    else:
+        other = ["Other"] * 7 + ["Analog Channel 0", "Analog Channel 1", "Analog Channel 2"]
+        tail = ["Timestamp", "Timestamp (Formatted)"]
+    return ["Sample Index", *exg, *accel, *other, *tail]
+
+
+def write_openbci(path, board: str, exg_uv, sample_index, unix_s, markers=None, version=6):
+    """The OpenBCI GUI's "OpenBCI-RAW-*.txt" layout. ``exg_uv`` ``(n_channels, n_times)``;
+    returns the EXG values as written (3 decimals, like the GUI)."""
+    board_line, n_channels, sfreq, _ = BOARDS[board]
+    lines = [
+        "%OpenBCI Raw EXG Data",
+        f"%Number of channels = {n_channels}",
+        f"%Sample Rate = {sfreq:g} Hz",
+        f"%Board = {board_line}",
+        ", ".join(openbci_columns(n_channels, version)),
+    ]
+    rng = np.random.default_rng(5)
+    written = np.round(exg_uv, 3)
+    for k in range(exg_uv.shape[1]):
+        stamp = datetime.datetime.fromtimestamp(unix_s[k], datetime.timezone.utc)
+        cells = [f"{sample_index[k]:.1f}", *(f"{v:.3f}" for v in written[:, k])]
+        cells += [f"{v:.3f}" for v in rng.normal(0, 0.05, 3)]  # accelerometer
+        cells += ["0.0"] * 10  # digital / analog / not used
+        cells.append(f"{unix_s[k]:.6f}")
+        if version == 6:
+            cells.append(f"{markers[k]:.1f}" if markers is not None else "0.0")
+        cells.append(stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3])
+        lines.append(", ".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+    return written
+
+
+def replay(spec: str):
+    """Everything a replay delivers through the acquisition thread, with default settings."""
+    source = open_source(spec, speed=0)
+    raw = RingBuffer(source.info.n_channels, 20_000)
+    acquisition = AcquisitionThread(source, raw, strict=True)
+    source.start()
+    while acquisition.state != "stopped":
+        acquisition.step()
+    source.stop()
+    data, stamps = raw.get(0, raw.n_written)
+    return source, data, stamps, list(acquisition.events)
+
+
+def test_openbci_v6_cyton_sample_exact_with_dropped_packets_and_markers(tmp_path, caplog):
+    n_sent = 1200
+    sfreq = 250.0
+    rng = np.random.default_rng(0)
+    exg = rng.normal(0, 15, (8, n_sent)) + rng.normal(0, 3000, (8, 1))  # µV, DC offsets
+    index = np.arange(n_sent) % 256
+    unix = 1.7e9 + np.arange(n_sent) / sfreq + rng.uniform(0, 0.012, n_sent)  # bursty
+    markers = np.zeros(n_sent)
+    markers[[50, 300, 900]] = [1, 2, 7]
+    # dropped packets: 3 in the middle, 4 across the index wrap (254, 255, 0, 1), and a
+    # stretch longer than one wrap (300 samples) that only the time stamps can size
+    dropped = [*range(100, 103), *range(510, 514), *range(700, 1000)]
+    kept = np.setdiff1d(np.arange(n_sent), dropped)
+    path = tmp_path / "OpenBCI-RAW-2026-12-01_10-00-00.txt"
+    written = write_openbci(path, "cyton", exg[:, kept], index[kept], unix[kept], markers[kept])
+
+    with caplog.at_level(logging.WARNING):
+        source, data, _, events = replay(f"file:{path}")
+    assert source.info.sfreq == sfreq and source.info.n_channels == 8
+    assert source.info.ch_types == ("eeg",) * 8
+    assert data.shape == (8, kept.size)
+    # sample-exact: the µV values written, in volts
+    np.testing.assert_array_equal(data, written * 1e-6)
+    gaps = [(e.sample_index, e.extra["n_missing"]) for e in events if e.kind == "gap"]
+    resumed_at = [int(np.searchsorted(kept, first)) for first in (103, 514, 1000)]
+    assert gaps == list(zip(resumed_at, [3, 4, 300], strict=True))
+    assert "dropped packet" in caplog.text
+    placed = [(e.sample_index, e.description) for e in events if e.kind == "marker"]
+    assert placed == [(50, "1"), (int(np.searchsorted(kept, 300)), "2")]  # 900 was dropped
+
+
+def test_openbci_v5_without_marker_column(tmp_path):
+    rng = np.random.default_rng(1)
+    exg = rng.normal(0, 20, (8, 500))
+    path = tmp_path / "OpenBCI-RAW-v5.txt"
+    written = write_openbci(
+        path, "cyton", exg, np.arange(500) % 256, 1.7e9 + np.arange(500) / 250, version=5
+    )
+    recording = read_recording(path)
+    np.testing.assert_array_equal(recording.data, written * 1e-6)
+    assert recording.annotations == () and recording.events == ()
+
+
+@pytest.mark.parametrize("board", ["daisy", "ganglion"])
+def test_openbci_other_boards(board, tmp_path):
+    _, n_channels, sfreq, step = BOARDS[board]
+    rng = np.random.default_rng(2)
+    exg = rng.normal(0, 20, (n_channels, 400))
+    index = (np.arange(400) * step) % 256 if board == "daisy" else np.arange(400) % 201
+    path = tmp_path / f"OpenBCI-RAW-{board}.csv"  # renamed .csv files are recognised too
+    written = write_openbci(path, board, exg, index, 1.7e9 + np.arange(400) / sfreq)
+    recording = read_recording(path)
+    assert recording.sfreq == sfreq and recording.data.shape == (n_channels, 400)
+    np.testing.assert_array_equal(recording.data, written * 1e-6)
+    assert recording.events == ()  # the index steps and wraps without a drop
+
+
+def test_openbci_daisy_drop_in_steps_of_two(tmp_path):
+    index = (np.arange(300) * 2) % 256
+    kept = np.r_[0:40, 45:300]
+    path = tmp_path / "daisy.txt"
+    write_openbci(path, "daisy", np.zeros((16, kept.size)), index[kept],
+                  1.7e9 + kept / 125.0)
+    assert read_recording(path).gaps == [(40, 5)]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda text: text.replace("channels = 8", "channels = 16"),
+         "header says 16 channels but the column row has 8 EXG columns"),
+        (lambda text: text[: text.rindex(",")], "has 2[0-9] values, the column row 2[0-9]"),
+        (lambda text: text.replace("-", "x", 40), "is not a number"),
+        (lambda text: text.replace("%Sample Rate = 250 Hz\n", ""), "Sample Rate"),
+    ],
+)
+def test_openbci_damaged(damage, message, tmp_path):
+    path = tmp_path / "rec.txt"
+    exg = np.random.default_rng(3).normal(0, 20, (8, 50)) - 100
+    write_openbci(path, "cyton", exg, np.arange(50), 1.7e9 + np.arange(50) / 250)
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(FileFormatError, match=message) as error:
+        read_recording(path)
+    assert "\n" not in str(error.value) and "rec.txt" in str(error.value)
+
+
+# -- EDF / BDF ------------------------------------------------------------------------------
+def write_edf(path, data, sfreq, unit="uV", ch_names=None):
+    """An EDF or BDF (by suffix) written with edfio, 1-s records; ``data`` in ``unit``,
+    within ±1000."""
+    import edfio
+
+    ch_names = ch_names or [f"EEG{k}" for k in range(data.shape[0])]
+    bdf = path.suffix == ".bdf"
+    signal, container = (edfio.BdfSignal, edfio.Bdf) if bdf else (edfio.EdfSignal, edfio.Edf)
+    signals = [
+        signal(row, sfreq, label=name, physical_dimension=unit, physical_range=(-1000, 1000))
+        for row, name in zip(data, ch_names, strict=True)
+    ]
+    container(signals, data_record_duration=1.0).write(path)
+    return path
+
+
+def set_record_count(path, text: str) -> None:
+    content = bytearray(path.read_bytes())
+    content[236:244] = text.ljust(8).encode()
+    path.write_bytes(bytes(content))
+
+
+def test_bdf_with_open_record_count(tmp_path):
+    sfreq, n_times = 256.0, 256 * 4
+    data = np.random.default_rng(4).normal(0, 20, (4, n_times))  # µV
+    path = write_edf(tmp_path / "open.bdf", data, sfreq)
+    set_record_count(path, "-1")
+    recording = read_recording(path)
+    assert recording.n_times == n_times
+    step = 2000 / (2**24 - 1) * 1e-6  # one 24-bit step of the ±1000 µV range, in volts
+    np.testing.assert_allclose(recording.data, data * 1e-6, rtol=0, atol=step)
+    # a last record cut short is a truncated file, said so
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(FileFormatError, match="open.bdf: .*not whole records.*truncated"):
+        read_recording(path)
+
+
+def test_unitless_microvolt_edf_is_scaled_with_a_warning(tmp_path, caplog):
+    data = np.random.default_rng(5).normal(0, 25, (3, 1000))  # µV numbers, no unit
+    path = write_edf(tmp_path / "nounit.edf", data, 250.0, unit="")
+    with caplog.at_level(logging.WARNING):
+        recording = read_recording(path)
+    assert "nounit.edf (no unit on any channel)" in caplog.text
+    assert "read as microvolts" in caplog.text
+    np.testing.assert_allclose(recording.data, data * 1e-6, rtol=0, atol=2000 / 65535 * 1e-6)
+
+
+def test_unit_helpers():
+    assert parse_unit("microvolts") == parse_unit("µV") == parse_unit("uV") == 1e-6
+    assert parse_unit("0") == 1.0 and parse_unit("-6") == 1e-6 and parse_unit("-3") == 1e-3
+    assert parse_unit("") is None and parse_unit("none") is None and parse_unit("K") is None
+    eeg_uv = np.random.default_rng(6).normal(0, 38.4, (4, 500))
+    assert plausible_scale(eeg_uv, "x") == 1e-6
+    assert plausible_scale(eeg_uv * 1e-6, "x") == 1.0
+    assert "38" in check_amplitude(eeg_uv, "x") and check_amplitude(eeg_uv * 1e-6, "x") is None
+
+
+# -- EEGLAB events and trigger channels -----------------------------------------------------
+def test_eeglab_event_at_mne_rounded_sample(tmp_path):
+    sfreq = 250.0
+    data = np.vstack([np.random.default_rng(7).normal(0, 20e-6, (2, 1000)), np.arange(1000)])
+    raw = mne.io.RawArray(data, mne.create_info(["Fz", "Cz", "COUNTER"], sfreq,
+                                                ["eeg", "eeg", "misc"]), verbose="error")
+    # EEGLAB latencies may be fractional: 250.3 and 600.7 samples from the start
+    raw.set_annotations(mne.Annotations([250.3 / sfreq, 600.7 / sfreq], [0, 0], ["a", "b"]))
+    path = tmp_path / "frac.set"
+    mne.export.export_raw(path, raw, verbose="error")
+    expected, _ = mne.events_from_annotations(
+        mne.io.read_raw_eeglab(path, verbose="error"), verbose="error"
+    )
+    _, data_out, _, events = replay(str(path))
+    markers = [e for e in events if e.kind == "marker"]
+    assert [m.sample_index for m in markers] == list(expected[:, 0]) == [250, 601]
+    # and the sample there is the one MNE's event points at (the counter says which)
+    assert [data_out[2, m.sample_index] for m in markers] == [250.0, 601.0]
+
+
+def test_trigger_channel_becomes_markers(tmp_path):
+    sfreq = 250.0
+    stim = np.zeros(1000)
+    stim[[0, 1, 2]] = 3  # from the first sample on
+    stim[200:210] = 5
+    stim[210:215] = 6  # a rise without a return to zero
+    stim[700] = 1  # one sample long
+    data = np.vstack([np.random.default_rng(8).normal(0, 20e-6, (2, 1000)), stim])
+    info = mne.create_info(["Fz", "Cz", "STI 014"], sfreq, ["eeg", "eeg", "stim"])
+    raw = mne.io.RawArray(data, info, verbose="error")
+    path = tmp_path / "trig_raw.fif"
+    raw.save(path, verbose="error")
+    expected = mne.find_events(mne.io.read_raw_fif(path, verbose="error"), shortest_event=1,
+                               initial_event=True, verbose="error")
+    _, _, _, events = replay(str(path))
+    markers = [(e.sample_index, e.description) for e in events if e.kind == "marker"]
+    assert markers == [(int(s), str(v)) for s, _, v in expected]
+    assert markers == [(0, "3"), (200, "5"), (210, "6"), (700, "1")]
+
+
+# -- damaged files of every format ------------------------------------------------------------
+def _garble(path, seed=9):
+    content = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    content[: min(len(content), 400)] = rng.bytes(min(len(content), 400))
+    path.write_bytes(bytes(content))
+
+
+def _fif(folder):
+    raw = mne.io.RawArray(np.zeros((2, 500)), mne.create_info(2, 250.0, "eeg"), verbose="error")
+    raw.save(folder / "x_raw.fif", verbose="error")
+    return folder / "x_raw.fif"
+
+
+def _export(suffix):
+    def make(folder):
+        raw = mne.io.RawArray(np.random.default_rng(0).normal(0, 1e-5, (2, 500)),
+                              mne.create_info(2, 250.0, "eeg"), verbose="error")
+        path = folder / f"x{suffix}"
+        mne.export.export_raw(path, raw, verbose="error")
+        return path
+
+    return make
+
+
+def _openbci(folder):
+    path = folder / "x.txt"
+    write_openbci(path, "cyton", np.zeros((8, 20)), np.arange(20), 1.7e9 + np.arange(20) / 250)
+    return path
+
+
+def _brainflow_csv(folder):
+    path = folder / "x.csv"
+    path.write_text("\n".join("\t".join(["1.0"] * 32) for _ in range(20)))
+    return path
+
+
+DAMAGED = {
+    "fif": (_fif, "x_raw.fif could not be read as FIF"),
+    "edf": (_export(".edf"), "x.edf"),
+    "bdf": (lambda folder: write_edf(folder / "x.bdf", np.zeros((2, 512)), 256.0), "x.bdf"),
+    "eeglab": (_export(".set"), "x.set could not be read as EEGLAB"),
+    "openbci": (_openbci, "x.txt"),
+    "brainflow-csv": (_brainflow_csv, "x.csv"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGED))
+def test_damaged_file_is_one_line_naming_it(kind, tmp_path):
+    make, message = DAMAGED[kind]
+    path = make(tmp_path)
+    read_recording(path, board=-1 if kind == "brainflow-csv" else None)  # intact: fine
+    _garble(path)
+    with pytest.raises(FileFormatError, match=message) as error:
+        read_recording(path, board=-1 if kind == "brainflow-csv" else None)
+    assert "\n" not in str(error.value)
