@@ -31,3 +31,25 @@ class CheckpointError(DDLiveError, ValueError):
 
 class GenerationError(DDLiveError):
     """The image generator could not be set up or failed while sampling."""
+
+
+class MissingExtraError(DDLiveError, ImportError):
+    """A feature needs an optional dependency group (a pip "extra") that is not installed."""
+
+
+def require_extra(module: str, extra: str, feature: str) -> None:
+    """Raise :class:`MissingExtraError` naming ``extra`` unless ``module`` can be imported.
+
+    ``feature`` says what needs it, e.g. ``"retrieval mode"``; the message says how to install it.
+    """
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingExtraError(
+            f"{feature} needs the '{module}' package, which is not installed; "
+            f"install the extra: pip install 'dd-live[{extra}]'"
+        )

@@ -1,7 +1,10 @@
-"""The "never" rules of DESIGN.md, checked on the real import graph."""
+"""The "never" rules of docs/architecture.md, checked on the real import graph; what the
+package ships (its data files) and what it says when an optional extra is missing."""
 
 import subprocess
 import sys
+
+import pytest
 
 HEAVY = ("torch", "PySide6", "diffusers", "pyqtgraph")
 
@@ -28,3 +31,40 @@ def test_dd_live_never_imports_training():
     loaded = _modules_after_import("dd_live.session", "dd_live.model", "dd_live.generate",
                                    "dd_live.cli")
     assert not any(m == "training" or m.startswith("training.") for m in loaded)
+
+
+# -- packaged files and optional extras ----------------------------------------------------------
+def test_packaged_configs_and_demo_model_are_found_by_importlib_resources():
+    from dd_live.assets import demo_model_dir, sd15_config_dir
+
+    assert (sd15_config_dir() / "unet" / "config.json").is_file()
+    assert (demo_model_dir() / "conditioner" / "model.safetensors").is_file()
+
+
+def test_missing_demo_model_is_a_one_line_error_not_a_fallback(tmp_path, monkeypatch, capsys):
+    """A broken install (no demo/ in the package) must not silently run the random tiny model."""
+    import shutil
+
+    import dd_live.assets
+    from dd_live.cli import main
+
+    shutil.copytree(dd_live.assets.sd15_config_dir(), tmp_path / "sd15")  # only demo/ is missing
+    monkeypatch.setattr(dd_live.assets.resources, "files", lambda package: tmp_path)
+    code = main(["demo", "--headless", "--duration", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert len(err) == 1 and err[0].startswith("dd-live: error:"), err
+    assert str(tmp_path / "demo") in err[0] and "missing" in err[0]
+
+
+def test_retrieval_without_open_clip_names_the_extra(tmp_path, monkeypatch):
+    """open_clip hidden as if not installed (``sys.modules[name] = None`` makes imports fail)."""
+    from PIL import Image
+
+    from dd_live.errors import MissingExtraError
+    from dd_live.generate import ImageRetriever
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'dd-live\[retrieval\]'"):
+        ImageRetriever.from_folder(tmp_path)

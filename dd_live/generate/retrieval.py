@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dd_live.errors import ConfigError, GenerationError
+from dd_live.errors import ConfigError, GenerationError, require_extra
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class ImageRetriever:
     ) -> ImageRetriever:
         """Embed every image of ``folder`` with open_clip ``clip_model`` (weights: ``pretrained``,
         a local file or an open_clip tag), reusing ``folder/embeddings.npz`` where still valid."""
+        require_extra("open_clip", "retrieval", "retrieval mode (embedding an image folder)")
         import open_clip  # heavy and only needed here
 
         folder = Path(folder)
