@@ -2,7 +2,8 @@
 
 Windows are addressed by absolute sample indices, so the same stream (a replayed session)
 yields the same windows. A windower that falls so far behind that a window's samples were
-overwritten skips it and counts it in ``n_missed``.
+overwritten skips it and counts it in ``n_missed``. Which window goes to the model when is a
+policy of :mod:`dd_live.triggers`, built on these windowers and :func:`cut_window`.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ class Window:
         data: ``(n_channels, n_times)`` with ``n_times == stop - start``.
         timestamps: ``(n_times,)`` seconds.
         sfreq: nominal sampling rate in Hz.
-        trigger: ``"periodic"`` or ``"marker"``.
+        trigger: ``"periodic"``, ``"marker"``, ``"latest"`` or ``"recorded"``.
         description: the marker's text (empty for periodic windows).
+        seed: the sampler seed this window must be generated with (a recorded window replayed),
+            or None for the session's seed policy.
     """
 
     start: int
@@ -45,6 +48,7 @@ class Window:
     sfreq: float
     trigger: str
     description: str = ""
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         n_times = self.stop - self.start
@@ -97,15 +101,23 @@ def _n_samples(seconds: float, sfreq: float, what: str, minimum: int = 1) -> int
     return n
 
 
-def _cut(
-    buffer: RingBuffer, start: int, n_times: int, sfreq: float, trigger: str, description: str = ""
+def cut_window(
+    buffer: RingBuffer,
+    start: int,
+    n_times: int,
+    sfreq: float,
+    trigger: str,
+    description: str = "",
+    seed: int | None = None,
 ) -> Window | None:
-    """The window ``[start, start + n_times)``, or None when it was overwritten meanwhile."""
+    """The window ``[start, start + n_times)`` (a copy), or None when it was overwritten
+    meanwhile. The samples must have arrived (``start + n_times <= buffer.n_written``)."""
     try:
         data, timestamps = buffer.get(start, start + n_times)
     except BufferRangeError:
         return None
-    return Window(start, start + n_times, data, timestamps, sfreq, trigger, description)
+    return Window(start, start + n_times, data, timestamps, sfreq, trigger, description, seed)
+
 
 
 class PeriodicWindower:
@@ -138,7 +150,9 @@ class PeriodicWindower:
                 n_skip = -(-(buffer.first_index - self._next_start) // self._n_hop)
                 self._skip(n_skip)
                 continue
-            window = _cut(buffer, self._next_start, self._n_length, self._sfreq, "periodic")
+            window = cut_window(
+                buffer, self._next_start, self._n_length, self._sfreq, "periodic"
+            )
             if window is None:
                 continue  # overwritten between the check and the copy: next loop skips it
             windows.append(window)
@@ -222,7 +236,7 @@ class MarkerWindower:
         windows = []
         while self._pending and self._pending[0][0] + self._n_length <= buffer.n_written:
             start, description = self._pending.pop(0)
-            window = _cut(buffer, start, self._n_length, self._sfreq, "marker", description)
+            window = cut_window(buffer, start, self._n_length, self._sfreq, "marker", description)
             if window is None:
                 logger.warning(
                     "marker window at %d (%r) overwritten before read", start, description
@@ -236,6 +250,11 @@ class MarkerWindower:
     @property
     def n_pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def next_stop(self) -> int | None:
+        """Absolute index after the last sample of the earliest queued window (None: none)."""
+        return self._pending[0][0] + self._n_length if self._pending else None
 
     @property
     def n_length(self) -> int:

@@ -1,0 +1,216 @@
+"""The demo's live verdict: which simulated thought a window was meant to show, which one the
+shipped state classifier sees in the image made from it, and the running match rate.
+
+The demo model folder carries ``classifier/`` (a tiny CNN naming the state of a demo image,
+trained by ``training.demo``) and, in ``dd_live.json``, a ``legend``: thought -> picture
+("calm": "red circle", ...). The synthetic source marks every change of its simulated thought
+with a marker ``state:<name>`` at the first sample in that state; :class:`ThoughtJudge` reads
+those markers and judges each image whose whole window lies in one thought. No Qt here: the
+window shows what :meth:`ThoughtJudge.judge` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from dd_live.errors import CheckpointError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+KIND = "state_classifier"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CLASSIFIER_FOLDER = "classifier"
+STATE_MARKER = "state:"  # the synthetic source's marker prefix (dd_live.sources.synthetic)
+#: Images over which the running match rate is computed.
+RATE_WINDOW = 50
+#: Seconds after a change of thought before a window counts as showing the new one (the
+#: online filter's response to the old state has faded by then).
+SETTLE_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class StateClassifierConfig:
+    """Conv layers of ``widths`` (stride 2 each), global average pool, linear to ``n_classes``."""
+
+    n_classes: int = 8
+    image_size: int = 64
+    widths: tuple[int, ...] = (16, 32, 64)
+
+    def __post_init__(self) -> None:
+        if self.n_classes < 2 or self.image_size < 8 or not self.widths or min(self.widths) < 1:
+            raise ConfigError("StateClassifierConfig needs >= 2 classes, image_size >= 8 and "
+                              f"widths >= 1, got {self}")
+
+
+class StateClassifier(nn.Module):
+    """``images [B, 3, S, S]`` in [-1, 1] -> ``logits [B, n_classes]``."""
+
+    def __init__(self, config: StateClassifierConfig, class_names: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.config, self.class_names = config, tuple(class_names)
+        layers: list[nn.Module] = []
+        width_in = 3
+        for width in config.widths:
+            layers += [nn.Conv2d(width_in, width, 3, stride=2, padding=1),
+                       nn.GroupNorm(1, width), nn.SiLU()]
+            width_in = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width_in, config.n_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # [B, W, h, w] -> [B, W] -> [B, K]
+        return self.head(self.features(images).mean(dim=(2, 3)))
+
+    @torch.inference_mode()
+    def predict(self, images: list[Any]) -> np.ndarray:
+        """Class index per PIL image, ``[n_images]`` (resized to ``image_size``)."""
+        size = self.config.image_size
+        batch = torch.stack([
+            torch.from_numpy(np.asarray(im.convert("RGB").resize((size, size)), np.float32)
+                             / 127.5 - 1).permute(2, 0, 1)
+            for im in images
+        ])  # [B, 3, S, S]
+        return self(batch).argmax(-1).numpy()
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"kind": KIND, "config": asdict(self.config), "class_names": list(self.class_names)}
+
+    def __repr__(self) -> str:
+        return (f"StateClassifier({self.config.n_classes} classes, {self.config.image_size} px, "
+                f"widths {self.config.widths})")
+
+
+def load_classifier(folder: str | Path) -> StateClassifier:
+    """The classifier saved in ``folder`` (``config.json`` + ``model.safetensors``), in eval mode."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+        if meta.get("kind") != KIND:
+            raise CheckpointError(f"{folder / CONFIG_FILE} holds a {meta.get('kind')!r}, "
+                                  f"not a {KIND}")
+        config = meta["config"]
+        config = StateClassifierConfig(**{**config, "widths": tuple(config["widths"])})
+        model = StateClassifier(config, tuple(meta["class_names"]))
+        model.load_state_dict(load_file(folder / WEIGHTS_FILE))  # strict: every key checked
+    except (OSError, KeyError, TypeError, json.JSONDecodeError, RuntimeError) as error:
+        raise CheckpointError(f"{folder} is not a state classifier folder ({CONFIG_FILE} + "
+                              f"{WEIGHTS_FILE}): {error}") from error
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One judged image: the ``intended`` thought, the one ``decoded`` from the image, and the
+    running ``match_rate`` over the last ``n_judged`` (at most :data:`RATE_WINDOW`) images."""
+
+    intended: str
+    decoded: str
+    match: bool
+    match_rate: float
+    n_judged: int
+
+    def __str__(self) -> str:
+        mark = "=" if self.match else "≠"
+        return (f"intended {self.intended} {mark} decoded {self.decoded} · match "
+                f"{100 * self.match_rate:.0f}% of {self.n_judged}")
+
+
+class ThoughtJudge:
+    """Judges live images against the simulated thought of their window.
+
+    Args:
+        classifier: a :class:`StateClassifier` whose ``class_names`` are the thoughts.
+        sfreq: the stream's rate (Hz), to place :data:`SETTLE_SECONDS`.
+        legend: thought -> what its picture looks like (shown beside the verdict).
+        rate_window: images over which the match rate runs.
+
+    Feed it the session's events (:meth:`on_event`, markers ``state:<name>``) and results
+    (:meth:`judge`); both are cheap (a 64 px image through a 24 k-parameter CNN).
+    """
+
+    def __init__(self, classifier: StateClassifier, sfreq: float,
+                 legend: dict[str, str] | None = None, rate_window: int = RATE_WINDOW) -> None:
+        self.classifier = classifier
+        self.legend = dict(legend or {})
+        self.n_settle = int(round(SETTLE_SECONDS * sfreq))
+        self._changes: list[tuple[int, str | None]] = []  # (first sample, thought), in order
+        self._matches: deque[bool] = deque(maxlen=rate_window)
+        self.n_judged = 0
+        self.n_matched = 0
+
+    @classmethod
+    def from_model_folder(cls, folder: str | Path, sfreq: float) -> ThoughtJudge | None:
+        """The judge of a model folder with a ``classifier/`` (the demo model), else None."""
+        folder = Path(folder)
+        if not (folder / CLASSIFIER_FOLDER / CONFIG_FILE).is_file():
+            return None
+        legend: dict[str, str] = {}
+        settings = folder / "dd_live.json"
+        if settings.is_file():
+            try:
+                legend = dict(json.loads(settings.read_text(encoding="utf-8")).get("legend", {}))
+            except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+                logger.warning("%s: no readable legend", settings)
+        return cls(load_classifier(folder / CLASSIFIER_FOLDER), sfreq, legend)
+
+    def on_event(self, event: Any) -> None:
+        """A session event; markers ``state:<name>`` (``state:none``) mark a change of thought."""
+        description = str(getattr(event, "description", ""))
+        if getattr(event, "kind", "") != "marker" or not description.startswith(STATE_MARKER):
+            return
+        name = description[len(STATE_MARKER):]
+        self.set_thought(int(event.sample_index), None if name == "none" else name)
+
+    def set_thought(self, sample_index: int, name: str | None) -> None:
+        """The simulated thought is ``name`` from absolute ``sample_index`` on."""
+        self._changes.append((sample_index, name))
+        self._changes.sort(key=lambda change: change[0])
+
+    def intended(self, start: int, stop: int) -> str | None:
+        """The thought of the window ``[start, stop)``, or None when none was active or it
+        changed within the window (or less than :data:`SETTLE_SECONDS` before it)."""
+        thought = None
+        for first, name in self._changes:
+            if first <= start - self.n_settle:
+                thought = name
+            elif first < stop:
+                return None
+        return thought
+
+    def judge(self, result: Any) -> Verdict | None:
+        """The verdict on a :class:`~dd_live.session.GeneratedImage`, or None when its window
+        had no single intended thought (or the image is not one the classifier knows)."""
+        intended = self.intended(result.window_start, result.window_stop)
+        names = self.classifier.class_names
+        if intended is None or intended not in names or not result.images:
+            return None
+        decoded = names[int(self.classifier.predict(result.images[:1])[0])]
+        match = decoded == intended
+        self._matches.append(match)
+        self.n_judged += 1
+        self.n_matched += match
+        return Verdict(intended, decoded, match, self.match_rate, len(self._matches))
+
+    @property
+    def match_rate(self) -> float:
+        """Share of the last judged images (up to ``rate_window``) that showed their thought."""
+        return sum(self._matches) / len(self._matches) if self._matches else 0.0
+
+    def legend_lines(self) -> list[str]:
+        """``"calm → red circle"``, one per thought, in the classifier's order."""
+        return [f"{name} → {self.legend.get(name, '?')}" for name in self.classifier.class_names]
+
+    def __repr__(self) -> str:
+        return (f"<ThoughtJudge: {len(self.classifier.class_names)} thoughts | judged "
+                f"{self.n_judged}, matched {self.n_matched}>")
