@@ -42,7 +42,8 @@ def openbci_columns(n_channels: int, version: int) -> list[str]:
     return ["Sample Index", *exg, *accel, *other, *tail]
 
 
-def write_openbci(path, board: str, exg_uv, sample_index, unix_s, markers=None, version=6):
+def write_openbci(path, board: str, exg_uv, sample_index, unix_s, markers=None, version=6,
+                  separator=", ", unix_ms=False):
     """The OpenBCI GUI's "OpenBCI-RAW-*.txt" layout. ``exg_uv`` ``(n_channels, n_times)``;
     returns the EXG values as written (3 decimals, like the GUI)."""
     board_line, n_channels, sfreq, _ = BOARDS[board]
@@ -56,15 +57,15 @@ def write_openbci(path, board: str, exg_uv, sample_index, unix_s, markers=None, 
     rng = np.random.default_rng(5)
     written = np.round(exg_uv, 3)
     for k in range(exg_uv.shape[1]):
-        stamp = datetime.datetime.fromtimestamp(unix_s[k], datetime.timezone.utc)
+        stamp = datetime.datetime.fromtimestamp(unix_s[k], datetime.UTC)
         cells = [f"{sample_index[k]:.1f}", *(f"{v:.3f}" for v in written[:, k])]
         cells += [f"{v:.3f}" for v in rng.normal(0, 0.05, 3)]  # accelerometer
         cells += ["0.0"] * 10  # digital / analog / not used
-        cells.append(f"{unix_s[k]:.6f}")
+        cells.append(f"{unix_s[k] * 1000:.0f}" if unix_ms else f"{unix_s[k]:.6f}")
         if version == 6:
             cells.append(f"{markers[k]:.1f}" if markers is not None else "0.0")
         cells.append(stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3])
-        lines.append(", ".join(cells))
+        lines.append(separator.join(cells))
     path.write_text("\n".join(lines) + "\n")
     return written
 
@@ -113,16 +114,19 @@ def test_openbci_v6_cyton_sample_exact_with_dropped_packets_and_markers(tmp_path
     assert placed == [(50, "1"), (int(np.searchsorted(kept, 300)), "2")]  # 900 was dropped
 
 
-def test_openbci_v5_without_marker_column(tmp_path):
+@pytest.mark.parametrize("separator", [", ", "\t"])
+def test_openbci_v5_without_marker_column(separator, tmp_path):
     rng = np.random.default_rng(1)
     exg = rng.normal(0, 20, (8, 500))
     path = tmp_path / "OpenBCI-RAW-v5.txt"
+    kept = np.r_[0:200, 460:500]  # 260 samples lost: more than one wrap of the index
     written = write_openbci(
-        path, "cyton", exg, np.arange(500) % 256, 1.7e9 + np.arange(500) / 250, version=5
+        path, "cyton", exg[:, kept], kept % 256, 1.7e9 + kept / 250, version=5,
+        separator=separator, unix_ms=True,  # older GUIs write Unix milliseconds
     )
     recording = read_recording(path)
     np.testing.assert_array_equal(recording.data, written * 1e-6)
-    assert recording.annotations == () and recording.events == ()
+    assert recording.annotations == () and recording.gaps == [(200, 260)]
 
 
 @pytest.mark.parametrize("board", ["daisy", "ganglion"])

@@ -655,6 +655,7 @@ OPENBCI_BOARDS = {
     "ganglion": (4, 200.0, None),
 }
 _HEADER_FIELD = re.compile(r"^%\s*([^=]+?)\s*=\s*(.+?)\s*$")
+_OPENBCI_SEPARATOR = re.compile(r"\s*[,\t]\s*")  # ", " in most versions, tabs in some
 
 
 def _openbci_header(path: Path, lines: list[str]) -> dict:
@@ -730,7 +731,8 @@ def _openbci_gaps(
 
 def _read_openbci(path: Path) -> Recording:
     """An OpenBCI GUI recording (v5/v6 "%OpenBCI Raw EXG Data"): ``%`` header lines, a row of
-    column names, then one comma-separated row per sample; EXG channels in µV."""
+    column names, then one comma- (or tab-) separated row per sample; EXG channels in µV; the
+    ``Timestamp`` column in Unix seconds (or milliseconds, older GUIs)."""
     with open(path, encoding="utf-8", errors="replace") as handle:
         text = handle.read()
     lines = text.splitlines()
@@ -739,7 +741,7 @@ def _read_openbci(path: Path) -> Recording:
     meta = _openbci_header(path, header)
     if not body:
         raise FileFormatError(f"{path.name}: an OpenBCI GUI header without a column-name row")
-    columns = [c.strip() for c in body[0].split(",")]
+    columns = [c.strip() for c in _OPENBCI_SEPARATOR.split(body[0].strip())]
     exg = [k for k, c in enumerate(columns) if c.lower().startswith(("exg channel", "eeg channel"))]
     if not exg or columns[0].lower() != "sample index":
         raise FileFormatError(
@@ -760,7 +762,7 @@ def _read_openbci(path: Path) -> Recording:
         raise FileFormatError(f"{path.name} holds no samples after its column-name row")
     table = np.full((len(rows), len(columns)), np.nan)
     for r, row in enumerate(rows):
-        cells = row.split(",")
+        cells = _OPENBCI_SEPARATOR.split(row.strip())
         if len(cells) != len(columns):
             raise FileFormatError(
                 f"{path.name}: line {len(header) + r + 2} has {len(cells)} values, the column "
