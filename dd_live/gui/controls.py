@@ -284,7 +284,8 @@ class ControlPanel(QtWidgets.QWidget):
     def _browse_file(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
             self, "EEG recording", self.file_edit.text(),
-            "EEG (*.fif *.edf *.bdf *.vhdr *.set *.xdf *.csv);;all files (*)")
+            "EEG (*.fif *.fif.gz *.edf *.bdf *.gdf *.vhdr *.set *.cnt *.xdf *.xdfz *.txt *.csv)"
+            ";;all files (*)")
         if path:
             self.file_edit.setText(path)
 
