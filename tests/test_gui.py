@@ -6,33 +6,31 @@ times anything.
 
 from __future__ import annotations
 
+import gc
 import logging
-import shutil
 import signal
+import sys
 import threading
 import time
-from pathlib import Path
 
 import mne
 import numpy as np
 import pytest
 
-pytest.importorskip("PySide6")
+# no importorskip: where Qt cannot load, the GUI tests fail instead of silently skipping
+from PySide6 import QtCore, QtWidgets
 
-from PySide6 import QtCore, QtWidgets  # noqa: E402
-
-from dd_live.config import AppConfig, BufferConfig, GeneratorConfig  # noqa: E402
-from dd_live.errors import GenerationError  # noqa: E402
-from dd_live.gui import MainWindow, run_app  # noqa: E402
-from dd_live.gui.traces import PeakCache, peak_decimate, stack_traces  # noqa: E402
-from dd_live.session import LiveSession  # noqa: E402
-from dd_live.sources import SyntheticSource  # noqa: E402
-from dd_live.sources.base import empty_chunk  # noqa: E402
-from dd_live.stream import RingBuffer  # noqa: E402
+from dd_live.config import AppConfig, BufferConfig, GeneratorConfig
+from dd_live.errors import GenerationError
+from dd_live.gui import MainWindow, run_app
+from dd_live.gui.traces import PeakCache, peak_decimate, stack_traces
+from dd_live.session import LiveSession
+from dd_live.sources import SyntheticSource
+from dd_live.sources.base import empty_chunk
+from dd_live.stream import RingBuffer
 
 N_CHANNELS = 16
 SFREQ = 250.0
-SHARED_SCREENSHOT = Path(__file__).resolve().parents[1] / "out" / "screenshots" / "main_window.png"
 POLL_INTERVAL = 0.01  # s between two event-loop passes while a test waits
 SYNTHETIC_SPEC = f"synthetic?n_channels={N_CHANNELS}&sfreq={SFREQ:g}"
 
@@ -176,8 +174,6 @@ def test_window_runs_live_session(make_window, tmp_path):
     on_screen = (window.session.raw.n_written - newest.window_stop) / SFREQ < window.traces.span
     assert window.traces.window_region.isVisible() == on_screen
     shot = window.save_screenshot(tmp_path / "main_window.png")
-    SHARED_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, SHARED_SCREENSHOT)
     assert shot.stat().st_size > 10_000
     session = window.session
     close_window(window)
@@ -246,9 +242,11 @@ def test_settings_remember_the_view_and_the_setup_only_when_asked(make_window, s
     close_window(after_reset)
 
 
-def test_traces_survive_600_redraws(app, make_window):
-    """~20 s of redraws at 30 fps (PySide6 6.12 crashed live plots within a minute)."""
-    ticks = 600
+def test_trace_redraws_do_not_leak_references_to_none(app, make_window):
+    """PySide6 6.12.0 on Python 3.11 loses a reference to ``None`` on each plot redraw and
+    crashes once ~66 000 are gone (within a minute of live plots). Counting redraws cannot see
+    that; ``sys.getrefcount(None)`` can: it must stay flat (to within a few) over 50 redraws."""
+    warmup, ticks = 10, 50
     source = SyntheticSource(N_CHANNELS, SFREQ, realtime=False, chunk_duration=1 / 30)
     window = make_window(tiny_config(), session_factory=lambda cfg: LiveSession(
         cfg, source=source, generate=False, threaded=False))
@@ -259,17 +257,22 @@ def test_traces_survive_600_redraws(app, make_window):
     for timer in (window.trace_timer, window.spectrum_timer, window.status_timer):
         timer.stop()  # the test drives the ticks itself
     session = window.session
-    for tick in range(ticks):
-        session.step()
-        assert window.refresh_traces()
-        if tick % 10 == 0:
-            window.refresh_spectrum()
-        app.processEvents()
-    assert window.traces.n_redraws == ticks
-    assert session.raw.n_written == ticks * source.chunk_size
-    _, ys = window.traces.curve.getData()
-    assert len(channel_rows(ys, N_CHANNELS)) == N_CHANNELS
-    assert window.spectrum.n_updates > 0
+
+    def redraw(n: int) -> None:
+        for _ in range(n):
+            session.step()
+            assert window.refresh_traces()
+            app.processEvents()
+
+    redraw(warmup)  # caches, fonts and axis ticks settle
+    gc.collect()
+    before = sys.getrefcount(None)
+    redraw(ticks)
+    gc.collect()
+    lost = sys.getrefcount(None) - before
+    assert window.traces.n_redraws == warmup + ticks
+    assert session.raw.n_written == (warmup + ticks) * source.chunk_size
+    assert abs(lost) < ticks // 5, f"{lost} references to None gained over {ticks} redraws"
     close_window(window)
 
 
