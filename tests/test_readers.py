@@ -270,6 +270,27 @@ def test_trigger_channel_becomes_markers(tmp_path):
     assert markers == [(0, "3"), (200, "5"), (210, "6"), (700, "1")]
 
 
+def test_bdf_status_channel_becomes_markers(tmp_path):
+    """A BioSemi Status channel: trigger codes in the low 16 bits, system flags above."""
+    import edfio
+
+    status = np.zeros(768)
+    status[100:110] = 4
+    status[300:305] = 9
+    status[500:] += 2**16  # a system bit turning on is no trigger
+    signals = [
+        edfio.BdfSignal(np.random.default_rng(0).normal(0, 20, 768), 256.0, label="Fz",
+                        physical_dimension="uV", physical_range=(-1000, 1000)),
+        edfio.BdfSignal(status, 256.0, label="Status", physical_dimension="Boolean",
+                        physical_range=(-8388608, 8388607)),
+    ]
+    path = tmp_path / "biosemi.bdf"
+    edfio.Bdf(signals, data_record_duration=1.0).write(path)
+    _, _, _, events = replay(str(path))
+    assert [(e.sample_index, e.description) for e in events if e.kind == "marker"] == \
+        [(100, "4"), (300, "9")]
+
+
 # -- damaged files of every format ------------------------------------------------------------
 def _garble(path, seed=9):
     content = bytearray(path.read_bytes())
@@ -307,7 +328,18 @@ def _brainflow_csv(folder):
     return path
 
 
+def _random_bytes(suffix):
+    def make(folder):
+        path = folder / f"x{suffix}"
+        path.write_bytes(np.random.default_rng(1).bytes(5000))
+        return path
+
+    return make
+
+
 DAMAGED = {
+    "gdf": (_random_bytes(".gdf"), "x.gdf could not be read as GDF"),
+    "cnt": (_random_bytes(".cnt"), "x.cnt could not be read as Neuroscan CNT"),
     "fif": (_fif, "x_raw.fif could not be read as FIF"),
     "edf": (_export(".edf"), "x.edf"),
     "bdf": (lambda folder: write_edf(folder / "x.bdf", np.zeros((2, 512)), 256.0), "x.bdf"),
@@ -321,7 +353,8 @@ DAMAGED = {
 def test_damaged_file_is_one_line_naming_it(kind, tmp_path):
     make, message = DAMAGED[kind]
     path = make(tmp_path)
-    read_recording(path, board=-1 if kind == "brainflow-csv" else None)  # intact: fine
+    if kind not in ("gdf", "cnt"):  # no writer for these: random bytes only
+        read_recording(path, board=-1 if kind == "brainflow-csv" else None)  # intact: fine
     _garble(path)
     with pytest.raises(FileFormatError, match=message) as error:
         read_recording(path, board=-1 if kind == "brainflow-csv" else None)

@@ -305,15 +305,17 @@ def _check_record_count(path: Path, header: dict) -> bool:
     return True
 
 
-def _stim_markers(raw, names: list[str]) -> list[tuple[float, float, str]]:
+def _stim_markers(raw, names: list[str], bdf: bool) -> list[tuple[float, float, str]]:
     """Status/STI/trigger channels -> ``(onset_s, 0, value)`` as :func:`mne.find_events` finds
-    them (a change to a higher non-zero value is an event)."""
+    them (a change to a higher non-zero value is an event). A BDF's Status keeps its trigger
+    codes in the low 16 bits (the others are BioSemi system flags), masked as MNE advises."""
     import mne
 
     markers = []
+    mask = {"mask": 2**16 - 1, "mask_type": "and"} if bdf else {}
     for name in names:
         events = mne.find_events(
-            raw, stim_channel=name, shortest_event=1, initial_event=True, verbose="error"
+            raw, stim_channel=name, shortest_event=1, initial_event=True, verbose="error", **mask
         )
         prefix = "" if len(names) == 1 else f"{name}:"
         for sample, _, value in events:
@@ -347,7 +349,7 @@ def _read_mne(path: Path, fmt: str) -> Recording:
     ]
     stim = [name for name, kind in zip(raw.ch_names, types, strict=True) if kind == "stim"]
     if stim:
-        annotations += _stim_markers(raw, stim)
+        annotations += _stim_markers(raw, stim, bdf=fmt == "BDF")
     eeg = [k for k, kind in enumerate(types) if kind in VOLT_TYPES]
     if edf is not None:  # an EDF/BDF whose channels have no physical dimension: by size
         units = dict(zip(edf["labels"], edf["units"], strict=False))
@@ -729,6 +731,38 @@ def _openbci_gaps(
     return gaps
 
 
+def _openbci_table(
+    path: Path, rows: list[str], columns: list[str], numeric: list[int], first_line: int
+) -> np.ndarray:
+    """``(n_times, n_columns)`` float64 of the ``numeric`` columns (NaN elsewhere): numpy's
+    parser first, a row-by-row pass to say where when it fails."""
+    table = np.full((len(rows), len(columns)), np.nan)
+    separator = "," if "," in rows[0] else "\t"
+    ends_whole = all(len(_OPENBCI_SEPARATOR.split(r.strip())) == len(columns) for r in rows[-1:])
+    if ends_whole:
+        try:
+            table[:, numeric] = np.loadtxt(rows, delimiter=separator, usecols=numeric, ndmin=2)
+            return table
+        except ValueError:
+            pass  # find the line below
+    for r, row in enumerate(rows):
+        cells = _OPENBCI_SEPARATOR.split(row.strip())
+        if len(cells) != len(columns):
+            raise FileFormatError(
+                f"{path.name}: line {first_line + r} has {len(cells)} values, the column "
+                f"row {len(columns)}: truncated or damaged"
+            )
+        for c in numeric:
+            try:
+                table[r, c] = float(cells[c])
+            except ValueError:
+                raise FileFormatError(
+                    f"{path.name}: line {first_line + r} column {columns[c]!r} is not a "
+                    f"number: {cells[c].strip()[:30]!r}"
+                ) from None
+    return table
+
+
 def _read_openbci(path: Path) -> Recording:
     """An OpenBCI GUI recording (v5/v6 "%OpenBCI Raw EXG Data"): ``%`` header lines, a row of
     column names, then one comma- (or tab-) separated row per sample; EXG channels in µV; the
@@ -760,22 +794,7 @@ def _read_openbci(path: Path) -> Recording:
     rows = body[1:]
     if not rows:
         raise FileFormatError(f"{path.name} holds no samples after its column-name row")
-    table = np.full((len(rows), len(columns)), np.nan)
-    for r, row in enumerate(rows):
-        cells = _OPENBCI_SEPARATOR.split(row.strip())
-        if len(cells) != len(columns):
-            raise FileFormatError(
-                f"{path.name}: line {len(header) + r + 2} has {len(cells)} values, the column "
-                f"row {len(columns)}: truncated or damaged"
-            )
-        try:
-            for c in numeric:
-                table[r, c] = float(cells[c])
-        except ValueError:
-            raise FileFormatError(
-                f"{path.name}: line {len(header) + r + 2} column {columns[c]!r} is not a number: "
-                f"{cells[c].strip()[:30]!r}"
-            ) from None
+    table = _openbci_table(path, rows, columns, numeric, first_line=len(header) + 2)
     sfreq = meta["sfreq"]
     data = table[:, exg].T * MICROVOLT
     check_amplitude(data, path.name)
