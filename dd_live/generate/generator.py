@@ -338,8 +338,9 @@ class ImageGenerator:
         # 4. initial noise: one CPU generator per image, so a seed gives the same start on any
         #    device; step noise (stochastic samplers) from generators on the device
         size = settings.image_size or self.native_image_size
-        latents = self._initial_latents(seeds, size) * scheduler.init_noise_sigma
-        step_generators = ([torch.Generator("cpu").manual_seed(s) for s in seeds] if self.device.type == "cpu"
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        latents = self._initial_latents(generators, size) * scheduler.init_noise_sigma
+        step_generators = (generators if self.device.type == "cpu"  # as diffusers' pipeline does
                            else [torch.Generator(self.device).manual_seed(s) for s in seeds])
         step_kwargs = self._step_kwargs(scheduler, settings.scheduler, step_generators)
         unet_call = self._unet_call(latents.shape[0] * (2 if use_cfg else 1), size, class_labels, timestep_cond)
@@ -387,13 +388,12 @@ class ImageGenerator:
             return tensor
         return tensor.pin_memory().to(self.device, non_blocking=True)
 
-    def _initial_latents(self, seeds: list[int], size: int) -> torch.Tensor:
-        """[B, C, h, w] standard normal noise, row k from a CPU generator seeded with seeds[k]
+    def _initial_latents(self, generators: list[torch.Generator], size: int) -> torch.Tensor:
+        """[B, C, h, w] standard normal noise, row k from the CPU generator ``generators[k]``
         (as diffusers' ``randn_tensor`` draws it), then moved to the device."""
         vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
         shape = (1, self.unet.config.in_channels, size // vae_scale, size // vae_scale)
-        rows = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s), dtype=self.dtype)
-                for s in seeds]
+        rows = [torch.randn(shape, generator=g, dtype=self.dtype) for g in generators]
         return self._to_device(torch.cat(rows))
 
     def _guidance_embedding(self, scale: float, batch: int) -> torch.Tensor | None:
