@@ -7,8 +7,11 @@ times anything.
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -348,6 +351,90 @@ def test_record_button_records_while_running(make_window, tmp_path):
     raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", verbose="error")
     assert raw.n_times > 0
     close_window(window)
+
+
+LAPTOP_PROBE = """
+import json, sys, time
+from PySide6 import QtCore, QtWidgets
+from dd_live.config import AppConfig, GeneratorConfig
+from dd_live.gui import MainWindow
+
+app = QtWidgets.QApplication(sys.argv[:1])
+settings = QtCore.QSettings(sys.argv[1], QtCore.QSettings.Format.IniFormat)
+config = AppConfig().replace(source={"spec": sys.argv[2]},
+                             generator=GeneratorConfig(model="tiny", steps=2))
+window = MainWindow(config, settings=settings)
+window.show()
+window.start_session()
+
+def wait(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    return condition()
+
+def rect(widget):
+    top_left = widget.mapToGlobal(QtCore.QPoint(0, 0))
+    return [top_left.x(), top_left.y(), widget.width(), widget.height()]
+
+assert wait(lambda: len(window.gallery.results) >= 2 and window.status.images_per_second > 0,
+            90), window.banner.text()
+screen = window.screen().geometry()
+out = {"screen": [screen.x(), screen.y(), screen.width(), screen.height()],
+       "window": rect(window), "image": rect(window.gallery.image),
+       "pixmap": [window.gallery.image.pixmap().width(), window.gallery.image.pixmap().height()],
+       "strip": rect(window.gallery.strip), "status": rect(window.statusBar()),
+       "status_text": [label.text() for label in window.statusBar().findChildren(QtWidgets.QLabel)]}
+window.fullscreen_action.trigger()  # F11
+assert wait(lambda: window.gallery.image.width() > 0.9 * screen.width(), 10)
+out["fullscreen_image"] = rect(window.gallery.image)
+window.fullscreen_action.trigger()
+assert wait(lambda: window.signals.isVisible() and window.dock.isVisible(), 10)
+out["after_fullscreen_image"] = rect(window.gallery.image)
+out["after_fullscreen_window"] = rect(window)
+window.gallery.select(window.gallery.results[0].index)  # a click on the oldest thumbnail
+out["pinned"] = window.gallery.shown_index == window.gallery.results[0].index
+window.close()
+assert wait(lambda: window.phase == "idle" and not window.isVisible(), 30)
+print("GEOMETRY " + json.dumps(out))
+"""
+
+
+def inside(inner, outer) -> bool:
+    x, y, w, h = inner
+    ox, oy, ow, oh = outer
+    return ox <= x and oy <= y and x + w <= ox + ow and y + h <= oy + oh and w > 0 and h > 0
+
+
+def test_window_fits_a_1280x720_screen_picture_first(tmp_path):
+    """On a 1280x720 screen (Qt's offscreen platform configured to that size, in a fresh
+    process), the window sizes itself to fit; the image, the history strip and the status bar
+    are on the screen, the image panel takes >= 40 % of the screen width, full screen gives the
+    image the whole width, and a clicked thumbnail stays shown."""
+    screen = tmp_path / "screen.json"
+    screen.write_text(json.dumps({"screens": [{"name": "laptop", "x": 0, "y": 0, "width": 1280,
+                                               "height": 720, "logicalDpi": 96, "dpr": 1}]}))
+    env = {**os.environ, "QT_QPA_PLATFORM": f"offscreen:configfile={screen}"}
+    proc = subprocess.run([sys.executable, "-c", LAPTOP_PROBE, str(tmp_path / "s.ini"),
+                           SYNTHETIC_SPEC], capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("GEOMETRY ")]
+    g = json.loads(line[len("GEOMETRY "):])
+    assert g["screen"] == [0, 0, 1280, 720]
+    assert inside(g["window"], g["screen"]), g
+    for part in ("image", "strip", "status"):
+        assert inside(g[part], g["window"]), (part, g)
+    assert g["image"][2] >= 0.4 * 1280, g
+    assert min(g["pixmap"]) >= 0.9 * min(g["image"][2:]), g  # upscaled to fill the panel
+    assert g["fullscreen_image"][2] >= 0.9 * 1280, g
+    assert g["after_fullscreen_image"][2] >= 0.4 * 1280, g
+    assert inside(g["after_fullscreen_window"], g["screen"]), g
+    texts = " | ".join(g["status_text"])
+    for words in ("images/s", "latency ", " ms", "buffer ", " s of 30 s", "not recording"):
+        assert words in texts, texts
+    assert "enc/smp" not in texts
+    assert g["pinned"]
 
 
 def test_peak_cache_equals_decimating_the_whole_span():

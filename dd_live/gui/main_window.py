@@ -231,6 +231,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.image_fullscreen:
             self._before_fullscreen = {
                 "state": self.saveState(), "maximized": self.isMaximized(),
+                "geometry": self.saveGeometry(),
                 "sizes": self.splitter.sizes(), "menu": self.menuBar().isVisible(),
                 "status": self.statusBar().isVisible()}
             self.image_fullscreen = True
@@ -256,6 +257,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.showMaximized()
             else:
                 self.showNormal()
+                if before.get("geometry") is not None:
+                    self.restoreGeometry(before["geometry"])
             if before.get("sizes"):
                 self.splitter.setSizes(before["sizes"])
         self.fullscreen_action.setChecked(self.image_fullscreen)
