@@ -650,12 +650,11 @@ def _read_xdf(path: Path, wanted: str | None = None) -> Recording:
 
 
 # -- OpenBCI GUI --------------------------------------------------------------------------
-# boards of the OpenBCI GUI's header -> (n_channels, sfreq, sample-index modulus)
-OPENBCI_BOARDS = {
-    "cytondaisy": (16, 125.0, 256),
-    "cyton": (8, 250.0, 256),
-    "ganglion": (4, 200.0, None),
-}
+# the sample-index modulus of the boards whose index counts samples one by one (BrainFlow:
+# the Cyton's packet counter 0-255; Cyton+Daisy: even numbers 0-254, one per pair of packets).
+# A Ganglion packs two samples per packet under one id: its index does not tell drops.
+OPENBCI_INDEX_MODULUS = {"cyton": 256, "daisy": 256}
+OPENBCI_MAX_IRREGULAR = 0.05  # more irregular index steps than this: not a sample counter
 _HEADER_FIELD = re.compile(r"^%\s*([^=]+?)\s*=\s*(.+?)\s*$")
 _OPENBCI_SEPARATOR = re.compile(r"\s*[,\t]\s*")  # ", " in most versions, tabs in some
 
@@ -678,26 +677,37 @@ def _openbci_header(path: Path, lines: list[str]) -> dict:
     return {"n_channels": n_channels, "sfreq": sfreq, "board": board}
 
 
-def _openbci_modulus(board: str, index: np.ndarray, step: int) -> int:
+def _openbci_modulus(board: str, index: np.ndarray, step: int) -> int | None:
     key = re.sub(r"[^a-z]", "", board.lower())
-    for name, (_, _, modulus) in OPENBCI_BOARDS.items():
-        if name in key and modulus:
+    if "ganglion" in key:
+        return None
+    for name, modulus in OPENBCI_INDEX_MODULUS.items():
+        if name in key:
             return modulus
-    return int(np.nanmax(index)) + step if index.size else 256
+    return int(np.nanmax(index)) + step
 
 
 def _openbci_gaps(
     index: np.ndarray, unix: np.ndarray | None, sfreq: float, board: str, name: str
 ) -> list[FileEvent]:
     """Dropped packets from the wrapping sample index (0-255 on a Cyton), cross-checked with
-    the Unix time stamps for losses longer than one wrap."""
-    if index.size < 2:
+    the Unix time stamps for losses longer than one wrap. Boards whose index does not count
+    samples one by one (Ganglion) give none (logged)."""
+    if index.size < 2 or not np.isfinite(index).all():
         return []
     diffs = np.diff(index)
     positive = diffs[diffs > 0]
     step = int(np.bincount(positive.astype(int)).argmax()) if positive.size else 1
     modulus = _openbci_modulus(board, index, step)
-    steps = np.mod(diffs, modulus) / step  # packets from one sample to the next
+    steps = np.mod(diffs, modulus) / step if modulus else diffs
+    if modulus is None or np.mean(steps != 1) > OPENBCI_MAX_IRREGULAR:
+        logger.info(
+            "%s: the sample index of board %s does not count samples one by one; dropped "
+            "packets cannot be found from it",
+            name,
+            board or "?",
+        )
+        return []
     cycle = modulus // step
     gaps = []
     for k in np.flatnonzero(steps != 1):
