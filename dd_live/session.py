@@ -220,7 +220,8 @@ class LiveSession:
 
                 self._set_state("starting", f"loading model {cfg.generator.model!r}")
                 self.decoder = EEGDecoder.from_config(cfg.generator)
-                self.decoder.warmup()
+                self.decoder.warmup(
+                    progress=lambda message: self._set_state("starting", message))
             if self._generate:
                 validate_model_fits(info.sfreq, cfg.window.length, self.decoder.n_times)
                 self.preprocessor = WindowPreprocessor(
@@ -228,7 +229,7 @@ class LiveSession:
                     channel_method=cfg.generator.channel_method)
                 self.worker = GenerationWorker(
                     self._decode, on_result=self._on_result, on_error=self._on_decode_error,
-                    on_drop=lambda job: self._on_drop(job.window))
+                    on_drop=lambda job: self._on_drop(job.window), on_take=self._rearm_decoder)
             # 3. ring buffers and the online filter
             capacity = int(round(cfg.buffer.seconds * info.sfreq))
             self.raw = RingBuffer(info.n_channels, capacity)
@@ -397,8 +398,18 @@ class LiveSession:
         self.callbacks.emit("window_dropped", window)
 
     # -- generation (worker thread) -----------------------------------------------------------
-    def _decode(self, job: _Job) -> GeneratedImage:
+    def _rearm_decoder(self, job: _Job) -> None:
+        if hasattr(self.decoder, "clear_interrupt"):
+            self.decoder.clear_interrupt()  # a new window: a stop/pause before it is over
+
+    def _interrupt_decoder(self) -> None:
+        if self.decoder is not None and hasattr(self.decoder, "interrupt"):
+            self.decoder.interrupt()
+
+    def _decode(self, job: _Job) -> GeneratedImage | None:
         decoded = self.decoder(job.eeg, job.seed)
+        if getattr(decoded, "interrupted", False):
+            return None  # stopped or paused mid-way: no image, nothing recorded as one
         timings = {"preprocess": job.t_preprocess, **decoded.timings}
         timings["latency"] = time.monotonic() - job.t_ready
         w = job.window
@@ -410,7 +421,11 @@ class LiveSession:
             seed=job.seed if decoded.seeds else None, timings=timings,
             matches=list(decoded.matches))
 
-    def _on_result(self, job: _Job, result: GeneratedImage) -> None:
+    def _on_result(self, job: _Job, result: GeneratedImage | None) -> None:
+        if result is None:
+            self._record_event({"type": "generation_interrupted", "start": job.window.start,
+                                "stop": job.window.stop})
+            return
         self._last_timings = result.timings
         if self.recorder is not None:
             self.recorder.add_image(result)
@@ -446,8 +461,9 @@ class LiveSession:
     def pause_generation(self) -> None:
         """Stop cutting windows and interrupt the running sampler (the GUI's stop button)."""
         self._triggers_on = False
-        if self.decoder is not None and hasattr(self.decoder, "interrupt"):
-            self.decoder.interrupt()
+        if self.worker is not None:
+            self.worker.cancel_pending()  # a window cut before the pause does not start after it
+        self._interrupt_decoder()
 
     def resume_generation(self) -> None:
         with self._lock:
@@ -533,9 +549,10 @@ class LiveSession:
             self._dispatch_thread.join(5)
             self._dispatch_thread = None
         self._triggers_on = False
-        # 2. the generator finishes the image it is making (a window still waiting is dropped)
+        # 2. the generator: a window still waiting is dropped, the image being made is
+        #    interrupted before its next UNet step (not recorded), then the thread ends
         if self.worker is not None:
-            self.worker.stop(drain=False)
+            self.worker.stop(drain=False, interrupt=self._interrupt_decoder)
         # 3. acquisition
         if self.acquisition is not None:
             self.acquisition.stop()
