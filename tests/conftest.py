@@ -1,6 +1,7 @@
 """Test-wide settings. Set before anything imports pylsl or Qt.
 
-- LSL discovery stays on this machine: liblsl reads ``LSLAPICFG`` when pylsl is imported.
+- LSL discovery stays on the loopback interface: liblsl reads ``LSLAPICFG`` when pylsl is
+  imported.
 - Qt runs offscreen, so the window tests need no display.
 """
 
@@ -26,11 +27,35 @@ def stream_name() -> str:
 
 @pytest.fixture
 def one_torch_thread():
-    """Training-sized tests pin torch to one intra-op thread: two threads on a shared 2-core
-    machine oversubscribe it and run up to 20x slower."""
+    """Training-sized tests pin torch to one intra-op thread: on a 2-core machine that other
+    work also uses, two threads oversubscribe it and run up to 20x slower."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class ManualClock:
+    """A monotonic clock the test moves by hand; ``sleep(dt)`` moves it by ``dt`` at once.
+
+    Sources and threads that pace themselves take ``clock=`` and ``sleep=``; with this one a
+    test checks pacing exactly, without waiting and without timing anything.
+    """
+
+    def __init__(self, now: float = 64.0) -> None:
+        self.now = now  # a power of two: steps like 1/64 s stay exact in binary
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += max(seconds, 0.0)
+
+
+@pytest.fixture
+def manual_clock() -> ManualClock:
+    return ManualClock()

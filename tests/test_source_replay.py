@@ -2,8 +2,6 @@
 replayed through ReplaySource -> AcquisitionThread -> RingBuffer and come out sample-identical
 (a counter channel proves completeness)."""
 
-import time
-
 import mne
 import numpy as np
 import pybv
@@ -120,28 +118,31 @@ def test_session_folder_picks_raw_fif(original, tmp_path):
     assert recording.name == "raw.fif" and recording.n_times == N_TIMES
 
 
-def test_paced_seek_pause_loop(original, tmp_path):
+def test_paced_seek_pause_loop(original, tmp_path, manual_clock):
     path = write("fif", original, tmp_path)
-    source = ReplaySource(path, speed=4.0, loop=True, chunk_duration=0.02, start=3.5)
+    clock = manual_clock  # moved by hand: pacing is checked exactly, nothing waits
+    source = ReplaySource(path, speed=4.0, loop=True, chunk_duration=0.02, start=3.5,
+                          clock=clock, sleep=clock.sleep)
     assert source.position == pytest.approx(3.5)
     counters = []
     with source:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 0.3:  # 0.3 s x 4 x 250 Hz = 300 samples, wraps at 125
+        t0 = clock.now
+        for _ in range(20):  # 20 x 1/64 s x 4 x 250 Hz = 312.5 samples due; wraps at 125
+            clock.now += 1 / 64
             data, _ = source.read()
             counters.append(data[-1])
-        elapsed = time.monotonic() - t0
         counters = np.concatenate(counters)
-        assert abs(len(counters) - elapsed * 4 * SFREQ) <= 12  # drift-free, within a chunk
+        assert len(counters) == int((clock.now - t0) * 4 * SFREQ) == 312  # drift-free, exact
         expected = np.r_[np.arange(875, N_TIMES), np.arange(len(counters) - 125)]
         np.testing.assert_array_equal(counters, expected)
         source.pause()
-        assert source.read()[0].shape == (5, 0)
+        clock.now += 1.0
+        assert source.read()[0].shape == (5, 0)  # paused: nothing, however long
         source.seek(2.0)
         source.resume()
-        time.sleep(0.05)
+        clock.now += 1 / 64
         data, _ = source.read()
-        assert data[-1, 0] == 500
+        assert data[-1, 0] == 500 and data.shape[1] == int(4 * SFREQ / 64)
     assert not source.finished
 
 

@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 from scipy.signal import welch
@@ -87,18 +85,28 @@ def test_counter_and_state_switch_marker():
         source.set_state("nope")
 
 
-def test_realtime_is_paced_by_the_clock():
-    source = SyntheticSource(2, SFREQ, counter=True, chunk_duration=0.02)
-    n_times = 0
+def test_realtime_is_paced_by_the_clock(manual_clock):
+    # 256 Hz, 1/64 s chunks and clock steps in 1/1024 s: all times are exact in binary
+    clock, sfreq = manual_clock, 256.0
+    source = SyntheticSource(2, sfreq, counter=True, chunk_duration=1 / 64, clock=clock, sleep=clock.sleep)
     with source:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 0.5:
+        t0 = clock.now
+        # nothing is due yet: read() waits on the clock until one chunk is, then returns it
+        data, stamps = source.read()
+        assert clock.slept == [1 / 64] and data.shape[1] == 4
+        np.testing.assert_array_equal(stamps, t0 + np.arange(4) / sfreq)
+        counters = [data[-1]]
+        # the clock moves by uneven steps (some shorter than a chunk): each read delivers
+        # exactly the samples due by then, so nothing is lost or invented over many reads
+        for step in (13, 512, 7, 1331, 16, 100) * 20:
+            clock.now += step / 1024
             data, stamps = source.read()
-            assert data.shape[1] <= 30  # never much more than what is due
-            n_times += data.shape[1]
-        elapsed = time.monotonic() - t0
-    # samples due = elapsed x sfreq (drift-free), within two chunks
-    assert abs(n_times - elapsed * SFREQ) <= 10
+            counters.append(data[-1])
+            assert stamps[-1] <= clock.now  # never a sample from the future
+            assert int((clock.now - t0) * sfreq) == int(counters[-1][-1]) + 1  # all due, no more
+        counters = np.concatenate(counters)
+    np.testing.assert_array_equal(counters, np.arange(len(counters)))
+    assert len(counters) == int((clock.now - t0) * sfreq)
     assert "synthetic" in repr(source) and "OFF" in repr(source)
 
 

@@ -11,6 +11,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,8 @@ class ReplaySource(Source):
         start: seconds into the file to begin at.
         board: board id of a BrainFlow CSV.
         stream: XDF only: name (or type) of the stream to replay.
+        clock, sleep: the monotonic clock (seconds) that paces the replay and the sleep that
+            waits on it (tests pass a clock they move by hand).
 
     ``read()`` returns ``(n_channels, n_times)``; timestamps are on the replay clock:
     ``time.monotonic()`` at start + seconds of file (+ the file's length per loop). Annotations
@@ -70,8 +73,11 @@ class ReplaySource(Source):
         start: float = 0.0,
         board: int | str | None = None,
         stream: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__()
+        self._clock, self._sleep = clock, sleep
         if isinstance(path, Recording):
             self.recording = path
         else:
@@ -167,7 +173,7 @@ class ReplaySource(Source):
         return self._held
 
     def _reanchor(self) -> None:
-        self._anchor_time = time.monotonic()
+        self._anchor_time = self._clock()
         self._anchor_pos = self._pos
 
     @property
@@ -176,7 +182,7 @@ class ReplaySource(Source):
 
     # -- Source ----------------------------------------------------------------------------
     def _start(self) -> None:
-        self._base = time.monotonic()
+        self._base = self._clock()
         with self._lock:
             self._reanchor()
 
@@ -189,15 +195,15 @@ class ReplaySource(Source):
             return self.chunk_size
         rate = self.info.sfreq * self._speed
         wait = self._anchor_time + (self._pos - self._anchor_pos + self.chunk_size) / rate
-        wait -= time.monotonic()
+        wait -= self._clock()
         if wait > 0:
-            time.sleep(min(wait, self.chunk_size / rate))
-        return self._anchor_pos + int((time.monotonic() - self._anchor_time) * rate) - self._pos
+            self._sleep(min(wait, self.chunk_size / rate))
+        return self._anchor_pos + int((self._clock() - self._anchor_time) * rate) - self._pos
 
     def _read(self) -> tuple[np.ndarray, np.ndarray]:
         n_channels = self.info.n_channels
         if self._paused or self._ended:
-            time.sleep(self.chunk_size / self.info.sfreq)
+            self._sleep(self.chunk_size / self.info.sfreq)
             return empty_chunk(n_channels)
         limit = self._limit
         if limit is not None and self._n_delivered >= limit:  # held: wait, never spin

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -393,6 +393,8 @@ class SyntheticSource(Source):
         amplitude: background scale, volts.
         viewer: simulate a person looking at images: :meth:`present` adds the evoked
             response of an image (see :class:`ViewerModel`).
+        clock, sleep: the monotonic clock (seconds) that paces a realtime source and the
+            sleep that waits on it (tests pass a clock they move by hand).
 
     ``read()`` returns ``(n_channels [+1], n_times)`` volts. A state change pushes a
     ``SourceEvent("marker", description="state:<name>")`` at the first sample in that state.
@@ -411,9 +413,12 @@ class SyntheticSource(Source):
         realtime: bool = True,
         amplitude: float = 20e-6,
         viewer: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__()
         _check_dims(n_channels, sfreq)
+        self._clock, self._sleep = clock, sleep
         if not chunk_duration > 0:
             raise ConfigError(
                 f"synthetic source: chunk_duration must be > 0 s, got {chunk_duration}"
@@ -515,7 +520,7 @@ class SyntheticSource(Source):
 
     def _start(self) -> None:
         self._generator = _Generator(self.n_eeg, self.info.sfreq, self.seed, self.amplitude)
-        self._t0 = time.monotonic() if self.realtime else 0.0
+        self._t0 = self._clock() if self.realtime else 0.0
 
     def _stop(self) -> None:
         self._generator = None
@@ -524,10 +529,10 @@ class SyntheticSource(Source):
         """Samples due now, waiting (at most one chunk period) until a chunk is due."""
         sfreq = self.info.sfreq
         n_done = self._generator.n_done
-        wait = self._t0 + (n_done + self.chunk_size) / sfreq - time.monotonic()
+        wait = self._t0 + (n_done + self.chunk_size) / sfreq - self._clock()
         if wait > 0:
-            time.sleep(min(wait, self.chunk_size / sfreq))
-        return int((time.monotonic() - self._t0) * sfreq) - n_done
+            self._sleep(min(wait, self.chunk_size / sfreq))
+        return int((self._clock() - self._t0) * sfreq) - n_done
 
     def _read(self) -> tuple[np.ndarray, np.ndarray]:
         generator = self._generator
