@@ -267,3 +267,18 @@ def test_damaged_xdf_is_one_clear_line(damage, tmp_path):
     with pytest.raises(FileFormatError, match=message) as error:
         read_recording(path)
     assert "\n" not in str(error.value) and "ok.xdf" in str(error.value)
+
+
+def test_xdf_with_mne_lsl_one_hot_annotations(tmp_path):
+    """An XDF recorded from an mne-lsl player: its "<name>-annotations" stream has one channel
+    per description, the value the duration (-1 for 0 s)."""
+    stamps = 50.0 + np.arange(N_TIMES) / SFREQ
+    one_hot = np.array([[-1.0, 0.0], [0.0, 0.5], [-1.0, 0.0]]).T  # (n_channels, n_samples)
+    path = tmp_path / "player.xdf"
+    write_xdf_streams(path, [
+        xdf_stream("player", "eeg", stamps, np.zeros((3, N_TIMES)), labels=CH_NAMES),
+        xdf_stream("player-annotations", "annotations", stamps[[100, 250, 400]], one_hot,
+                   srate=0, labels=("stim/a", "stim/b"), unit="none"),
+    ])
+    assert read_recording(path).annotations == (
+        (100 / SFREQ, 0.0, "stim/a"), (250 / SFREQ, 0.5, "stim/b"), (400 / SFREQ, 0.0, "stim/a"))

@@ -547,20 +547,47 @@ def _pick_xdf_stream(path: Path, streams: list[dict], wanted: str | None) -> dic
     return chosen
 
 
+def one_hot_annotations(sample, labels) -> list[tuple[str, float]]:
+    """mne-lsl's one-hot annotation sample -> ``[(description, duration_s)]``.
+
+    mne-lsl's player streams annotations as one channel per description, the value on the
+    channel of the annotation being its duration (``-1`` for a duration of 0), 0 elsewhere.
+    """
+    return [
+        (str(label), max(float(value), 0.0))
+        for label, value in zip(labels, sample, strict=False)
+        if value != 0 and np.isfinite(value)
+    ]
+
+
+def _marker_samples(stream: dict):
+    """``(stamp, description, duration)`` of a string marker stream or of an mne-lsl one-hot
+    annotation stream (numeric, irregular rate, type "annotations"); nothing for others."""
+    info = stream["info"]
+    if _xdf_value(info, "channel_format") == "string":
+        for value, stamp in zip(stream["time_series"], stream["time_stamps"]):
+            yield float(stamp), " ".join(str(v) for v in value), 0.0
+        return
+    irregular = float(_xdf_value(info, "nominal_srate", "0") or 0) == 0
+    if not (irregular and _xdf_value(info, "type").lower() == "annotations"):
+        return
+    labels, _ = _xdf_channels(info, np.shape(stream["time_series"])[1])
+    for sample, stamp in zip(stream["time_series"], stream["time_stamps"]):
+        for text, duration in one_hot_annotations(sample, labels):
+            yield float(stamp), text, duration
+
+
 def _xdf_markers(streams: list[dict], stamps: np.ndarray, sfreq: float, name: str):
-    """Markers of all string streams placed at the data sample whose (synchronised) time stamp
-    is nearest to theirs. A marker more than one sample period from every sample (before,
-    after or in a pause of the data) is not placed but reported as a ``"notice"``.
+    """Markers of all string streams (and mne-lsl annotation streams) placed at the data
+    sample whose (synchronised) time stamp is nearest to theirs. A marker more than one sample
+    period from every sample (before, after or in a pause of the data) is not placed but
+    reported as a ``"notice"``.
 
     Returns ``(annotations, notices)``.
     """
     annotations, notices = [], []
     for marker_stream in streams:
-        if _xdf_value(marker_stream["info"], "channel_format") != "string":
-            continue
-        for value, stamp in zip(marker_stream["time_series"], marker_stream["time_stamps"]):
-            text = " ".join(str(v) for v in value)
-            stamp = float(stamp)
+        for stamp, text, duration in _marker_samples(marker_stream):
             index = int(np.searchsorted(stamps, stamp))
             if index == len(stamps) or (
                 index > 0 and stamp - stamps[index - 1] < stamps[index] - stamp
@@ -568,7 +595,7 @@ def _xdf_markers(streams: list[dict], stamps: np.ndarray, sfreq: float, name: st
                 index -= 1
             offset = stamp - float(stamps[index])
             if abs(offset) <= 1 / sfreq:
-                annotations.append((index / sfreq, 0.0, text))
+                annotations.append((index / sfreq, duration, text))
                 continue
             where = (
                 "before the data"
