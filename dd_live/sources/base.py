@@ -74,8 +74,11 @@ class SourceEvent:
     """Something that happened in a stream that is not a sample.
 
     Attributes:
-        kind: ``"marker"`` (a stimulus/annotation), ``"gap"`` (samples missing),
-            ``"reconnect"``, ``"disconnect"``, ``"end"`` (a finite source ran out).
+        kind: ``"marker"`` (a stimulus/annotation), ``"gap"`` (samples missing, counted
+            by a sample counter or the dejittered clock), ``"discontinuity"`` (the clock
+            jumped with no sample missing), ``"reconnect"``, ``"disconnect"``,
+            ``"layout"`` (the stream came back with other channels, rate or format), ``"end"``
+            (a finite source ran out).
         timestamp: when, on the same clock as the sample timestamps (seconds).
         description: the marker text, or a human-readable explanation.
         duration: seconds (the length of a gap or an annotation), 0 for instants.
@@ -132,6 +135,12 @@ class Source(ABC):
     def finished(self) -> bool:
         """True when a finite source (a replay without loop) has delivered everything."""
         return False
+
+    @property
+    def stall_hint(self) -> str:
+        """What to check when no data comes (shown with the stall): only what is known about
+        this kind of source (a subclass that knows more says more)."""
+        return "check that the source is still running"
 
     def __enter__(self) -> Source:
         return self.start()

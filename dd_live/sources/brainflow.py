@@ -1,8 +1,12 @@
 """BrainFlow boards as a :class:`Source`: real headsets, the synthetic board (-1) and the
 playback-file board (-3).
 
-Only the EEG rows are delivered, converted from BrainFlow's microvolts to volts, with the
-board's own timestamps (seconds, Unix clock).
+Only the EEG rows are delivered, converted from BrainFlow's microvolts to volts. Timestamps
+are the board's own (seconds, Unix clock) put through a running linear fit of sample count ->
+time (:class:`~dd_live.sources.clock.Dejitterer`): BrainFlow stamps each package when it
+parses it, so bursts from a dongle jitter by tens of ms. Samples missing are counted by the
+board's package counter (0-255, e.g. Cyton's sample index) when it has one, else found from
+the dejittered clock; both become ``"gap"`` events.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ import time
 import numpy as np
 
 from dd_live.errors import ConfigError, SourceError
-from dd_live.sources.base import Source, StreamInfo, empty_chunk
+from dd_live.sources.base import Source, SourceEvent, StreamInfo, empty_chunk
+from dd_live.sources.clock import Dejitterer, SampleCounter
 
 logger = logging.getLogger(__name__)
 
 MICROVOLT = 1e-6
 RING_SECONDS = 60  # BrainFlow's own buffer, in seconds of samples
 PLAYBACK_BOARD_ID = -3
+SYNTHETIC_BOARD_ID = -1
+COUNTER_MODULUS = 256  # BrainFlow's package counters are one byte
 NO_MASTER_BOARD = -100  # BrainFlowInputParams' "unset" value of master_board
 PARAM_KEYS = (
     "serial_port",
@@ -110,6 +117,10 @@ class BrainFlowSource(Source):
             The playback board (-3) needs ``file`` and ``master_board``.
         poll: seconds ``read()`` waits when the board has nothing new (at most).
         debug: keep BrainFlow's own logger on.
+        dejitter: fit sample count -> time (True) or keep BrainFlow's stamps (False).
+        config: ``config_board`` commands sent after connecting, separated by ``;`` (e.g.
+            ``"old_timestamps;loopback_false"`` makes the playback board keep the file's
+            timestamps and play once).
 
     ``info`` is known at construction (from the board's description); ``read()`` returns
     ``(n_eeg, n_times)`` volts and the board's timestamps.
@@ -122,6 +133,8 @@ class BrainFlowSource(Source):
         *,
         poll: float = 0.01,
         debug: bool = False,
+        dejitter: bool = True,
+        config: str = "",
     ) -> None:
         super().__init__()
         board_shim = _board_shim()
@@ -147,6 +160,12 @@ class BrainFlowSource(Source):
         self._eeg_rows = list(shim.get_eeg_channels(self.descr_id))
         self._timestamp_row = shim.get_timestamp_channel(self.descr_id)
         try:
+            self._counter_row: int | None = shim.get_package_num_channel(self.descr_id)
+        except board_shim.BrainFlowError:
+            self._counter_row = None
+        self.dejitter = dejitter
+        self.config = [c.strip() for c in str(config).split(";") if c.strip()]
+        try:
             names = tuple(shim.get_eeg_names(self.descr_id))
         except board_shim.BrainFlowError:
             names = ()
@@ -166,13 +185,27 @@ class BrainFlowSource(Source):
         board = board_shim.BoardShim(self.board_id, self._inputs)
         try:
             board.prepare_session()
+            for command in self.config:
+                board.config_board(command)
             board.start_stream(int(RING_SECONDS * self.info.sfreq))
         except board_shim.BrainFlowError as err:
             if board.is_prepared():
                 board.release_session()
             raise SourceError(self._explain(err)) from err
         self._board = board
+        self._dejitterer = Dejitterer(self.info.sfreq) if self.dejitter else None
+        self._counter = (SampleCounter(COUNTER_MODULUS, "package counter")
+                         if self._counter_row is not None else None)
         logger.info("BrainFlow board %s streaming", self.info.name)
+
+    @property
+    def stall_hint(self) -> str:
+        if self.board_id == SYNTHETIC_BOARD_ID:
+            return "BrainFlow's synthetic board stopped delivering"
+        if self.board_id == PLAYBACK_BOARD_ID:
+            return f"BrainFlow's playback of {self._inputs.file} stopped delivering"
+        return ("check that the board is switched on, charged and in range, and that its "
+                "dongle or connection is still there")
 
     def _explain(self, err) -> str:
         name = f"BrainFlow board {self.info.name} (id {self.board_id})"
@@ -218,7 +251,31 @@ class BrainFlowSource(Source):
                 return empty_chunk(self.info.n_channels)
         raw = board.get_board_data()  # (n_rows, n_times), clears BrainFlow's buffer
         data = raw[self._eeg_rows] * MICROVOLT
-        return data, np.ascontiguousarray(raw[self._timestamp_row], dtype=np.float64)
+        stamps = np.ascontiguousarray(raw[self._timestamp_row], dtype=np.float64)
+        if self._dejitterer is not None:
+            missing = self._counter(raw[self._counter_row]) if self._counter is not None else None
+            stamps, breaks = self._dejitterer(stamps, missing, COUNTER_MODULUS)
+            self._report(stamps, breaks)
+        return data, stamps
+
+    def _report(self, stamps: np.ndarray, breaks) -> None:
+        period = 1.0 / self.info.sfreq
+        for brk in breaks:
+            stamp = float(stamps[brk.index])
+            if brk.n_missing:
+                duration = brk.n_missing * period
+                how = "package counter" if brk.from_counter else "timestamps"
+                description = (f"{brk.n_missing} samples ({duration:.3f} s) missing (counted "
+                               f"by the {how})")
+                logger.warning("BrainFlow board %s: %s", self.info.name, description)
+                self._push_event(SourceEvent("gap", stamp - duration, description, duration,
+                                             {"n_missing": brk.n_missing, "found_by": how}))
+            else:
+                description = (f"the board's clock jumped by {brk.jump:+.3f} s with no sample "
+                               "missing; filter restarted")
+                logger.warning("BrainFlow board %s: %s", self.info.name, description)
+                self._push_event(SourceEvent("discontinuity", stamp, description,
+                                             extra={"jump_s": brk.jump}))
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} | board {self.board_id}>"

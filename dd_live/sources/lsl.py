@@ -1,12 +1,24 @@
 """An LSL inlet as a :class:`Source`, with our own loss detection and reconnect.
 
-pylsl's built-in recovery reconnects silently and hides the gap (../shared/REALTIME.md), so the
-inlet is opened with ``recover=False``: a lost stream, or a stream silent for ``watchdog``
-seconds, becomes a ``"disconnect"`` event; when the same ``source_id`` comes back the source
-reconnects and reports a ``"gap"`` (its length and the samples missing) and a ``"reconnect"``.
+pylsl's built-in recovery reconnects silently and hides the gap, so the inlet is opened with
+``recover=False``: a lost stream, or a stream silent for ``watchdog`` seconds, becomes a
+``"disconnect"`` event; when the stream comes back (the same ``source_id``, or with
+``reconnect="name"`` the same name and type) the source reconnects and reports a ``"gap"``
+(its length and the samples missing) and a ``"reconnect"``. A stream that comes back with
+other channels, another rate or sample format is not read into the old layout: the source
+reports a ``"layout"`` event naming the change and waits until :meth:`LSLSource.accept_layout`
+(the session starts a new recording segment then, or stops).
 
-Timestamps are corrected onto the local LSL clock: one ``time_correction()`` at connect (it
-takes ~0.6 s the first time), then refreshed by a small clock thread, never in ``read()``.
+Timestamps are corrected onto the local LSL clock (one ``time_correction()`` at connect, ~0.6 s
+the first time, then refreshed by a small clock thread, never in ``read()``) and dejittered
+by a running fit of sample count -> time (:class:`~dd_live.sources.clock.Dejitterer`): apps
+that stamp chunks at push time jitter by tens of ms, which must not look like gaps. Samples
+missing are counted by the stream's counter channel when it has one (a channel labelled
+``COUNTER``, ``Sample Index``...), else found from the dejittered clock.
+
+mne-lsl players are understood: their power-of-ten unit strings (``"0"``: volts, ``"-6"``:
+microvolts) and their one-hot annotation stream (one channel per description, the value the
+duration or -1), which arrives as markers with the description as text.
 """
 
 from __future__ import annotations
@@ -19,7 +31,9 @@ import numpy as np
 
 from dd_live.errors import ConfigError, SourceError, StreamNotFoundError
 from dd_live.sources.base import Source, SourceEvent, StreamInfo, empty_chunk
+from dd_live.sources.clock import Dejitterer, SampleCounter, find_counter
 from dd_live.sources.discovery import describe_lsl_info, format_lsl_stream, list_lsl_streams
+from dd_live.sources.units import VOLT_TYPES, parse_unit
 
 logger = logging.getLogger(__name__)
 
@@ -27,22 +41,8 @@ CLOCK_INTERVAL = 5.0  # seconds between two time corrections
 CLOCK_TIMEOUT = 2.0  # seconds one time correction may take
 LIST_TIMEOUT = 1.0  # seconds spent listing the streams seen, for an error message
 BUFFER_SECONDS = 360  # liblsl's inlet buffer
-UNIT_SCALES = {
-    "v": 1.0,
-    "volt": 1.0,
-    "volts": 1.0,
-    "mv": 1e-3,
-    "millivolt": 1e-3,
-    "millivolts": 1e-3,
-    "uv": 1e-6,
-    "µv": 1e-6,
-    "μv": 1e-6,
-    "microvolt": 1e-6,
-    "microvolts": 1e-6,
-    "nv": 1e-9,
-    "nanovolts": 1e-9,
-}
 CHANNEL_TYPES = {"eeg", "eog", "ecg", "emg", "misc", "stim", "resp", "bio", "gsr", "temperature"}
+RECONNECT_MODES = ("source-id", "name")
 
 
 def _pylsl():
@@ -70,8 +70,8 @@ def resolve_one(predicate: str, timeout: float, what: str):
     """
     pylsl = _pylsl()
     found = pylsl.resolve_bypred(predicate, minimum=1, timeout=timeout)
-    if found:
-        return found[0]
+    if found:  # a regular stream before an irregular one of the same source (annotations)
+        return sorted(found, key=lambda info: info.nominal_srate() <= 0)[0]
     seen = list_lsl_streams(LIST_TIMEOUT)
     if seen:
         listing = "; ".join(format_lsl_stream(s) for s in seen)
@@ -106,13 +106,59 @@ def _channels_from_xml(info, n_channels: int, stream_type: str):
 
 
 def _unit_scale(unit: str, ch_type: str) -> tuple[float, str]:
-    """How to bring a channel to volts: ``(scale, unit delivered)``."""
-    scale = UNIT_SCALES.get(unit.strip().lower())
-    if scale is not None:
+    """How to bring a channel to volts: ``(scale, unit delivered)``.
+
+    Volt multiples by name scale any channel; mne-lsl's power-of-ten strings (``"0"``,
+    ``"-6"``) are volts only on channels of a voltage type (a stim channel's ``"0"`` is a plain
+    number)."""
+    text = unit.strip()
+    scale = parse_unit(text)
+    is_power = text.lstrip("+-").isdigit()
+    if scale is not None and (ch_type in VOLT_TYPES or not is_power):
         return scale, "V"
-    if ch_type in ("eeg", "eog", "ecg", "emg") and not unit.strip():
+    if ch_type in VOLT_TYPES and (not text or text.lower() == "none"):
         return 1.0, "V"  # no unit given: assume volts
-    return 1.0, unit
+    return 1.0, "" if is_power or text.lower() == "none" else unit
+
+
+def _info_from_lsl(full, sfreq: float) -> tuple[StreamInfo, np.ndarray]:
+    """Our :class:`StreamInfo` and the per-channel scale to volts ``(n_channels, 1)`` from a
+    full ``pylsl.StreamInfo``."""
+    n_channels = full.channel_count()
+    names, types, units = _channels_from_xml(full, n_channels, full.type())
+    scales, units = zip(*(_unit_scale(u, t) for u, t in zip(units, types)), strict=True)
+    info = StreamInfo(
+        name=full.name(),
+        sfreq=float(sfreq),
+        ch_names=tuple(names),
+        ch_types=tuple(types),
+        units=tuple(units),
+        source_id=full.source_id(),
+    )
+    return info, np.asarray(scales, dtype=np.float64)[:, None]
+
+
+def _layout_change(old: StreamInfo, old_format: int, new: StreamInfo, new_format: int) -> str:
+    """What differs between two layouts of a stream, in words ("" when nothing does)."""
+    changes = []
+    if old.n_channels != new.n_channels:
+        changes.append(f"{old.n_channels} -> {new.n_channels} channels")
+    elif old.ch_names != new.ch_names:
+        renamed = [f"{a}->{b}" for a, b in zip(old.ch_names, new.ch_names) if a != b]
+        changes.append(f"channel names changed ({', '.join(renamed[:4])}"
+                       f"{', ...' if len(renamed) > 4 else ''})")
+    elif old.ch_types != new.ch_types or old.units != new.units:
+        changes.append("channel types or units changed")
+    if old.sfreq != new.sfreq:
+        changes.append(f"{old.sfreq:g} -> {new.sfreq:g} Hz")
+    if old_format != new_format:
+        changes.append(f"sample format {_FORMAT_NAMES.get(old_format, old_format)} -> "
+                       f"{_FORMAT_NAMES.get(new_format, new_format)}")
+    return "; ".join(changes)
+
+
+_FORMAT_NAMES = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int16", 6: "int8",
+                 7: "int64"}
 
 
 class LSLSource(Source):
@@ -122,16 +168,21 @@ class LSLSource(Source):
         name, stype, source_id: what to look for (none given: the first stream of type EEG).
         timeout: seconds to wait for the stream (and the marker stream) to appear.
         markers: name or type of a marker stream to read alongside; its samples become
-            ``SourceEvent("marker")``.
+            ``SourceEvent("marker")`` (string markers as they are; an mne-lsl one-hot
+            annotation stream decoded to its descriptions).
         max_chunk: most samples one ``read()`` returns (default: one second's worth, >= 1024).
         recover: reconnect when the stream is lost (False: raise SourceError instead).
         watchdog: seconds without data after which a ``"disconnect"`` is reported.
         poll: seconds ``read()`` waits for a first sample when none is pending.
+        reconnect: ``"source-id"`` waits for the same source id to come back (the stream's
+            name when it has none); ``"name"`` also accepts a stream of the same name and type
+            with a new source id (an app restarted with a random id).
+        dejitter: fit sample count -> time (True) or keep the stamps as sent (False).
 
     The stream is resolved and ``info`` filled at construction; ``start()`` opens the inlet and
     measures the clock offset. ``read()`` returns ``(n_channels, n_times)`` in volts for
     channels whose unit is a volt multiple (microvolts are scaled), timestamps on the local
-    LSL clock.
+    LSL clock, dejittered.
     """
 
     def __init__(
@@ -146,6 +197,8 @@ class LSLSource(Source):
         recover: bool = True,
         watchdog: float = 2.0,
         poll: float = 0.01,
+        reconnect: str = "source-id",
+        dejitter: bool = True,
     ) -> None:
         super().__init__()
         if not watchdog > 0 or not poll >= 0 or not timeout >= 0:
@@ -153,12 +206,18 @@ class LSLSource(Source):
                 f"LSLSource: watchdog must be > 0 s, poll and timeout >= 0 s; got watchdog="
                 f"{watchdog}, poll={poll}, timeout={timeout}"
             )
+        if reconnect not in RECONNECT_MODES:
+            raise ConfigError(
+                f"LSLSource: reconnect must be one of {RECONNECT_MODES}, got {reconnect!r}"
+            )
         pylsl = _pylsl()
         self.predicate = _predicate(name, stype, source_id)
         self.timeout = timeout
         self.recover = recover
         self.watchdog = watchdog
         self.poll = poll
+        self.reconnect = reconnect
+        self.dejitter = dejitter
         found = resolve_one(self.predicate, timeout, "stream")
         self._resolved = describe_lsl_info(found)
         sfreq = found.nominal_srate()
@@ -176,33 +235,38 @@ class LSLSource(Source):
             raise SourceError(
                 f"LSL stream {found.name()!r} was found but did not answer within {timeout:g} s"
             ) from err
-        n_channels = full.channel_count()
-        names, types, units = _channels_from_xml(full, n_channels, full.type())
-        scales, units = zip(*(_unit_scale(u, t) for u, t in zip(units, types)), strict=True)
-        self._scale = np.asarray(scales, dtype=np.float64)[:, None]  # (n_channels, 1)
-        self._needs_scale = bool(np.any(self._scale != 1.0))
-        self.info = StreamInfo(
-            name=full.name(),
-            sfreq=float(sfreq),
-            ch_names=tuple(names),
-            ch_types=tuple(types),
-            units=tuple(units),
-            source_id=full.source_id(),
-        )
-        self.max_chunk = max_chunk or max(1024, int(np.ceil(sfreq)))
-        self._buffer = np.empty((self.max_chunk, n_channels), dtype=inlet.np_dtype)
-        self._inlet = inlet
+        self._stype = full.type()
+        self._max_chunk_arg = max_chunk
+        self._pending_layout = None  # (info, scale, inlet, format) of a stream that came back
+        self._inlet = None
+        self._use_inlet(inlet, *_info_from_lsl(full, sfreq), full.channel_format())
         self._markers_query = markers
         self._marker_inlet = None
+        self._marker_labels: list[str] | None = None  # one-hot annotation channels
         self._marker_offset = 0.0
         self._offset = 0.0
         self._clock: threading.Thread | None = None
         self._clock_stop = threading.Event()
         self._resolver = None
-        self._last_stamp: float | None = None  # corrected timestamp of the last sample
+        self._last_stamp: float | None = None  # dejittered timestamp of the last sample
         self._last_data = 0.0  # local clock when data last arrived
         self._silent = False  # a "disconnect" was reported and no data came since
+        self._reconnected = False  # a new inlet is open; its first data reports "reconnect"
         self.n_reconnects = 0
+
+    def _use_inlet(self, inlet, info: StreamInfo, scale: np.ndarray, channel_format: int) -> None:
+        """Read from ``inlet`` with this layout (at construction and after a layout change)."""
+        self.info = info
+        self._format = channel_format
+        self._scale = scale
+        self._needs_scale = bool(np.any(scale != 1.0))
+        self.max_chunk = self._max_chunk_arg or max(1024, int(np.ceil(info.sfreq)))
+        self._buffer = np.empty((self.max_chunk, info.n_channels), dtype=inlet.np_dtype)
+        self._inlet = inlet
+        self._dejitterer = Dejitterer(info.sfreq) if self.dejitter else None
+        row = find_counter(info.ch_names)
+        self._counter_row = row
+        self._counter = SampleCounter(None, info.ch_names[row]) if row is not None else None
 
     def _open_inlet(self, found):
         pylsl = _pylsl()
@@ -212,6 +276,11 @@ class LSLSource(Source):
             recover=False,
             processing_flags=pylsl.proc_none,
         )
+
+    @property
+    def stall_hint(self) -> str:
+        return (f"LSL stream {self.info.name!r} sends nothing: is the program or device that "
+                "publishes it still running and connected?")
 
     # -- lifecycle -------------------------------------------------------------------------
     def _start(self) -> None:
@@ -243,6 +312,11 @@ class LSLSource(Source):
         inlet = pylsl.StreamInlet(found, max_buflen=BUFFER_SECONDS, recover=True)
         inlet.open_stream(timeout=self.timeout)
         self._marker_offset = inlet.time_correction(timeout=self.timeout)
+        if found.channel_format() != pylsl.cf_string:
+            # numeric markers: mne-lsl's one-hot annotations, one channel per description
+            full = inlet.info(timeout=self.timeout)
+            labels, _, _ = _channels_from_xml(full, full.channel_count(), "markers")
+            self._marker_labels = labels
         self._marker_inlet = inlet
 
     def _stop(self) -> None:
@@ -274,6 +348,9 @@ class LSLSource(Source):
         pylsl = _pylsl()
         if self._marker_inlet is not None:
             self._read_markers()
+        if self._pending_layout is not None:  # waits for accept_layout()
+            time.sleep(self.poll)
+            return empty_chunk(self.info.n_channels)
         if self._inlet is None and not self._try_reconnect():
             time.sleep(self.poll)
             return empty_chunk(self.info.n_channels)
@@ -294,15 +371,50 @@ class LSLSource(Source):
             if not self._silent and now - self._last_data > self.watchdog:
                 self._report_disconnect(f"no data for {self.watchdog:g} s")
             return empty_chunk(self.info.n_channels)
-        stamps = stamps + self._offset
-        if self._silent:
-            self._report_gap(stamps[0])
+        data = self._buffer[:n_times].T.astype(np.float64)  # (n_channels, n_times), a copy
+        stamps = self._clock_stamps(data, stamps + self._offset)
         self._last_data = now
         self._last_stamp = float(stamps[-1])
-        data = self._buffer[:n_times].T.astype(np.float64)  # (n_channels, n_times), a copy
         if self._needs_scale:
             data *= self._scale
         return data, stamps
+
+    def _clock_stamps(self, data: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+        """Dejitter ``stamps`` and report the gaps and clock jumps found in this chunk."""
+        after_silence = self._silent or self._reconnected
+        if self._dejitterer is None:
+            if after_silence:
+                self._report_gap(stamps[0])
+            return stamps
+        missing = None
+        if self._counter is not None:
+            missing = self._counter(data[self._counter_row])
+        stamps, breaks = self._dejitterer(stamps, missing)
+        period = 1.0 / self.info.sfreq
+        for brk in breaks:
+            stamp = float(stamps[brk.index])
+            if brk.n_missing:
+                duration = brk.n_missing * period
+                how = "sample counter" if brk.from_counter else "timestamps"
+                why = " after a disconnect" if after_silence and brk.index == 0 else ""
+                description = (f"{brk.n_missing} samples ({duration:.3f} s) missing{why} "
+                               f"(counted by the {how})")
+                logger.warning("LSL stream %s: %s", self.info.name, description)
+                self._push_event(SourceEvent(
+                    "gap", stamp - duration, description, duration,
+                    {"n_missing": brk.n_missing, "found_by": how}))
+            else:
+                description = (f"the stream's clock jumped by {brk.jump:+.3f} s with no sample "
+                               "missing; filter restarted")
+                logger.warning("LSL stream %s: %s", self.info.name, description)
+                self._push_event(SourceEvent("discontinuity", stamp, description,
+                                             extra={"jump_s": brk.jump}))
+        if after_silence:
+            self._silent = self._reconnected = False
+            self._push_event(SourceEvent("reconnect", float(stamps[0]),
+                                         f"LSL stream {self.info.name}"))
+            logger.info("LSL stream %s: data again", self.info.name)
+        return stamps
 
     def _read_markers(self) -> None:
         pylsl = _pylsl()
@@ -313,22 +425,34 @@ class LSLSource(Source):
             self._marker_inlet = None
             return
         for value, stamp in zip(values, stamps):
-            text = " ".join(str(v) for v in value)
-            self._push_event(SourceEvent("marker", stamp + self._marker_offset, text))
+            stamp = stamp + self._marker_offset
+            if self._marker_labels is None:
+                self._push_event(SourceEvent("marker", stamp, " ".join(str(v) for v in value)))
+                continue
+            for k in np.flatnonzero(np.asarray(value, dtype=np.float64)):
+                duration = max(float(value[k]), 0.0)  # mne-lsl sends -1 for "no duration"
+                self._push_event(SourceEvent("marker", stamp, self._marker_labels[k], duration))
 
     def _id_predicate(self) -> str:
-        if self.info.source_id:
-            return f"source_id='{self.info.source_id}'"
-        return self.predicate
+        """What a returning stream must match."""
+        kind = f" and type='{self._stype}'" if self._stype else ""
+        if self.reconnect == "source-id" and self.info.source_id:
+            return f"source_id='{self.info.source_id}'{kind}"
+        return f"name='{self.info.name}'{kind}"
 
     def _report_disconnect(self, why: str) -> None:
         self._silent = True
         stamp = self._last_stamp if self._last_stamp is not None else 0.0
-        logger.warning("LSL stream %s: disconnect (%s)", self.info.name, why)
+        waiting = self._id_predicate()
+        hint = (" (reconnect = \"name\" also accepts a same-name stream with a new source id)"
+                if self.reconnect == "source-id" and self.info.source_id else "")
+        logger.warning("LSL stream %s: disconnect (%s); waiting for %s%s", self.info.name, why,
+                       waiting, hint)
         self._push_event(SourceEvent("disconnect", stamp, f"LSL stream {self.info.name}: {why}"))
 
     def _report_gap(self, first_stamp: float) -> None:
-        self._silent = False
+        """Without dejittering: the gap from the raw stamps around a disconnect."""
+        self._silent = self._reconnected = False
         period = 1.0 / self.info.sfreq
         last = self._last_stamp if self._last_stamp is not None else first_stamp - period
         duration = max(0.0, first_stamp - last - period)
@@ -352,12 +476,58 @@ class LSLSource(Source):
         self._resolver = _pylsl().ContinuousResolver(pred=self._id_predicate())
 
     def _try_reconnect(self) -> bool:
-        """True once a new inlet on the same source id is open (never blocks long)."""
-        found = self._resolver.results()
+        """True once a new inlet with the same layout is open (never blocks long). A stream
+        that came back with another layout is held until :meth:`accept_layout`."""
+        pylsl = _pylsl()
+        found = [info for info in self._resolver.results() if info.nominal_srate() > 0]
         if not found:
             return False
-        self._inlet = self._open_inlet(found[0])
+        inlet = self._open_inlet(found[0])
+        try:
+            full = inlet.info(timeout=self.timeout)
+            inlet.open_stream(timeout=self.timeout)
+        except (pylsl.util.TimeoutError, pylsl.util.LostError) as err:
+            logger.info("LSL stream %s came back but did not answer (%s); waiting",
+                        self.info.name, err)
+            return False
         self._resolver = None
         self.n_reconnects += 1
-        logger.info("LSL stream %s: found again, reconnecting", self.info.name)
-        return True
+        info, scale = _info_from_lsl(full, found[0].nominal_srate())
+        change = _layout_change(self.info, self._format, info, full.channel_format())
+        if not change:
+            if info.source_id != self.info.source_id:
+                logger.info("LSL stream %s came back with source id %r (was %r)",
+                            self.info.name, info.source_id, self.info.source_id)
+                self.info = info
+            self._inlet = inlet
+            self._reconnected = True
+            logger.info("LSL stream %s: found again, reconnecting", self.info.name)
+            return True
+        self._pending_layout = (info, scale, inlet, full.channel_format())
+        description = (f"LSL stream {self.info.name} came back with another layout: {change}; "
+                       "its samples cannot continue the same recording")
+        logger.warning("%s", description)
+        self._push_event(SourceEvent(
+            "layout", self._last_stamp or 0.0, description,
+            extra={"change": change, "n_channels": info.n_channels, "sfreq": info.sfreq,
+                   "ch_names": list(info.ch_names)}))
+        return False
+
+    @property
+    def layout_pending(self) -> StreamInfo | None:
+        """The new layout of a stream that came back changed (None when there is none)."""
+        return self._pending_layout[0] if self._pending_layout is not None else None
+
+    def accept_layout(self) -> StreamInfo:
+        """Read the stream that came back with another layout from now on; returns its new
+        ``info``. Whoever reads the source rebuilds what depends on the channel count first."""
+        if self._pending_layout is None:
+            raise SourceError(f"LSL stream {self.info.name!r}: no layout change to accept")
+        info, scale, inlet, channel_format = self._pending_layout
+        self._pending_layout = None
+        self._use_inlet(inlet, info, scale, channel_format)
+        self._silent = self._reconnected = False
+        self._last_stamp = None
+        logger.info("LSL stream %s: reading the new layout (%d ch @ %g Hz)", info.name,
+                    info.n_channels, info.sfreq)
+        return info

@@ -41,7 +41,7 @@ SYNTHETIC_OPTIONS = {
     "amplitude",
     "viewer",
 }
-BRAINFLOW_OPTIONS = {"poll", "debug"}
+BRAINFLOW_OPTIONS = {"poll", "debug", "dejitter", "config"}
 LSL_OPTIONS = {
     "timeout",
     "markers",
@@ -51,6 +51,8 @@ LSL_OPTIONS = {
     "poll",
     "stype",
     "source_id",
+    "reconnect",
+    "dejitter",
 }
 REPLAY_OPTIONS = {"speed", "loop", "chunk_duration", "start", "board", "stream"}
 TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}

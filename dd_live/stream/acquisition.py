@@ -30,6 +30,7 @@ STATES = ("idle", "running", "stalled", "error", "stopped")
 # shorter steps are timestamp jitter, and restarting the filter for them would do harm
 GAP_PERIODS = 5.0
 GAP_MIN_SECONDS = 0.02
+SOURCE_BREAKS = ("gap", "discontinuity")  # event kinds a source may report for its own stream
 EVENT_HISTORY = 1000
 POLL_INTERVAL = 0.002  # s the thread waits when a read brought nothing
 RETRY_INTERVAL = 0.5  # s between reads while the source is failing
@@ -121,6 +122,7 @@ class AcquisitionThread:
         self._events: deque[StreamEvent] = deque(maxlen=EVENT_HISTORY)
         self._pending: list[SourceEvent] = []  # popped from the source, not yet placed
         self._n_samples = 0
+        self.n_filter_resets = 0  # the filter restarted after a gap or a clock jump
         self._last_timestamp: float | None = None
         self._last_data_time: float | None = None
         self._source_ended = False
@@ -139,8 +141,9 @@ class AcquisitionThread:
             data, timestamps = self._source.read()
             source_events = self._source.pop_events()
             self._pending.extend(source_events)
-            # a source that reports its own gap (LSL reconnect) knows it best: no second event
-            source_gap = any(event.kind == "gap" for event in source_events)
+            # a source that reports its own gaps (a sample counter, a dejittered clock, an LSL
+            # reconnect) knows them best: no second event
+            source_gap = any(event.kind in SOURCE_BREAKS for event in source_events)
             n_times = self._ingest(data, timestamps, report_gaps=not source_gap)
         except Exception as exc:
             self._fail(exc)
@@ -186,12 +189,15 @@ class AcquisitionThread:
             for k in breaks
         ]
         if not report_gaps:
-            gap_events = [event for event in gap_events if event.kind != "gap"]
+            gap_events = [event for event in gap_events if event.kind not in SOURCE_BREAKS]
         if self._filt is not None:
             pieces = []
             for begin, end in zip(np.r_[0, breaks], np.r_[breaks, n_times], strict=True):
+                if end == begin:  # a break before the chunk's first sample
+                    continue
                 if begin in breaks:
                     self._filt.reset()
+                    self.n_filter_resets += 1
                 pieces.append(self._filt(data[:, begin:end]))
             filtered = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
         self._raw.write(data, timestamps)
@@ -231,7 +237,7 @@ class AcquisitionThread:
             "stall",
             self._raw.n_written,
             self._last_timestamp or 0.0,
-            f"no data for {silent_for:.1f} s: check the device, its battery and connection",
+            f"no data for {silent_for:.1f} s: {self._source.stall_hint}",
             extra={"silent_s": silent_for},
         )
 
