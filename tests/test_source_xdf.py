@@ -47,10 +47,11 @@ def _footer(first, last, count):
 
 
 def xdf_stream(name, stype, timestamps, values, srate=SFREQ, labels=(), unit="microvolts",
-               offsets=None):
+               offsets=None, chunk=None):
     """One stream for :func:`write_xdf_streams`. ``values``: ``(n_channels, n_times)`` numbers
     (float32 on disk) or a list of strings (a marker stream); ``offsets``: ``[(time, offset)]``
-    clock offsets on the stream's clock (default: zero at both ends)."""
+    clock offsets on the stream's clock (default: zero at both ends); ``chunk``: samples per
+    samples chunk (default: all in one)."""
     is_string = isinstance(values, list)
     n_channels = 1 if is_string else values.shape[0]
     if offsets is None:
@@ -58,6 +59,7 @@ def xdf_stream(name, stype, timestamps, values, srate=SFREQ, labels=(), unit="mi
         offsets = [(t, 0.0) for t in ends]
     return dict(name=name, type=stype, timestamps=np.asarray(timestamps, dtype=float),
                 values=values, srate=srate, labels=labels, unit=unit, offsets=offsets,
+                chunk=chunk or max(len(timestamps), 1),
                 fmt="string" if is_string else "float32", n_channels=n_channels)
 
 
@@ -70,15 +72,16 @@ def write_xdf_streams(path, streams):
             s["name"], s["type"], s["n_channels"], s["srate"], s["fmt"], s["labels"], s["unit"])))
     for sid, s in enumerate(streams, start=1):
         stamps = s["timestamps"]
-        if not len(stamps):
-            continue
-        if s["fmt"] == "string":
-            samples = b"".join(b"\x08" + struct.pack("<d", t) + _varlen(len(v)) + v.encode()
-                               for t, v in zip(stamps, s["values"]))
-        else:
-            samples = b"".join(b"\x08" + struct.pack("<d", t) + column.astype("<f4").tobytes()
-                               for t, column in zip(stamps, s["values"].T))
-        out.append(_chunk(3, struct.pack("<I", sid) + _varlen(len(stamps)) + samples))
+        for first in range(0, len(stamps), s["chunk"]):
+            part = slice(first, first + s["chunk"])
+            if s["fmt"] == "string":
+                samples = b"".join(b"\x08" + struct.pack("<d", t) + _varlen(len(v)) + v.encode()
+                                   for t, v in zip(stamps[part], s["values"][part]))
+            else:
+                samples = b"".join(
+                    b"\x08" + struct.pack("<d", t) + column.astype("<f4").tobytes()
+                    for t, column in zip(stamps[part], s["values"][:, part].T))
+            out.append(_chunk(3, struct.pack("<I", sid) + _varlen(len(stamps[part])) + samples))
     for sid, s in enumerate(streams, start=1):
         for t, offset in s["offsets"]:
             out.append(_chunk(4, struct.pack("<Idd", sid, t, offset)))
@@ -251,7 +254,8 @@ DAMAGES = {
                      + c[k + 4 :], "says 100000000 samples of 3 channels, which does not fit"),
     "chunk length": (lambda c: c[:4] + b"\x08" + struct.pack("<Q", 2**40) + c[5 + 8 :],
                      "beyond the end of the file"),
-    "cut short": (lambda c: c[: len(c) * 2 // 3], "beyond the end of the file"),
+    "cut short": (lambda c: c[: len(c) * 2 // 3],
+                  "holds no non-empty stream with a sampling rate.*'eeg' .type 'EEG', 0 samples"),
     "garbage": (lambda c: c[:4] + np.random.default_rng(7).bytes(len(c) - 4), "ok.xdf"),
     "values": (lambda c: c.replace(np.float32(1.0).tobytes()[:0] + c[3000:3008],
                                    b"\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f", 1),
@@ -282,3 +286,20 @@ def test_xdf_with_mne_lsl_one_hot_annotations(tmp_path):
     ])
     assert read_recording(path).annotations == (
         (100 / SFREQ, 0.0, "stim/a"), (250 / SFREQ, 0.5, "stim/b"), (400 / SFREQ, 0.0, "stim/a"))
+
+
+def test_xdf_cut_short_keeps_the_complete_chunks(tmp_path, caplog):
+    """A recorder that crashed leaves its last chunk cut: the complete chunks are read."""
+    eeg_uv = np.random.default_rng(8).normal(0, 20, (3, N_TIMES))
+    path = tmp_path / "crashed.xdf"
+    write_xdf_streams(path, [xdf_stream("eeg", "EEG", 1.0 + np.arange(N_TIMES) / SFREQ, eeg_uv,
+                                        labels=CH_NAMES, chunk=50)])
+    content = path.read_bytes()
+    cut = content.index(struct.pack("<d", 1.0 + 420 / SFREQ)) + 5  # inside the 9th chunk
+    path.write_bytes(content[:cut])
+    with caplog.at_level(logging.WARNING):
+        recording = read_recording(path)
+    assert "crashed.xdf ends inside a chunk" in caplog.text
+    assert recording.n_times == 400  # 8 whole chunks of 50
+    np.testing.assert_allclose(recording.data, eeg_uv[:, :400].astype(np.float32) * 1e-6,
+                               rtol=1e-6)

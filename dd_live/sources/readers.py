@@ -14,6 +14,7 @@ file and what is wrong with it.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import re
 import struct
@@ -72,6 +73,9 @@ XDF_TAGS = range(1, 7)
 # either side are dejittered separately
 XDF_BREAK_SECONDS = 0.25
 XDF_BREAK_SAMPLES = 10
+# a chunk longer than the rest of the file is a recording cut short when its length is
+# plausible for one chunk (recorders write a chunk every second or so); longer is damage
+XDF_MAX_CHUNK = 2**26
 
 
 @dataclass(frozen=True)
@@ -400,10 +404,15 @@ def _varlen(handle, where: str) -> tuple[int, int]:
     return int.from_bytes(raw, "little"), 1 + width[0]
 
 
-def _scan_xdf(path: Path) -> None:
+def _scan_xdf(path: Path) -> tuple[int, int] | None:
     """Walk the chunk structure before pyxdf reads it: every chunk inside the file, every
     sample count consistent with its chunk's size (a damaged length makes pyxdf allocate
-    gigabytes or read the next chunks' bytes as samples)."""
+    gigabytes or read the next chunks' bytes as samples).
+
+    Returns None for a complete file; ``(complete, claimed)`` when the last chunk is cut short
+    (a recording that was not closed): the bytes of the complete chunks and the length the
+    cut chunk claims. Raises :class:`FileFormatError` for anything else.
+    """
     opener = gzip.open if path.suffix.lower() == ".xdfz" else open
     size = path.stat().st_size if opener is open else None
     layouts: dict[int, tuple[int, int]] = {}  # stream id -> (n_channels, bytes per value)
@@ -416,18 +425,24 @@ def _scan_xdf(path: Path) -> None:
             try:
                 length, _ = _varlen(handle, where)
             except EOFError:
-                return
+                return None
+            except FileFormatError:
+                if size is not None and size - start < 9:  # cut inside a length field
+                    return start, 9
+                raise
             tag_bytes = handle.read(2)
             if len(tag_bytes) < 2:
-                raise FileFormatError(f"the file ends inside a chunk header {where}")
+                return start, length
             tag = struct.unpack("<H", tag_bytes)[0]
             content_start = handle.tell()
             if tag not in XDF_TAGS or length < 2:
                 raise FileFormatError(f"chunk {where} has an invalid tag {tag} or length {length}")
             if size is not None and content_start + length - 2 > size:
+                if length <= XDF_MAX_CHUNK:
+                    return start, length
                 raise FileFormatError(
                     f"chunk {where} claims {length} bytes, beyond the end of the file "
-                    f"({size} bytes): truncated or damaged"
+                    f"({size} bytes)"
                 )
             content = length - 2
             if tag == 2:
@@ -479,9 +494,22 @@ def _load_xdf(path: Path):
     import pyxdf
 
     try:
-        _scan_xdf(path)
+        cut = _scan_xdf(path)
     except FileFormatError as err:
         raise FileFormatError(f"{path.name} is damaged: {err}") from None
+    source = str(path)
+    if cut is not None:
+        complete, claimed = cut
+        logger.warning(
+            "%s ends inside a chunk at byte %d (%d bytes claimed, %d there): a recording that "
+            "was not closed? Reading the complete chunks before it",
+            path.name,
+            complete,
+            claimed,
+            path.stat().st_size - complete,
+        )
+        with open(path, "rb") as handle:
+            source = io.BytesIO(handle.read(complete))
     capture = _Capture()
     pyxdf_logger = logging.getLogger("pyxdf.pyxdf")
     pyxdf_logger.addHandler(capture)
@@ -489,7 +517,7 @@ def _load_xdf(path: Path):
         # pyxdf dejitters between breaks of max(1 s, 500 samples) by default: a pause of
         # 2 s at 250 Hz would be smeared over the whole recording
         streams, _ = pyxdf.load_xdf(
-            str(path),
+            source,
             jitter_break_threshold_seconds=XDF_BREAK_SECONDS,
             jitter_break_threshold_samples=XDF_BREAK_SAMPLES,
         )
