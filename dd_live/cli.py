@@ -1,6 +1,6 @@
 """The ``dd-live`` command.
 
-``dd-live run | demo | replay | record | stream | devices | convert | sys-info``; ``dd-live
+``dd-live run | demo | calibrate | replay | record | stream | devices | convert | sys-info``; ``dd-live
 COMMAND --help`` says more. Heavy imports (torch, Qt) happen inside the commands that need them.
 Exit code 0 on success; otherwise non-zero with a one-line reason on stderr.
 """
@@ -17,12 +17,23 @@ from pathlib import Path
 
 from dd_live import __version__
 from dd_live.assets import DEMO_MODEL, demo_model_dir
-from dd_live.config import SCHEDULER_NAMES, AppConfig, GeneratorConfig
-from dd_live.errors import DDLiveError
+from dd_live.config import NO_MODEL, SCHEDULER_NAMES, AppConfig, merge_layers, read_toml
+from dd_live.errors import ConfigError, DDLiveError
 
 logger = logging.getLogger("dd_live")
 
 STATUS_PERIOD = 1.0  # s between two lines of the headless status
+QT_PROBE_TIMEOUT = 20.0  # s for the subprocess that checks that a window can open
+# the system libraries Qt's xcb (X11) window plugin loads (PySide6 6.5+), as packages
+QT_XCB_DEBIAN = ("libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 "
+                 "libxcb-randr0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libegl1 libgl1 "
+                 "libfontconfig1 libdbus-1-3")
+QT_XCB_FEDORA = ("xcb-util-cursor xcb-util-wm xcb-util-keysyms xcb-util-image xcb-util-renderutil "
+                 "libxkbcommon-x11 mesa-libEGL mesa-libGL fontconfig dbus-libs")
+QT_INSTALL_HINT = (f"install the window's system libraries: sudo apt-get install {QT_XCB_DEBIAN} "
+                   f"(Debian/Ubuntu) or sudo dnf install {QT_XCB_FEDORA} (Fedora)")
+NO_MODEL_NOTE = ("no model chosen: showing (and recording) the signal without images; "
+                 "add --model FOLDER for a trained model, or --model demo")
 DEMO_STATE_PERIOD = 4.0  # s between two simulated thoughts in the headless demo
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -34,7 +45,8 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
         p.add_argument("--source", help="source spec: synthetic[:STATE], brainflow:BOARD, "
                        "lsl:NAME, lsl-type:TYPE, lsl-id:ID, file:PATH (default: synthetic)")
     p.add_argument("--config", type=Path, help="a TOML config file (see README)")
-    p.add_argument("--model", help="'tiny', 'demo', or a dd-live model folder")
+    p.add_argument("--model", help="a dd-live model folder, 'demo', 'tiny' (random, for tests) "
+                   "or 'none' (no images); default: 'demo' for synthetic sources, 'none' else")
     p.add_argument("--scheduler", choices=SCHEDULER_NAMES)
     p.add_argument("--steps", type=int, help="sampler steps")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (<=1: off)")
@@ -44,35 +56,53 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
     p.add_argument("--record", type=Path, metavar="DIR",
                    help="record the session into a new folder under DIR")
     p.add_argument("--screenshot", type=Path, help="(window) save a screenshot before closing")
+    p.add_argument("--reset-settings", action="store_true",
+                   help="(window) forget the remembered layout, view and setup first")
+
+
+def _is_synthetic(spec: str) -> bool:
+    return spec.strip().lower().partition(":")[0].partition("?")[0] == "synthetic"
 
 
 def _config_from_args(args: argparse.Namespace) -> AppConfig:
-    config = AppConfig.from_toml(args.config) if getattr(args, "config", None) else AppConfig()
-    if getattr(args, "replaying_session", False):
-        config = config.replace(record={"enabled": False})  # records again only with --record
+    """The run's settings; a key set in a later layer wins: built-in defaults < the model
+    folder's ``dd_live.json`` < the ``--config`` file < the command line."""
+    file_layer = read_toml(args.config) if getattr(args, "config", None) else {}
+    if not isinstance(file_layer.get("generator", {}), dict):
+        raise ConfigError(f"[generator] in {args.config} must be a table of settings")
+    cli: dict = {}
     gen = {}
     for arg, key in (("model", "model"), ("scheduler", "scheduler"), ("steps", "steps"),
                      ("guidance", "guidance_scale"), ("seed", "seed")):
         value = getattr(args, arg, None)
         if value is not None:
             gen[key] = value
-    model = gen.get("model", config.generator.model)
+    if gen:
+        cli["generator"] = gen
+    if getattr(args, "source", None):
+        cli["source"] = {"spec": args.source}
+    if getattr(args, "record", None):
+        cli["record"] = {"enabled": True, "root": str(args.record)}
+    # a replayed session folder records again only with --record
+    replay_layer = {"record": {"enabled": False}} if getattr(args, "replaying_session",
+                                                             False) else {}
+    if getattr(args, "recut_windows", False):  # the windows its images came from, same seeds
+        replay_layer["window"] = {"mode": "recorded"}
+    merged = merge_layers(file_layer, replay_layer, cli)
+    spec = merged.get("source", {}).get("spec", "synthetic")
+    model = merged.get("generator", {}).get("model")
+    if model is None:  # the default: the demo for the synthetic headset, no images otherwise
+        model = DEMO_MODEL if _is_synthetic(str(spec)) else NO_MODEL
     if model == DEMO_MODEL:  # the packaged demo model; missing is an error, never a fallback
-        model = gen["model"] = str(demo_model_dir())
-    if model != "tiny" and Path(model).is_dir():
+        model = str(demo_model_dir())
+    model_layer: dict = {}
+    if model not in ("tiny", NO_MODEL) and Path(model).is_dir():
         # the settings the model folder is meant to run with, unless the user chose otherwise
         from dd_live.decoding import read_model_settings
 
-        defaults = GeneratorConfig()
-        for key, value in read_model_settings(model).get("generator", {}).items():
-            if key not in gen and getattr(config.generator, key, None) == getattr(defaults, key):
-                gen[key] = value
-    updates: dict = {"generator": gen} if gen else {}
-    if getattr(args, "source", None):
-        updates["source"] = {"spec": args.source}
-    if getattr(args, "record", None):
-        updates["record"] = {"enabled": True, "root": str(args.record)}
-    return config.replace(**updates) if updates else config
+        model_layer = {section: values for section, values in read_model_settings(model).items()
+                       if section in AppConfig.__dataclass_fields__ and isinstance(values, dict)}
+    return AppConfig.from_layers(model_layer, merged, {"generator": {"model": model}})
 
 
 def _has_display() -> bool:
@@ -82,12 +112,81 @@ def _has_display() -> bool:
         sys.platform in ("darwin", "win32"))
 
 
+def _missing_qt_libraries() -> list[str]:
+    """System libraries Qt's xcb plugin cannot find (``ldd``; empty when none or unknown)."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    spec = importlib.util.find_spec("PySide6")
+    if spec is None or not spec.submodule_search_locations or shutil.which("ldd") is None:
+        return []
+    root = Path(list(spec.submodule_search_locations)[0]) / "Qt"
+    missing: list[str] = []
+    for lib in (root / "plugins" / "platforms" / "libqxcb.so", root / "lib" / "libQt6XcbQpa.so.6"):
+        if not lib.is_file():
+            continue
+        try:
+            out = subprocess.run(["ldd", str(lib)], capture_output=True, text=True,
+                                 timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        for line in out.splitlines():
+            name, _, where = line.strip().partition(" => ")
+            if where.strip() == "not found" and name not in missing:
+                missing.append(name)
+    return missing
+
+
+def window_problem() -> str | None:
+    """Why Qt cannot open a window here (one line with the fix), or None when it can.
+
+    Qt aborts the whole process (SIGABRT) when its platform plugin fails, so the check runs
+    Qt in a short subprocess before the window is built."""
+    import subprocess
+
+    if os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal"):
+        return None
+    if not _has_display():
+        return "no display found (DISPLAY and WAYLAND_DISPLAY are unset)"
+    probe = ("import sys\nfrom PySide6.QtWidgets import QApplication\n"
+             "app = QApplication(sys.argv[:1])\nprint(app.platformName())\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              timeout=QT_PROBE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return (f"Qt did not open a window within {QT_PROBE_TIMEOUT:g} s (is the display "
+                f"{os.environ.get('DISPLAY', '')!r} answering?)")
+    if proc.returncode == 0:
+        return None
+    missing = _missing_qt_libraries()
+    if missing:
+        return (f"Qt's window plugin needs missing system libraries ({', '.join(missing)}); "
+                + QT_INSTALL_HINT)
+    err = proc.stderr
+    if "could not connect to display" in err:
+        where = os.environ.get("WAYLAND_DISPLAY") or os.environ.get("DISPLAY", "")
+        return (f"Qt could not connect to the display {where!r} (is the X server running, and "
+                f"may this user use it?)")
+    lines = [line.strip() for line in err.splitlines() if line.strip()
+             and not line.startswith(("Available platform plugins", "Reinstalling"))]
+    cause = lines[0] if lines else f"exit status {proc.returncode}"
+    return f"Qt cannot start ({cause}); {QT_INSTALL_HINT}"
+
+
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
-    if args.headless or not _has_display():
-        if not args.headless:
-            print("dd-live: no display found: running headless (text status)", file=sys.stderr)
+    if getattr(args, "reset_settings", False):
+        from dd_live.gui.settings import reset_settings
+
+        print(f"dd-live: forgot the remembered window settings ({reset_settings()})",
+              file=sys.stderr)
+    problem = None if args.headless else window_problem()
+    if args.headless or problem:
+        if problem:
+            print(f"dd-live: the window cannot open: {problem}; running headless (text status)",
+                  file=sys.stderr)
         return run_headless(config, duration=args.duration,
                             cycle_states=getattr(args, "cycle_states", None))
     from dd_live.gui import run_app
@@ -109,6 +208,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.config is None and (path / "config.toml").is_file():
         args.config = path / "config.toml"  # the settings the session was recorded with
         args.replaying_session = True
+        from dd_live.triggers import read_recorded_windows
+
+        args.recut_windows = (path / "events.jsonl").is_file() and bool(
+            read_recorded_windows(path))
     speed = f"?speed={args.speed:g}" if args.speed is not None else ""
     args.source = f"file:{path}{speed}"
     return cmd_run(args)
@@ -130,6 +233,28 @@ def cmd_record(args: argparse.Namespace) -> int:
     if session.recording_error is not None:
         return EXIT_ERROR  # the one message naming the file and the free space is logged
     print(f"recorded {session.recorder.n_samples} samples to {session.recording_path}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from dd_live.calibration import CalibrationConfig, calibrate
+
+    args.model = NO_MODEL  # a calibration shows images; it makes none
+    config = _config_from_args(args).replace(record={"root": str(args.out)})
+    calibration = CalibrationConfig(
+        design=args.design, n_trials=args.trials, on=args.on, blank=args.blank,
+        test_images=args.test_images, test_repeats=args.test_repeats,
+        break_every=args.break_every, seed=args.seed if args.seed is not None else 0,
+        copy_images=args.copy_images)
+    if not args.headless and args.speed != 0:
+        problem = window_problem()
+        if problem is not None:
+            raise ConfigError(f"{problem}; or run without a window: --headless")
+    run = calibrate(args.images, calibration, config, headless=args.headless, speed=args.speed,
+                    max_trials=args.max_trials, screen=args.screen)
+    state = "aborted, kept" if run.aborted else "done:"
+    print(f"calibration {state} {len(run.rows)} of {run.n_presented} images placed; session "
+          f"in {run.folder}")
     return 0
 
 
@@ -193,7 +318,7 @@ def run_headless(config: AppConfig, duration: float | None = None,
     seconds (the demo's automatic mode)."""
     from dd_live.session import LiveSession
 
-    session = LiveSession(config)
+    session = LiveSession(config, generate=config.generator.model != NO_MODEL)
     session.callbacks.error.append(
         lambda part, exc: print(f"\n[{part}] {type(exc).__name__}: {exc}", file=sys.stderr))
     session.callbacks.event.append(
@@ -202,6 +327,8 @@ def run_headless(config: AppConfig, duration: float | None = None,
     session.start()
     if session.decoder is not None:
         print(f"model: {session.decoder.description or config.generator.model}")
+    elif config.generator.model == NO_MODEL:
+        print(f"dd-live: {NO_MODEL_NOTE}", file=sys.stderr)
     print(f"source: {session.source!r}")
     try:
         _wait(session, duration, status=True, cycle_states=cycle_states)
@@ -232,9 +359,11 @@ def _wait(session, duration: float | None, status: bool = False,
             n_switch += 1
             next_switch += cycle_states
         time.sleep(min(STATUS_PERIOD, max(0.01, (duration or 1e9) - (time.monotonic() - start))))
-        if session.source.finished:
+        if session.finished:  # a replay: its last sample and its last image are done
             break
         if stop_if_recording_fails and session.recording_error is not None:
+            break
+        if session.state == "ended":  # e.g. the stream changed layout and [source] says stop
             break
         if status:
             s = session.stats()
@@ -277,6 +406,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="recording", help="session name")
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("calibrate", help="show images, record the EEG they evoke (training data)")
+    p.add_argument("--source", default="synthetic?viewer=1",
+                   help="source spec (default: the simulated viewer, synthetic?viewer=1)")
+    p.add_argument("--images", required=True, help="a folder of images or a list file")
+    p.add_argument("--trials", type=int, help="images to show (default: one block: every "
+                   "training image once, every test image --test-repeats times)")
+    p.add_argument("--design", choices=("rsvp", "slow"), default="rsvp",
+                   help="rsvp: 100 ms image + 100 ms blank; slow: 1 s image + 0.6+/-0.2 s blank")
+    p.add_argument("--on", type=float, help="seconds each image is shown (overrides the design)")
+    p.add_argument("--blank", type=float, help="seconds of blank after each image")
+    p.add_argument("--test-images", type=int, help="images held out for testing (default 20%%)")
+    p.add_argument("--test-repeats", type=int, default=4, help="showings of each test image")
+    p.add_argument("--break-every", type=int, default=0, help="a break every N trials")
+    p.add_argument("--copy-images", action="store_true",
+                   help="copy the images into the session folder")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="folder for the session folder")
+    p.add_argument("--headless", action="store_true", help="no window (simulated viewer, tests)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="1: real time; 0: simulated time as fast as possible (simulated viewer)")
+    p.add_argument("--screen", type=int, help="the screen to present on (default: the primary)")
+    p.add_argument("--max-trials", type=int, help=argparse.SUPPRESS)  # tests: stop early
+    p.add_argument("--seed", type=int, help="randomisation seed (split and order)")
+    p.add_argument("--config", type=Path, help="a TOML config file (filter, window, record)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("stream", help="replay a file as an LSL outlet")
     p.add_argument("file")

@@ -1,11 +1,15 @@
 """The command line: sys-info, devices, errors as one line, exit codes."""
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import mne
 import numpy as np
 
+from dd_live import cli
 from dd_live.cli import main
 from dd_live.sources import LSLSource
 
@@ -79,3 +83,98 @@ def test_record_then_replay_a_session_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{raw.n_times} samples" in out
     assert list(tmp_path.iterdir()) == [folder]  # not recorded a second time
+
+
+SMALL_SYNTHETIC = "synthetic?n_channels=4&sfreq=250"
+
+
+def test_a_display_that_cannot_open_runs_headless_with_the_reason():
+    """DISPLAY points at no X server and Qt is left to pick its xcb plugin: Qt would abort the
+    process (SIGABRT); dd-live checks first, says why and how to fix it, and runs headless."""
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
+    env["DISPLAY"] = ":99"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dd_live", "run", "--source", SMALL_SYNTHETIC, "--model", "none",
+         "--duration", "1"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    reason = [ln for ln in proc.stderr.splitlines() if "the window cannot open" in ln]
+    assert len(reason) == 1, proc.stderr
+    assert "running headless" in reason[0]
+    assert "':99'" in reason[0] or "sudo apt-get install" in reason[0], reason[0]
+    assert "samples" in proc.stdout  # the headless summary line
+
+
+def test_window_problem_names_the_missing_libraries_and_the_install_commands(monkeypatch):
+    """When Qt fails and ldd finds libraries missing, the line says which, and how to install
+    them on Debian/Ubuntu and Fedora."""
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.setattr(cli, "_missing_qt_libraries",
+                        lambda: ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"])
+    problem = cli.window_problem()
+    assert "libxcb-icccm.so.4, libxcb-keysyms.so.1" in problem
+    assert "sudo apt-get install libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1" in problem
+    assert "sudo dnf install xcb-util-cursor xcb-util-wm xcb-util-keysyms" in problem
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert cli.window_problem() is None
+
+
+def test_record_once_does_not_record_every_later_run(tmp_path, monkeypatch):
+    """Settings obey the command line: a window run with --record, then one without, leave
+    exactly one session folder (the window remembered the record box before)."""
+    from PySide6 import QtCore, QtWidgets
+
+    QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    home = tmp_path / "config"
+    for fmt in (QtCore.QSettings.Format.NativeFormat, QtCore.QSettings.Format.IniFormat):
+        QtCore.QSettings.setPath(fmt, QtCore.QSettings.Scope.UserScope, str(home))
+    try:
+        runs = tmp_path / "runs"
+        common = ["run", "--source", SMALL_SYNTHETIC, "--model", "none", "--duration", "1"]
+        assert main([*common, "--record", str(runs)]) == 0
+        assert len(list(runs.iterdir())) == 1
+        assert list(home.rglob("*.conf")) or list(home.rglob("*.ini"))  # the window remembered
+        assert main(common) == 0
+        assert len(list(runs.iterdir())) == 1
+    finally:
+        default = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        for fmt in (QtCore.QSettings.Format.NativeFormat, QtCore.QSettings.Format.IniFormat):
+            QtCore.QSettings.setPath(fmt, QtCore.QSettings.Scope.UserScope, default)
+
+
+def test_settings_precedence_command_line_config_file_model_folder(tmp_path):
+    """command line > --config file > the model folder's dd_live.json > defaults, key by key."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "dd_live.json").write_text(json.dumps(
+        {"description": "x", "generator": {"steps": 6, "seed": 5, "scheduler": "ddim"},
+         "window": {"hop": 0.25}}))
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("[generator]\nsteps = 4\nseed = 20\n[window]\nlength = 0.5\n")
+    args = cli.build_parser().parse_args(
+        ["run", "--model", str(model), "--config", str(config_file), "--seed", "9"])
+    config = cli._config_from_args(args)
+    assert config.generator.seed == 9  # command line
+    assert config.generator.steps == 4  # config file over the model folder
+    assert config.generator.scheduler == "ddim"  # model folder over the default
+    assert (config.window.hop, config.window.length) == (0.25, 0.5)
+    assert config.generator.guidance_scale == 1.0  # default
+
+
+def test_default_model_demo_for_synthetic_none_for_real_sources(capsys):
+    parse = cli.build_parser().parse_args
+    assert Path(cli._config_from_args(parse(["run"])).generator.model).name == "demo"
+    assert cli._config_from_args(parse(["run", "--source", "lsl:EEG"])).generator.model == "none"
+    assert cli._config_from_args(parse(["run", "--model", "tiny"])).generator.model == "tiny"
+
+
+def test_an_unknown_source_lists_the_accepted_forms():
+    proc = subprocess.run(
+        [sys.executable, "-m", "dd_live", "run", "--headless", "--duration", "1", "--model",
+         "none", "--source", "foo"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    err = proc.stderr
+    assert err.startswith("dd-live: error:") and len(err.strip().splitlines()) == 1, err
+    for form in ("synthetic", "brainflow:BOARD", "lsl:NAME", "file:PATH"):
+        assert form in err

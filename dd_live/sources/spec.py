@@ -14,6 +14,7 @@ keyword ``overrides`` given in code win over them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from dd_live.errors import ConfigError
@@ -152,6 +153,9 @@ def open_source(spec: str, **overrides) -> Source:
         path, params = _split_query(spec, body if kind == "file" else spec)
         if not path:
             raise _bad_spec(spec, "no path given after file:")
+        if kind != "file" and not Path(path).exists():
+            raise _bad_spec(spec, "it is no source kind, and no file or folder of that name "
+                            "exists")
         options = _options(spec, params, REPLAY_OPTIONS)
         _as_bool(options, "loop")
         return ReplaySource(path, **{**options, **overrides})
