@@ -159,12 +159,14 @@ def test_openbci_daisy_drop_in_steps_of_two(tmp_path):
     [
         (lambda text: text.replace("channels = 8", "channels = 16"),
          "header says 16 channels but the column row has 8 EXG columns"),
-        (lambda text: text[: text.rindex(",")], "has 2[0-9] values, the column row 2[0-9]"),
+        (lambda text: text.replace(", 0.0, 0.0, 0.0, 0.0, 0.0", "", 1),
+         "line 6 has 20 values, the column row 25: truncated or damaged"),
         (lambda text: text.replace("-", "x", 40), "is not a number"),
         (lambda text: text.replace("%Sample Rate = 250 Hz\n", ""), "Sample Rate"),
     ],
 )
 def test_openbci_damaged(damage, message, tmp_path):
+    """Damage anywhere but at the very end is refused, one line saying where."""
     path = tmp_path / "rec.txt"
     exg = np.random.default_rng(3).normal(0, 20, (8, 50)) - 100
     write_openbci(path, "cyton", exg, np.arange(50), 1.7e9 + np.arange(50) / 250)
@@ -172,6 +174,18 @@ def test_openbci_damaged(damage, message, tmp_path):
     with pytest.raises(FileFormatError, match=message) as error:
         read_recording(path)
     assert "\n" not in str(error.value) and "rec.txt" in str(error.value)
+
+
+def test_openbci_cut_short_keeps_the_complete_lines(tmp_path, caplog):
+    path = tmp_path / "crashed.txt"
+    exg = np.random.default_rng(4).normal(0, 20, (8, 60))
+    written = write_openbci(path, "cyton", exg, np.arange(60), 1.7e9 + np.arange(60) / 250)
+    text = path.read_text()
+    path.write_text(text[: text.rindex(",", 0, len(text) - 100)])  # inside the last line
+    with caplog.at_level(logging.WARNING):
+        recording = read_recording(path)
+    assert "crashed.txt: its last line is cut short" in caplog.text
+    np.testing.assert_array_equal(recording.data, written[:, :59] * 1e-6)
 
 
 # -- EDF / BDF ------------------------------------------------------------------------------

@@ -803,13 +803,11 @@ def _openbci_table(
     parser first, a row-by-row pass to say where when it fails."""
     table = np.full((len(rows), len(columns)), np.nan)
     separator = "," if "," in rows[0] else "\t"
-    ends_whole = all(len(_OPENBCI_SEPARATOR.split(r.strip())) == len(columns) for r in rows[-1:])
-    if ends_whole:
-        try:
-            table[:, numeric] = np.loadtxt(rows, delimiter=separator, usecols=numeric, ndmin=2)
-            return table
-        except ValueError:
-            pass  # find the line below
+    try:
+        table[:, numeric] = np.loadtxt(rows, delimiter=separator, usecols=numeric, ndmin=2)
+        return table
+    except ValueError:
+        pass  # find the line below
     for r, row in enumerate(rows):
         cells = _OPENBCI_SEPARATOR.split(row.strip())
         if len(cells) != len(columns):
@@ -857,6 +855,14 @@ def _read_openbci(path: Path) -> Recording:
     position = {w: lowered.index(w) for w in wanted if w in lowered}
     numeric = sorted({0, *exg, *position.values()})
     rows = body[1:]
+    if rows and len(_OPENBCI_SEPARATOR.split(rows[-1].strip())) != len(columns):
+        logger.warning(
+            "%s: its last line is cut short (a recording that was not closed?); read the %d "
+            "complete lines before it",
+            path.name,
+            len(rows) - 1,
+        )
+        rows = rows[:-1]
     if not rows:
         raise FileFormatError(f"{path.name} holds no samples after its column-name row")
     table = _openbci_table(path, rows, columns, numeric, first_line=len(header) + 2)
