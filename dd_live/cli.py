@@ -279,17 +279,33 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from dd_live.sources.discovery import list_brainflow_boards, list_lsl_streams
+    from dd_live.sources.discovery import (
+        format_serial_port,
+        list_brainflow_boards,
+        list_lsl_streams,
+        list_serial_ports,
+    )
 
     streams = list_lsl_streams(timeout=args.timeout)
     print(f"LSL streams visible now ({len(streams)}):")
     for s in streams:
         print(f"  lsl:{s['name']}  type={s['type']}  id={s['source_id']}  "
               f"{s['n_channels']} ch @ {s['sfreq']:g} Hz  host={s.get('hostname', '')}")
-    boards = list_brainflow_boards()
-    print(f"BrainFlow boards ({len(boards)}; use brainflow:ID or brainflow:NAME):")
-    for b in boards:
-        print(f"  brainflow:{b['id']:<4} {b['name']:<28} {b['n_eeg']:>3} EEG ch @ {b['sfreq']:g} Hz")
+    ports = list_serial_ports()
+    usb = [p for p in ports if p["vid"] is not None]
+    print(f"USB serial ports now ({len(usb)}; BrainFlow boards they may belong to):")
+    for port in usb:
+        print(f"  {format_serial_port(port)}")
+    print("  brainflow:-1  the synthetic board (always there); Bluetooth and network boards "
+          "are found when they connect: brainflow:NAME?mac_address=... or ?ip_address=...")
+    if args.all_boards:
+        boards = list_brainflow_boards()
+        print(f"Every BrainFlow board type ({len(boards)}; use brainflow:ID or brainflow:NAME):")
+        for b in boards:
+            print(f"  brainflow:{b['id']:<4} {b['name']:<28} {b['n_eeg']:>3} EEG ch @ "
+                  f"{b['sfreq']:g} Hz")
+    else:
+        print("(every BrainFlow board type: dd-live devices --all-boards)")
     return 0
 
 
@@ -440,8 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.set_defaults(func=cmd_stream)
 
-    p = sub.add_parser("devices", help="list LSL streams and BrainFlow boards")
+    p = sub.add_parser("devices", help="list LSL streams and serial ports of BrainFlow boards")
     p.add_argument("--timeout", type=float, default=1.0, help="LSL resolve time (s)")
+    p.add_argument("--all-boards", action="store_true",
+                   help="also list every board type BrainFlow knows (connected or not)")
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("convert", help="convert a DreamDiffusion checkpoint to dd-live's format")

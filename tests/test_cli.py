@@ -178,3 +178,23 @@ def test_an_unknown_source_lists_the_accepted_forms():
     assert err.startswith("dd-live: error:") and len(err.strip().splitlines()) == 1, err
     for form in ("synthetic", "brainflow:BOARD", "lsl:NAME", "file:PATH"):
         assert form in err
+
+
+def test_devices_lists_board_types_only_when_asked(capsys):
+    """`dd-live devices` shows what is there (LSL, USB serial ports); the 67 board types only
+    with --all-boards. A USB id of a known dongle maps to the boards that use it (no dongle is
+    plugged in here: the matching is checked on the OpenBCI dongle's id)."""
+    from dd_live.sources.discovery import format_serial_port, match_dongle
+
+    assert main(["devices", "--timeout", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "USB serial ports now" in out and "brainflow:-1" in out
+    assert "CYTON_DAISY_WIFI_BOARD" not in out and "--all-boards" in out
+    assert main(["devices", "--timeout", "0.2", "--all-boards"]) == 0
+    assert "CYTON_DAISY_WIFI_BOARD" in capsys.readouterr().out
+    dongle, boards = match_dongle(0x0403, 0x6015)
+    assert [b["name"] for b in boards] == ["CYTON_BOARD", "CYTON_DAISY_BOARD"]
+    line = format_serial_port({"device": "/dev/ttyUSB0", "description": "FT231X USB UART",
+                               "vid": 0x0403, "pid": 0x6015, "dongle": dongle, "boards": boards})
+    assert "brainflow:cyton?serial_port=/dev/ttyUSB0" in line and "0403:6015" in line
+    assert match_dongle(0x1234, 0x5678) == ("", [])

@@ -47,7 +47,7 @@ PARAM_KEYS = (
     "master_board",
 )
 INT_PARAM_KEYS = ("ip_port", "ip_port_aux", "ip_port_anc", "ip_protocol", "timeout", "master_board")
-HOW_TO_LIST = "run `dd-live devices` to list the board ids and names BrainFlow knows"
+HOW_TO_LIST = "run `dd-live devices --all-boards` to list the board ids and names BrainFlow knows"
 
 
 def _board_shim():

@@ -64,3 +64,57 @@ def list_brainflow_boards() -> list[dict]:
             }
         )
     return sorted(boards, key=lambda b: b["id"])
+
+
+# USB vendor/product ids of the serial dongles BrainFlow boards connect through, and the boards
+# (BoardIds names) that use each; a port is only ever a candidate: several boards share a chip.
+USB_DONGLES: tuple[tuple[int, int, str, tuple[str, ...]], ...] = (
+    (0x0403, 0x6015, "FTDI FT231X (OpenBCI USB dongle)", ("CYTON_BOARD", "CYTON_DAISY_BOARD")),
+    (0x2458, 0x0001, "Silicon Labs BLED112 Bluetooth dongle",
+     ("GANGLION_BOARD", "BRAINBIT_BLED_BOARD", "MUSE_S_BLED_BOARD", "MUSE_2_BLED_BOARD",
+      "MUSE_2016_BLED_BOARD")),
+    (0x0483, 0x5740, "STMicroelectronics virtual COM port (FreeEEG32/128)",
+     ("FREEEEG32_BOARD", "FREEEEG128_BOARD")),
+)
+
+
+def match_dongle(vid: int | None, pid: int | None) -> tuple[str, list[dict]]:
+    """``(description, boards)`` for a USB id: the BrainFlow boards (``id``, ``name``) known
+    to connect through that dongle; ``("", [])`` for an unknown one."""
+    from brainflow.board_shim import BoardIds
+
+    for dongle_vid, dongle_pid, description, names in USB_DONGLES:
+        if (vid, pid) == (dongle_vid, dongle_pid):
+            boards = [{"id": int(BoardIds[name].value), "name": name}
+                      for name in names if name in BoardIds.__members__]
+            return description, boards
+    return "", []
+
+
+def list_serial_ports() -> list[dict]:
+    """Serial ports present now (pyserial), each with the BrainFlow boards it may belong to.
+
+    Each entry: ``device`` (e.g. ``/dev/ttyUSB0``), ``description``, ``vid``, ``pid`` (None for
+    a port that is not USB), ``dongle`` (what the USB id is known as, or ``""``) and ``boards``
+    (``[{"id", "name"}]``, empty for an unknown device). Sorted by device.
+    """
+    from serial.tools import list_ports
+
+    ports = []
+    for port in list_ports.comports():
+        dongle, boards = match_dongle(port.vid, port.pid)
+        ports.append({"device": port.device, "description": port.description or "",
+                      "vid": port.vid, "pid": port.pid, "dongle": dongle, "boards": boards})
+    return sorted(ports, key=lambda p: p["device"])
+
+
+def format_serial_port(port: dict) -> str:
+    """One line for ``dd-live devices``: the port, its USB id, and the specs to try."""
+    usb = f"{port['vid']:04x}:{port['pid']:04x}" if port["vid"] is not None else "not USB"
+    what = port["dongle"] or port["description"] or "unknown device"
+    line = f"{port['device']}  {what} ({usb})"
+    if port["boards"]:
+        specs = ", ".join(f"brainflow:{b['name'].removesuffix('_BOARD').lower()}"
+                          f"?serial_port={port['device']}" for b in port["boards"])
+        line += f"  -> try {specs}"
+    return line
