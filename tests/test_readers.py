@@ -114,6 +114,42 @@ def test_openbci_v6_cyton_sample_exact_with_dropped_packets_and_markers(tmp_path
     assert placed == [(50, "1"), (int(np.searchsorted(kept, 300)), "2")]  # 900 was dropped
 
 
+def test_openbci_file_through_a_recording_session(tmp_path):
+    """The user's path: a LiveSession replaying the file records the dropped packets as a gap
+    (with the time they took) and the markers at their samples, and the samples themselves."""
+    from dd_live.config import AppConfig, RecordConfig
+    from dd_live.recording import read_events, read_timestamps
+    from dd_live.session import LiveSession
+
+    rng = np.random.default_rng(9)
+    n_sent = 1200
+    exg = rng.normal(0, 15, (8, n_sent))
+    markers = np.zeros(n_sent)
+    markers[[50, 600]] = [1, 2]
+    kept = np.setdiff1d(np.arange(n_sent), range(300, 303))
+    path = tmp_path / "OpenBCI-RAW.txt"
+    written = write_openbci(path, "cyton", exg[:, kept], kept % 256, 1.7e9 + kept / 250,
+                            markers[kept])
+    config = AppConfig(record=RecordConfig(enabled=True, root=str(tmp_path), name="obci"))
+    session = LiveSession(config, source=open_source(f"file:{path}?speed=0"), generate=False,
+                          threaded=False)
+    session.start()
+    while not (session.source.finished and session.acquisition.state == "stopped"):
+        session.step()
+    session.stop()
+    folder = session.recording_path
+    events = [(e["type"], e["sample"], e.get("n_missing"), e["description"])
+              for e in read_events(folder) if e["type"] in ("gap", "marker")]
+    assert events == [("marker", 50, None, "1"),
+                      ("gap", 300, 3, "3 sample(s) dropped (sample index 43 -> 47)"),
+                      ("marker", 597, None, "2")]
+    stamps = read_timestamps(folder)
+    assert stamps.shape == (kept.size,)
+    np.testing.assert_allclose(np.diff(stamps)[[298, 299, 300]], [1 / 250, 4 / 250, 1 / 250])
+    recorded = mne.io.read_raw_brainvision(folder / "eeg.vhdr", verbose="error").get_data()
+    np.testing.assert_allclose(recorded, written * 1e-6, rtol=0, atol=1e-11)  # float32 µV
+
+
 @pytest.mark.parametrize("separator", [", ", "\t"])
 def test_openbci_v5_without_marker_column(separator, tmp_path):
     rng = np.random.default_rng(1)
