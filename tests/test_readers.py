@@ -199,6 +199,7 @@ def test_openbci_daisy_drop_in_steps_of_two(tmp_path):
          "line 6 has 20 values, the column row 25: truncated or damaged"),
         (lambda text: text.replace("-", "x", 40), "is not a number"),
         (lambda text: text.replace("%Sample Rate = 250 Hz\n", ""), "Sample Rate"),
+        (lambda text: text.replace("= 250 Hz", "= 0 Hz"), "says 8 channels at 0 Hz"),
     ],
 )
 def test_openbci_damaged(damage, message, tmp_path):

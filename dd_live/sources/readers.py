@@ -728,6 +728,10 @@ def _openbci_header(path: Path, lines: list[str]) -> dict:
             f"{path.name}: the OpenBCI GUI header lacks a readable '%Number of channels = N' "
             "or '%Sample Rate = N Hz' line"
         ) from None
+    if not (n_channels > 0 and sfreq > 0):
+        raise FileFormatError(
+            f"{path.name}: the OpenBCI GUI header says {n_channels} channels at {sfreq:g} Hz"
+        )
     board = fields.get("board", "")
     return {"n_channels": n_channels, "sfreq": sfreq, "board": board}
 
