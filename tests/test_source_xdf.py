@@ -30,10 +30,16 @@ def _varlen(n: int) -> bytes:
     return struct.pack("<BI", 4, n)
 
 
-def _stream_header(name, stype, n_channels, srate, fmt, labels=(), unit="microvolts"):
-    unit_tag = f"<unit>{unit}</unit>" if unit is not None else ""
-    channels = "".join(f"<channel><label>{label}</label>{unit_tag}</channel>"
-                       for label in labels)
+def _stream_header(name, stype, n_channels, srate, fmt, labels=(), unit="microvolts",
+                   types=None):
+    """``unit``: one for all channels, a sequence (one each) or None (no unit tag)."""
+    units = [unit] * len(labels) if unit is None or isinstance(unit, str) else list(unit)
+    types = types or [None] * len(labels)
+    channels = "".join(
+        f"<channel><label>{label}</label>"
+        + (f"<unit>{u}</unit>" if u is not None else "")
+        + (f"<type>{t}</type>" if t is not None else "") + "</channel>"
+        for label, u, t in zip(labels, units, types))
     return (f'<?xml version="1.0"?><info><name>{name}</name><type>{stype}</type>'
             f"<channel_count>{n_channels}</channel_count><nominal_srate>{srate}</nominal_srate>"
             f"<channel_format>{fmt}</channel_format><source_id>{name}-id</source_id>"
@@ -47,7 +53,7 @@ def _footer(first, last, count):
 
 
 def xdf_stream(name, stype, timestamps, values, srate=SFREQ, labels=(), unit="microvolts",
-               offsets=None, chunk=None):
+               offsets=None, chunk=None, types=None):
     """One stream for :func:`write_xdf_streams`. ``values``: ``(n_channels, n_times)`` numbers
     (float32 on disk) or a list of strings (a marker stream); ``offsets``: ``[(time, offset)]``
     clock offsets on the stream's clock (default: zero at both ends); ``chunk``: samples per
@@ -59,7 +65,7 @@ def xdf_stream(name, stype, timestamps, values, srate=SFREQ, labels=(), unit="mi
         offsets = [(t, 0.0) for t in ends]
     return dict(name=name, type=stype, timestamps=np.asarray(timestamps, dtype=float),
                 values=values, srate=srate, labels=labels, unit=unit, offsets=offsets,
-                chunk=chunk or max(len(timestamps), 1),
+                chunk=chunk or max(len(timestamps), 1), types=types,
                 fmt="string" if is_string else "float32", n_channels=n_channels)
 
 
@@ -69,7 +75,8 @@ def write_xdf_streams(path, streams):
     out = [b"XDF:", _chunk(1, b'<?xml version="1.0"?><info><version>1.0</version></info>')]
     for sid, s in enumerate(streams, start=1):
         out.append(_chunk(2, struct.pack("<I", sid) + _stream_header(
-            s["name"], s["type"], s["n_channels"], s["srate"], s["fmt"], s["labels"], s["unit"])))
+            s["name"], s["type"], s["n_channels"], s["srate"], s["fmt"], s["labels"], s["unit"],
+            s["types"])))
     for sid, s in enumerate(streams, start=1):
         stamps = s["timestamps"]
         for first in range(0, len(stamps), s["chunk"]):
@@ -303,3 +310,20 @@ def test_xdf_cut_short_keeps_the_complete_chunks(tmp_path, caplog):
     assert recording.n_times == 400  # 8 whole chunks of 50
     np.testing.assert_allclose(recording.data, eeg_uv[:, :400].astype(np.float32) * 1e-6,
                                rtol=1e-6)
+
+
+def test_xdf_channel_types_and_mne_lsl_units(tmp_path):
+    """mne-lsl writes units as powers of ten ("-6": µV, "0": none) and channel types: EEG in
+    microvolts is scaled to volts, a trigger channel keeps its values and type."""
+    eeg_uv = np.random.default_rng(9).normal(0, 20, (2, N_TIMES))
+    trigger = np.zeros((1, N_TIMES))
+    trigger[0, 100] = 5
+    path = tmp_path / "mne_lsl.xdf"
+    write_xdf_streams(path, [xdf_stream(
+        "player", "eeg", 3.0 + np.arange(N_TIMES) / SFREQ, np.vstack([eeg_uv, trigger]),
+        labels=("Fz", "Cz", "STI"), unit=("-6", "-6", "0"), types=("eeg", "eeg", "stim"))])
+    recording = read_recording(path)
+    assert recording.ch_types == ("eeg", "eeg", "stim")
+    assert recording.units == ("V", "V", "0")
+    np.testing.assert_allclose(recording.data[:2], eeg_uv.astype(np.float32) * 1e-6, rtol=1e-6)
+    np.testing.assert_array_equal(recording.data[2], trigger[0])

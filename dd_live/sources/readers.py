@@ -69,6 +69,7 @@ XDF_FORMATS = {
     "string": 0,
 }
 XDF_TAGS = range(1, 7)
+CHANNEL_TYPES = VOLT_TYPES | {"misc", "stim", "resp", "bio", "gsr", "temperature", "syst"}
 # a step in an XDF stream's time stamps longer than max(these) is a pause: the time stamps on
 # either side are dejittered separately
 XDF_BREAK_SECONDS = 0.25
@@ -380,15 +381,20 @@ def _xdf_value(info: dict, key: str, default: str = "") -> str:
 
 
 def _xdf_channels(info: dict, n_channels: int):
+    """``(names, units, types)`` from the stream's ``desc/channels``; a channel without a
+    known type is EEG (the stream is read as EEG)."""
     names, units = [f"EEG{i + 1:03d}" for i in range(n_channels)], [""] * n_channels
+    types = ["eeg"] * n_channels
     try:
         channels = info["desc"][0]["channels"][0]["channel"]
     except (KeyError, IndexError, TypeError):
-        return names, units
+        return names, units, types
     for i, channel in enumerate(channels[:n_channels]):
-        names[i] = _xdf_value(channel, "label", names[i])
+        names[i] = _xdf_value(channel, "label", names[i]) or names[i]
         units[i] = _xdf_value(channel, "unit")
-    return names, units
+        kind = _xdf_value(channel, "type").strip().lower()
+        types[i] = kind if kind in CHANNEL_TYPES else "eeg"
+    return names, units, types
 
 
 def _varlen(handle, where: str) -> tuple[int, int]:
@@ -599,7 +605,7 @@ def _marker_samples(stream: dict):
     irregular = float(_xdf_value(info, "nominal_srate", "0") or 0) == 0
     if not (irregular and _xdf_value(info, "type").lower() == "annotations"):
         return
-    labels, _ = _xdf_channels(info, np.shape(stream["time_series"])[1])
+    labels, _, _ = _xdf_channels(info, np.shape(stream["time_series"])[1])
     for sample, stamp in zip(stream["time_series"], stream["time_stamps"]):
         for text, duration in one_hot_annotations(sample, labels):
             yield float(stamp), text, duration
@@ -683,20 +689,25 @@ def _read_xdf(path: Path, wanted: str | None = None) -> Recording:
     stamps = np.asarray(stream["time_stamps"], dtype=np.float64)
     if not np.all(np.isfinite(stamps)):
         raise FileFormatError(f"{path.name} is damaged: non-finite time stamps")
-    names, units = _xdf_channels(info, series.shape[0])
-    scales = np.array([parse_unit(u) or np.nan for u in units])
+    names, units, types = _xdf_channels(info, series.shape[0])
+    volts = [k for k, kind in enumerate(types) if kind in VOLT_TYPES]
+    scales = np.ones(len(names))
+    for k in volts:  # other channels (stim, misc...) keep their values and unit
+        scales[k] = parse_unit(units[k]) or np.nan
+        units[k] = "V"
     unitless = np.flatnonzero(np.isnan(scales))
-    scales[unitless] = _unitless_scale(series, list(unitless), len(units), path.name)
+    scales[unitless] = _unitless_scale(series, list(unitless), len(volts), path.name)
     data = series * scales[:, None]
-    check_amplitude(data, path.name)
+    if volts:
+        check_amplitude(data[volts], path.name)
     annotations, notices = _xdf_markers(streams, stamps, sfreq, path.name)
     events = sorted(_xdf_gaps(stamps, sfreq, path.name) + notices, key=lambda e: e.index)
     return Recording(
         data=data,
         sfreq=sfreq,
         ch_names=tuple(names),
-        ch_types=("eeg",) * len(names),
-        units=("V",) * len(names),
+        ch_types=tuple(types),
+        units=tuple(units),
         annotations=tuple(sorted(annotations)),
         name=path.name,
         source=str(path),
