@@ -346,6 +346,9 @@ def run_headless(config: AppConfig, duration: float | None = None,
     elif config.generator.model == NO_MODEL:
         print(f"dd-live: {NO_MODEL_NOTE}", file=sys.stderr)
     print(f"source: {session.source!r}")
+    markers = getattr(session.source, "marker_stream_name", None)
+    if markers:
+        print(f"markers: read from the LSL stream {markers!r}")
     try:
         _wait(session, duration, status=True, cycle_states=cycle_states)
     except KeyboardInterrupt:

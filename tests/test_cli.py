@@ -198,3 +198,39 @@ def test_devices_lists_board_types_only_when_asked(capsys):
                                "vid": 0x0403, "pid": 0x6015, "dongle": dongle, "boards": boards})
     assert "brainflow:cyton?serial_port=/dev/ttyUSB0" in line and "0403:6015" in line
     assert match_dongle(0x1234, 0x5678) == ("", [])
+
+
+def test_an_lsl_streams_own_marker_stream_is_found_and_named(stream_name, capsys):
+    """A marker stream named NAME-markers next to the EEG stream NAME is read without
+    ?markers=: `dd-live run --headless` names it at start; its markers arrive as events."""
+    import pylsl
+
+    from dd_live.sources import open_source
+
+    eeg = pylsl.StreamOutlet(pylsl.StreamInfo(stream_name, "EEG", 2, 250, "float32", stream_name))
+    marks = pylsl.StreamOutlet(pylsl.StreamInfo(f"{stream_name}-markers", "Markers", 1, 0,
+                                                "string", f"{stream_name}-m"))
+    other = pylsl.StreamOutlet(pylsl.StreamInfo("unrelated-markers", "Markers", 1, 0, "string",
+                                                "someone-else"))
+    source = open_source(f"lsl:{stream_name}?timeout=10").start()
+    try:
+        assert source.marker_stream_name == f"{stream_name}-markers"
+        events = []
+        for _ in range(300):
+            marks.push_sample(["stimulus"])
+            eeg.push_chunk(np.zeros((10, 2), np.float32).tolist())
+            source.read()
+            events += source.pop_events()
+            if any(e.kind == "marker" for e in events):
+                break
+        assert [e.description for e in events if e.kind == "marker"][0] == "stimulus"
+    finally:
+        source.stop()
+    assert open_source(f"lsl:{stream_name}?timeout=10&markers=none").start().marker_stream_name \
+        is None
+    assert main(["run", "--headless", "--source", f"lsl:{stream_name}?timeout=10",
+                 "--duration", "0.5"]) == 0
+    out = capsys.readouterr()
+    assert f"markers: read from the LSL stream '{stream_name}-markers'" in out.out
+    assert "no model chosen" in out.err  # a real source without --model: a viewer
+    del eeg, marks, other

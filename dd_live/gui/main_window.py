@@ -492,8 +492,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.gallery.set_note((description or TINY_NOTE) if tiny else "")
         self.setWindowTitle(f"dd-live — {info.name} ({info.n_channels} ch @ {info.sfreq:g} Hz)"
                             + (f" — {description}" if description else ""))
+        markers = getattr(session.source, "marker_stream_name", None)
         self.status.show_message(f"running: {info.name}" + (f" · {description}" if description
-                                                            else ""))
+                                                            else "")
+                                 + (f" · markers from {markers!r}" if markers else ""))
         for timer in (self.trace_timer, self.spectrum_timer, self.status_timer):
             timer.start()
         self._state_chosen(self.controls.state_combo.currentText())

@@ -118,3 +118,39 @@ def format_serial_port(port: dict) -> str:
                           f"?serial_port={port['device']}" for b in port["boards"])
         line += f"  -> try {specs}"
     return line
+
+
+MARKER_TYPES = ("markers", "annotations")  # LSL stream types of marker streams (lower case)
+
+
+def companion_marker_predicate(eeg: dict) -> str | None:
+    """An LSL XPath predicate for the marker streams that may belong to the stream ``eeg``
+    (a :func:`describe_lsl_info` dict); None when its name or id cannot be quoted safely."""
+    name, host, source_id = eeg["name"], eeg.get("hostname", ""), eeg.get("source_id", "")
+    if any("'" in text for text in (name, host, source_id)):
+        return None
+    same_host = f" and hostname='{host}'" if host else ""
+    clauses = [f"(name='{name}-markers'{same_host})"]
+    if source_id:
+        types = " or ".join(f"type='{kind}' or type='{kind.capitalize()}'" for kind in MARKER_TYPES)
+        clauses.append(f"(starts-with(source_id,'{source_id}') and ({types}){same_host})")
+    return " or ".join(clauses)
+
+
+def marker_stream_for(eeg: dict, streams: list[dict]) -> dict | None:
+    """The marker stream among ``streams`` that belongs to the EEG stream ``eeg``: on the same
+    host and named ``NAME-markers``, or of type Markers with a source id equal to or starting
+    with the EEG stream's. The name rule wins over the source-id rule; None when there is none.
+    """
+    host = eeg.get("hostname", "")
+    candidates = [s for s in streams if s is not eeg and s.get("hostname", "") == host
+                  and not s.get("sfreq", 0) > 0]
+    for stream in candidates:
+        if stream["name"] == f"{eeg['name']}-markers":
+            return stream
+    source_id = eeg.get("source_id", "")
+    for stream in candidates:
+        if (source_id and stream.get("type", "").lower() in MARKER_TYPES
+                and stream.get("source_id", "").startswith(source_id)):
+            return stream
+    return None

@@ -32,7 +32,13 @@ import numpy as np
 from dd_live.errors import ConfigError, SourceError, StreamNotFoundError
 from dd_live.sources.base import Source, SourceEvent, StreamInfo, empty_chunk
 from dd_live.sources.clock import Dejitterer, SampleCounter, find_counter
-from dd_live.sources.discovery import describe_lsl_info, format_lsl_stream, list_lsl_streams
+from dd_live.sources.discovery import (
+    companion_marker_predicate,
+    describe_lsl_info,
+    format_lsl_stream,
+    list_lsl_streams,
+    marker_stream_for,
+)
 from dd_live.sources.units import VOLT_TYPES, parse_unit
 
 logger = logging.getLogger(__name__)
@@ -40,6 +46,7 @@ logger = logging.getLogger(__name__)
 CLOCK_INTERVAL = 5.0  # seconds between two time corrections
 CLOCK_TIMEOUT = 2.0  # seconds one time correction may take
 LIST_TIMEOUT = 1.0  # seconds spent listing the streams seen, for an error message
+MARKER_LOOKUP_TIMEOUT = 1.0  # s looking for the stream's own marker stream at start (first answers ~0.5 s)
 BUFFER_SECONDS = 360  # liblsl's inlet buffer
 CHANNEL_TYPES = {"eeg", "eog", "ecg", "emg", "misc", "stim", "resp", "bio", "gsr", "temperature"}
 RECONNECT_MODES = ("source-id", "name")
@@ -169,7 +176,9 @@ class LSLSource(Source):
         timeout: seconds to wait for the stream (and the marker stream) to appear.
         markers: name or type of a marker stream to read alongside; its samples become
             ``SourceEvent("marker")`` (string markers as they are; an mne-lsl one-hot
-            annotation stream decoded to its descriptions).
+            annotation stream decoded to its descriptions). Not given: the stream's own marker
+            stream is found at start when there is one (``NAME-markers`` on the same host, or
+            type Markers with a source id starting with this stream's); ``"none"``: no markers.
         max_chunk: most samples one ``read()`` returns (default: one second's worth, >= 1024).
         recover: reconnect when the stream is lost (False: raise SourceError instead).
         watchdog: seconds without data after which a ``"disconnect"`` is reported.
@@ -241,6 +250,7 @@ class LSLSource(Source):
         self._inlet = None
         self._use_inlet(inlet, *_info_from_lsl(full, sfreq), full.channel_format())
         self._markers_query = markers
+        self.marker_stream_name: str | None = None  # the marker stream read, once started
         self._marker_inlet = None
         self._marker_labels: list[str] | None = None  # one-hot annotation channels
         self._marker_offset = 0.0
@@ -296,7 +306,9 @@ class LSLSource(Source):
             raise SourceError(
                 f"LSL stream {self.info.name!r} did not answer within {self.timeout:g} s: {err}"
             ) from err
-        if self._markers_query is not None:
+        if self._markers_query is None:
+            self._markers_query = self._companion_markers()
+        if self._markers_query and self._markers_query.lower() != "none":
             self._open_markers()
         self._last_data = pylsl.local_clock()
         self._clock_stop.clear()
@@ -305,10 +317,24 @@ class LSLSource(Source):
         )
         self._clock.start()
 
+    def _companion_markers(self) -> str | None:
+        """The name of the marker stream that belongs to this stream, if one is visible."""
+        predicate = companion_marker_predicate(self._resolved)
+        if predicate is None:
+            return None
+        found = _pylsl().resolve_bypred(predicate, minimum=1, timeout=MARKER_LOOKUP_TIMEOUT)
+        match = marker_stream_for(self._resolved, [describe_lsl_info(info) for info in found])
+        if match is None:
+            return None
+        logger.info("LSL stream %r: reading its marker stream %r (found automatically; "
+                    "markers=none turns this off)", self._resolved["name"], match["name"])
+        return match["name"]
+
     def _open_markers(self) -> None:
         pylsl = _pylsl()
         query = self._markers_query
         found = resolve_one(f"name='{query}' or type='{query}'", self.timeout, "marker stream")
+        self.marker_stream_name = found.name()
         inlet = pylsl.StreamInlet(found, max_buflen=BUFFER_SECONDS, recover=True)
         inlet.open_stream(timeout=self.timeout)
         self._marker_offset = inlet.time_correction(timeout=self.timeout)
