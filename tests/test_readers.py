@@ -165,6 +165,30 @@ def test_openbci_v5_without_marker_column(separator, tmp_path):
     assert recording.annotations == () and recording.gaps == [(200, 260)]
 
 
+@pytest.mark.parametrize("with_unix_ms", [True, False])
+def test_openbci_gui_v4_without_column_names(with_unix_ms, tmp_path):
+    """GUI v4 and older: "%OpenBCI Raw EEG Data", no channel count, no column-name row."""
+    rng = np.random.default_rng(10)
+    kept = np.r_[0:120, 125:300]
+    exg = np.round(rng.normal(0, 20, (8, kept.size)), 2)
+    lines = ["%OpenBCI Raw EEG Data", "%", "%Sample Rate = 250.0 Hz",
+             "%First Column = SampleIndex", "%Last Column = Timestamp",
+             "%Other Columns = EEG data in microvolts followed by Accel Data (in G) "
+             "interleaved with Aux Data"]
+    for column, k in enumerate(kept):
+        cells = [str(k % 256), *(f"{v:.2f}" for v in exg[:, column]), "0.000", "0.000", "0.000",
+                 f"18:51:{16 + k // 250:02d}.{(k % 250) * 4:03d}"]
+        if with_unix_ms:
+            cells.append(str(1555082076000 + k * 4))
+        lines.append(", ".join(cells))
+    path = tmp_path / "OpenBCI-RAW-v4.txt"
+    path.write_text("\n".join(lines) + "\n")
+    recording = read_recording(path)
+    assert recording.sfreq == 250.0 and recording.ch_names == tuple(f"EXG{k}" for k in range(1, 9))
+    np.testing.assert_array_equal(recording.data, exg * 1e-6)
+    assert recording.gaps == [(120, 5)]
+
+
 @pytest.mark.parametrize("board", ["daisy", "ganglion"])
 def test_openbci_other_boards(board, tmp_path):
     _, n_channels, sfreq, step = BOARDS[board]

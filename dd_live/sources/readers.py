@@ -721,6 +721,7 @@ def _read_xdf(path: Path, wanted: str | None = None) -> Recording:
 # A Ganglion packs two samples per packet under one id: its index does not tell drops.
 OPENBCI_INDEX_MODULUS = {"cyton": 256, "daisy": 256}
 OPENBCI_MAX_IRREGULAR = 0.05  # more irregular index steps than this: not a sample counter
+OPENBCI_LEGACY_AUX = 3  # accelerometer/aux columns after the EXG channels in GUI v4 files
 _HEADER_FIELD = re.compile(r"^%\s*([^=]+?)\s*=\s*(.+?)\s*$")
 _OPENBCI_SEPARATOR = re.compile(r"\s*[,\t]\s*")  # ", " in most versions, tabs in some
 
@@ -732,14 +733,15 @@ def _openbci_header(path: Path, lines: list[str]) -> dict:
         if match:
             fields[match.group(1).lower()] = match.group(2)
     try:
-        n_channels = int(fields["number of channels"])
         sfreq = float(fields["sample rate"].split()[0])
+        n_channels = int(fields.get("number of channels", "-1"))
     except (KeyError, ValueError, IndexError):
         raise FileFormatError(
-            f"{path.name}: the OpenBCI GUI header lacks a readable '%Number of channels = N' "
-            "or '%Sample Rate = N Hz' line"
+            f"{path.name}: the OpenBCI GUI header lacks a readable '%Sample Rate = N Hz' line "
+            "(or its '%Number of channels = N' line is not a number)"
         ) from None
-    if not (n_channels > 0 and sfreq > 0):
+    n_channels = None if n_channels == -1 and "number of channels" not in fields else n_channels
+    if not ((n_channels is None or n_channels > 0) and sfreq > 0):
         raise FileFormatError(
             f"{path.name}: the OpenBCI GUI header says {n_channels} channels at {sfreq:g} Hz"
         )
@@ -841,10 +843,47 @@ def _openbci_table(
     return table
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _openbci_legacy_columns(path: Path, cells: list[str], n_channels: int | None) -> list[str]:
+    """Column names for a GUI v4 (or older) file, which has none: the sample index, the EXG
+    channels, three accelerometer/aux columns, then the time (formatted, and in v4 also Unix
+    milliseconds). Without a '%Number of channels' line the count is what is left."""
+    leading = next((k for k, c in enumerate(cells) if not _is_number(c)), len(cells))
+    unix_last = len(cells) > leading and _is_number(cells[-1]) and float(cells[-1]) > 1e11
+    if n_channels is None:
+        n_channels = leading - 1 - OPENBCI_LEGACY_AUX
+        if unix_last and leading == len(cells):
+            n_channels -= 1
+        if n_channels not in (4, 8, 16):
+            raise FileFormatError(
+                f"{path.name}: an OpenBCI GUI file without column names or a channel count, "
+                f"and its {leading} numbers per line do not fit 4, 8 or 16 channels"
+            )
+        logger.info("%s: OpenBCI GUI v4 layout, %d channels", path.name, n_channels)
+    if 1 + n_channels > leading:
+        raise FileFormatError(
+            f"{path.name}: the header says {n_channels} channels but its lines hold only "
+            f"{leading} numbers"
+        )
+    columns = ["Sample Index", *(f"EXG Channel {k}" for k in range(n_channels))]
+    columns += ["Other"] * (len(cells) - len(columns))
+    if unix_last:
+        columns[-1] = "Timestamp"
+    return columns
+
+
 def _read_openbci(path: Path) -> Recording:
     """An OpenBCI GUI recording (v5/v6 "%OpenBCI Raw EXG Data"): ``%`` header lines, a row of
     column names, then one comma- (or tab-) separated row per sample; EXG channels in µV; the
-    ``Timestamp`` column in Unix seconds (or milliseconds, older GUIs)."""
+    ``Timestamp`` column in Unix seconds (or milliseconds, older GUIs). GUI v4 and older files
+    (no column-name row) are read by position."""
     with open(path, encoding="utf-8", errors="replace") as handle:
         text = handle.read()
     lines = text.splitlines()
@@ -854,13 +893,16 @@ def _read_openbci(path: Path) -> Recording:
     if not body:
         raise FileFormatError(f"{path.name}: an OpenBCI GUI header without a column-name row")
     columns = [c.strip() for c in _OPENBCI_SEPARATOR.split(body[0].strip())]
+    legacy = _is_number(columns[0])
+    if legacy:  # GUI v4 and older: no column-name row
+        columns = _openbci_legacy_columns(path, columns, meta["n_channels"])
     exg = [k for k, c in enumerate(columns) if c.lower().startswith(("exg channel", "eeg channel"))]
     if not exg or columns[0].lower() != "sample index":
         raise FileFormatError(
             f"{path.name}: the column-name row {body[0][:60]!r} is not the OpenBCI GUI's "
             "('Sample Index, EXG Channel 0, ...')"
         )
-    if len(exg) != meta["n_channels"]:
+    if meta["n_channels"] is not None and len(exg) != meta["n_channels"]:
         raise FileFormatError(
             f"{path.name}: the header says {meta['n_channels']} channels but the column row "
             f"has {len(exg)} EXG columns"
@@ -869,7 +911,7 @@ def _read_openbci(path: Path) -> Recording:
     lowered = [c.lower() for c in columns]
     position = {w: lowered.index(w) for w in wanted if w in lowered}
     numeric = sorted({0, *exg, *position.values()})
-    rows = body[1:]
+    rows = body if legacy else body[1:]
     if rows and len(_OPENBCI_SEPARATOR.split(rows[-1].strip())) != len(columns):
         logger.warning(
             "%s: its last line is cut short (a recording that was not closed?); read the %d "
@@ -880,7 +922,8 @@ def _read_openbci(path: Path) -> Recording:
         rows = rows[:-1]
     if not rows:
         raise FileFormatError(f"{path.name} holds no samples after its column-name row")
-    table = _openbci_table(path, rows, columns, numeric, first_line=len(header) + 2)
+    first_line = len(header) + (1 if legacy else 2)
+    table = _openbci_table(path, rows, columns, numeric, first_line=first_line)
     sfreq = meta["sfreq"]
     data = table[:, exg].T * MICROVOLT
     check_amplitude(data, path.name)
