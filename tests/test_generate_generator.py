@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import dd_live.generate.backend as attention_backend
 from dd_live.errors import ConfigError, GenerationError
 from dd_live.generate import SCHEDULERS, GenerationResult, ImageGenerator, choose_attention_backend
 from dd_live.model import CLIP_DIM, CLIP_TOKENS
@@ -131,17 +132,55 @@ def test_seed_count_and_settings_are_checked(generator):
         ImageGenerator(generator.unet, generator.vae, generator.scheduler_config).configure(tiny_decoder=True)
 
 
-def test_attention_backend_is_sdpa_on_cpu_even_with_xformers_importable(monkeypatch):
-    # Mock: a fake "xformers" package whose kernel call succeeds, to simulate an importable,
-    # working xformers on a machine without one. On CPU the choice must still be SDPA.
+def _fake_xformers(monkeypatch, kernel) -> list:
+    """Mock: an importable "xformers" whose ``memory_efficient_attention`` is ``kernel`` (no
+    xformers build exists for this CPU-only torch). Returns the list of calls it received."""
+    calls = []
+
+    def attention(q, k, v):
+        calls.append(q.device)
+        return kernel(q, k, v)
+
     fake = types.ModuleType("xformers")
     fake.ops = types.ModuleType("xformers.ops")
-    fake.ops.memory_efficient_attention = lambda q, k, v: q
+    fake.ops.memory_efficient_attention = attention
     monkeypatch.setitem(sys.modules, "xformers", fake)
     monkeypatch.setitem(sys.modules, "xformers.ops", fake.ops)
-    assert choose_attention_backend("cpu") == "sdpa"
-    assert choose_attention_backend("cpu", "sdpa") == "sdpa"
+    return calls
+
+
+def test_xformers_counts_as_usable_only_when_its_kernel_runs(monkeypatch):
+    """The probe really calls the kernel: an xformers that imports but whose kernel fails (a
+    wheel built for another torch) is not usable; one whose kernel runs is."""
+    device = torch.device("cpu")
+    monkeypatch.setitem(sys.modules, "xformers.ops", None)  # as if not installed
+    assert not attention_backend._xformers_kernels_load(device)
+
+    def broken(q, k, v):
+        raise RuntimeError("no kernel image is available for execution on the device")
+
+    calls = _fake_xformers(monkeypatch, broken)
+    assert not attention_backend._xformers_kernels_load(device)
+    assert calls == [device]
+    calls = _fake_xformers(monkeypatch, lambda q, k, v: q)
+    assert attention_backend._xformers_kernels_load(device)
+    assert calls == [device]
+
+
+def test_attention_backend_choice(monkeypatch):
+    """Mock: CUDA and xformers cannot run here, so ``torch.cuda.is_available`` and the kernel
+    probe are replaced; the decision made from them is the real one."""
+    probe = {"ok": True}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(attention_backend, "_xformers_kernels_load", lambda device: probe["ok"])
+    assert choose_attention_backend("cuda") == "xformers"
+    assert choose_attention_backend("cuda", "sdpa") == "sdpa"
+    assert choose_attention_backend("cpu") == "sdpa"  # never on CPU, even where the probe passes
     with pytest.raises(GenerationError, match="attention='xformers' was asked for but xformers cannot run on cpu"):
         choose_attention_backend("cpu", "xformers")
+    probe["ok"] = False  # installed but its kernels do not run: SDPA, or an error when asked for
+    assert choose_attention_backend("cuda") == "sdpa"
+    with pytest.raises(GenerationError, match="xformers cannot run on cuda"):
+        choose_attention_backend("cuda", "xformers")
     with pytest.raises(ConfigError, match="attention 'flash' is not one of"):
         choose_attention_backend("cpu", "flash")
