@@ -70,9 +70,11 @@ XDF_FORMATS = {
 }
 XDF_TAGS = range(1, 7)
 CHANNEL_TYPES = VOLT_TYPES | {"misc", "stim", "resp", "bio", "gsr", "temperature", "syst"}
-# a step in an XDF stream's time stamps longer than max(these) is a pause: the time stamps on
-# either side are dejittered separately
-XDF_BREAK_SECONDS = 0.25
+# a step in an XDF stream's time stamps longer than max(these) is a pause (a gap in the
+# data): the time stamps on either side are dejittered separately. pyxdf's default, max(1 s,
+# 500 samples), smears a 1.5-s pause at 250 Hz over the recording; shorter stalls (Bluetooth
+# bursts stamped on arrival) stay inside one segment and lose nothing
+XDF_BREAK_SECONDS = 1.0
 XDF_BREAK_SAMPLES = 10
 # a chunk longer than the rest of the file is a recording cut short when its length is
 # plausible for one chunk (recorders write a chunk every second or so); longer is damage
@@ -520,8 +522,6 @@ def _load_xdf(path: Path):
     pyxdf_logger = logging.getLogger("pyxdf.pyxdf")
     pyxdf_logger.addHandler(capture)
     try:
-        # pyxdf dejitters between breaks of max(1 s, 500 samples) by default: a pause of
-        # 2 s at 250 Hz would be smeared over the whole recording
         streams, _ = pyxdf.load_xdf(
             source,
             jitter_break_threshold_seconds=XDF_BREAK_SECONDS,
