@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -58,6 +59,10 @@ QUEUE_SIZE = 4096
 SAMPLE_KEYS = ("sample", "start", "stop")  # event fields holding sample indices
 VOLT_UNITS = ("V",)
 COMMA_ESCAPE = r"\1"  # how BrainVision writes a comma inside a field
+# line breaks and other control characters cannot be written inside a BrainVision field (a
+# newline would start a forged header line); they become spaces there (events.jsonl keeps
+# the text as it was)
+_BV_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 MICRO = 1e6  # EEG is stored in µV (BrainVision's customary unit)
 FLOAT32_BYTES = 4
 FLOAT64_BYTES = 8
@@ -275,7 +280,7 @@ class SessionRecorder:
             raise
         if event.get("type") == "marker" and event.get("sample") is not None:
             self.n_markers += 1
-            description = str(event.get("description", "")).replace(",", COMMA_ESCAPE)
+            description = _bv_field(event.get("description", ""))
             # BrainVision positions are 1-based; "Comment" markers become MNE annotations
             try:
                 self._vmrk.write(f"Mk{self.n_markers + 1}=Comment,{description},"
@@ -394,6 +399,12 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _bv_field(text: object) -> str:
+    """``text`` as one BrainVision header/marker field: control characters (newlines, tabs,
+    NUL...) replaced by spaces, commas escaped."""
+    return _BV_CONTROL.sub(" ", str(text)).replace(",", COMMA_ESCAPE)
+
+
 def _vhdr(info: StreamInfo) -> str:
     lines = [
         "Brain Vision Data Exchange Header File Version 1.0",
@@ -414,9 +425,8 @@ def _vhdr(info: StreamInfo) -> str:
         "[Channel Infos]",
     ]
     for k, (name, unit) in enumerate(zip(info.ch_names, info.units), start=1):
-        unit_text = "µV" if unit in VOLT_UNITS else (unit or "ARU")
-        safe_name = name.replace(",", COMMA_ESCAPE)
-        lines.append(f"Ch{k}={safe_name},,1,{unit_text}")
+        unit_text = "µV" if unit in VOLT_UNITS else (_bv_field(unit) or "ARU")
+        lines.append(f"Ch{k}={_bv_field(name)},,1,{unit_text}")
     return "\n".join(lines) + "\n"
 
 

@@ -49,6 +49,29 @@ def test_folder_is_valid_before_close_and_complete_after(tmp_path):
     assert session["info"]["ch_names"] == ["Fz", "Cz", "COUNTER"]
 
 
+def test_control_characters_cannot_forge_brainvision_lines(tmp_path):
+    """A newline in a marker or a channel label would start a new header line (here: a forged
+    marker and a forged channel); in the BrainVision files it becomes a space, events.jsonl keeps
+    the text as it was."""
+    info = StreamInfo("test", 250.0, ("Fz\nCh9=Evil,,1,µV", "Cz"), ("eeg", "eeg"), ("V", "V\r\n"))
+    rec = SessionRecorder.create(tmp_path, "ctl", info, AppConfig()).start(threaded=False)
+    rec.add_samples(np.zeros((2, 300)), np.arange(300) / info.sfreq)
+    forged = "go\nMk3=Comment,forged,5,1,0\r\ttab\x00"
+    rec.add_event({"type": "marker", "sample": 100, "description": forged})
+    rec.step()
+    rec.close()
+    vmrk = (rec.folder / "eeg.vmrk").read_text(encoding="utf-8")
+    vhdr = (rec.folder / "eeg.vhdr").read_text(encoding="utf-8")
+    assert not any(line.startswith("Mk3=") for line in vmrk.splitlines())
+    assert not any(line.startswith("Ch9=") for line in vhdr.splitlines())
+    raw = mne.io.read_raw_brainvision(rec.folder / "eeg.vhdr", verbose="error")
+    assert raw.ch_names == ["Fz Ch9=Evil,,1,µV", "Cz"]
+    assert list(raw.annotations.description) == ["Comment/go Mk3=Comment,forged,5,1,0  tab "]
+    assert raw.annotations.onset[0] == pytest.approx(100 / info.sfreq)
+    (event,) = [e for e in read_events(rec.folder) if e["type"] == "marker"]
+    assert event["description"] == forged
+
+
 def test_images_and_events_on_the_writer_thread(tmp_path):
     rec = SessionRecorder(tmp_path / "s", INFO).start(threaded=True)
     image = Image.new("RGB", (8, 8), (255, 0, 0))
