@@ -459,3 +459,58 @@ def test_peak_cache_equals_decimating_the_whole_span():
         assert n_written == written
         assert positions[0] == first
         assert positions[-1] == (written - 1 if written > end else end - 10)
+
+
+def test_replay_bar_pauses_seeks_and_sets_the_speed(make_window, tmp_path):
+    """A recording replayed in the window: the replay bar shows, pauses the file (no samples
+    arrive), seeks with the scrub bar, changes the speed, and plays on."""
+    info = mne.create_info(["Fz", "Cz", "Pz", "Oz"], SFREQ, "eeg")
+    data = np.random.default_rng(0).normal(0, 10e-6, (4, int(20 * SFREQ)))
+    path = tmp_path / "rec_raw.fif"
+    mne.io.RawArray(data, info, verbose="error").save(path, verbose="error")
+    window = make_window(AppConfig().replace(source={"spec": f"file:{path}"},
+                                             generator={"model": "none"}))
+    window.show()
+    window.start_session()
+    assert wait_until(lambda: window.phase == "running", 30), window.banner.text()
+    bar, source = window.replay_bar, window.session.source
+    assert bar.isVisible() and window.session.decoder is None
+    assert "no model" in window.gallery.note.text()
+    assert wait_until(lambda: window.session.raw.n_written > 0, 10)
+    bar.pause_button.click()
+    assert source.paused and bar.pause_button.text() == "Play"
+    wait_until(lambda: False, 0.2)  # a chunk read before the pause may still land
+    n_paused = window.session.raw.n_written
+    wait_until(lambda: False, 0.5)
+    assert window.session.raw.n_written == n_paused  # nothing arrives while paused
+    bar.slider.setValue(150)  # the scrub bar at 15.0 s
+    bar.slider.sliderReleased.emit()
+    assert source.position == pytest.approx(15.0)
+    assert "0:15.0 / 0:20.0" in bar.position_label.text()
+    bar.speed_combo.setCurrentText("4")
+    assert source.speed == 4.0
+    bar.pause_button.click()
+    assert not source.paused
+    assert wait_until(lambda: window.session.raw.n_written > n_paused, 10)
+    window.refresh_status()
+    assert bar.slider.value() >= 150
+    close_window(window)
+
+
+def test_a_start_error_is_a_dialog_not_a_traceback(make_window, caplog):
+    """A stream that is not there: the window shows the reason in a dialog and a banner; no
+    traceback is printed; the window stays usable (Start again)."""
+    window = make_window(AppConfig().replace(source={"spec": "lsl:no-such-stream?timeout=0.2"},
+                                             generator={"model": "none"}))
+    window.show()
+    window.start_session()
+    assert wait_until(lambda: window.error_dialog is not None, 30)
+    dialog = window.error_dialog
+    assert dialog.isVisible()
+    assert "no-such-stream" in dialog.informativeText()
+    assert "dd-live devices" in dialog.informativeText()  # how to find the right name
+    assert "could not start" in window.banner.text()
+    assert window.phase == "idle" and window.controls.start_button.isEnabled()
+    tracebacks = [r for r in caplog.records if r.exc_info and r.levelno >= logging.INFO]
+    assert not tracebacks, tracebacks  # a traceback only with -v (debug)
+    dialog.close()
