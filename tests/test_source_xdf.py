@@ -327,3 +327,4 @@ def test_xdf_channel_types_and_mne_lsl_units(tmp_path):
     assert recording.units == ("V", "V", "0")
     np.testing.assert_allclose(recording.data[:2], eeg_uv.astype(np.float32) * 1e-6, rtol=1e-6)
     np.testing.assert_array_equal(recording.data[2], trigger[0])
+    assert recording.annotations == ((100 / SFREQ, 0.0, "5"),)  # the trigger, as find_events

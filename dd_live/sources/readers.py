@@ -333,6 +333,14 @@ def _stim_markers(raw, names: list[str], bdf: bool) -> list[tuple[float, float, 
     return markers
 
 
+def _raw_array(data: np.ndarray, names: list[str], sfreq: float):
+    """Trigger channels ``(n_channels, n_times)`` as an MNE Raw, for :func:`_stim_markers`."""
+    import mne
+
+    info = mne.create_info(names, sfreq, "stim")
+    return mne.io.RawArray(data, info, verbose="error")
+
+
 def _read_mne(path: Path, fmt: str) -> Recording:
     import mne
 
@@ -701,6 +709,13 @@ def _read_xdf(path: Path, wanted: str | None = None) -> Recording:
     if volts:
         check_amplitude(data[volts], path.name)
     annotations, notices = _xdf_markers(streams, stamps, sfreq, path.name)
+    stim = [k for k, kind in enumerate(types) if kind == "stim"]
+    if stim:
+        annotations += _stim_markers(
+            _raw_array(data[stim], [names[k] for k in stim], sfreq),
+            [names[k] for k in stim],
+            bdf=False,
+        )
     events = sorted(_xdf_gaps(stamps, sfreq, path.name) + notices, key=lambda e: e.index)
     return Recording(
         data=data,
