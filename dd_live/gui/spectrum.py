@@ -18,6 +18,7 @@ BANDS = (  # name, low Hz, high Hz
     ("beta", 13.0, 30.0),
     ("gamma", 30.0, 45.0),
 )
+BAND_SYMBOLS = {"delta": "δ", "theta": "θ", "alpha": "α", "beta": "β", "gamma": "γ"}
 BAND_COLORS = ((120, 140, 255), (120, 220, 255), (120, 255, 160), (255, 220, 110), (255, 130, 110))
 POWER_FLOOR = 1e-30  # V^2/Hz, keeps log10 finite
 
@@ -59,8 +60,12 @@ class SpectrumView(QtWidgets.QWidget):
         self.band_plot.setMouseEnabled(x=False, y=False)
         self.band_plot.hideButtons()
         self.band_plot.setLabel("left", "log10 band power")
+        # Greek letters: five full band names overlap in a narrow panel
         self.band_plot.getAxis("bottom").setTicks(
-            [[(i, name) for i, (name, _, _) in enumerate(BANDS)]])
+            [[(i, BAND_SYMBOLS.get(name, name)) for i, (name, _, _) in enumerate(BANDS)]])
+        self.band_plot.setToolTip("band power: " + ", ".join(
+            f"{BAND_SYMBOLS.get(name, name)} {name} {low:g}-{high:g} Hz"
+            for name, low, high in BANDS))
         self.bars = pg.BarGraphItem(x=np.arange(len(BANDS)), height=np.zeros(len(BANDS)),
                                     width=0.7, brushes=[pg.mkBrush(c) for c in BAND_COLORS])
         self.band_plot.addItem(self.bars)
