@@ -148,6 +148,13 @@ def test_openbci_file_through_a_recording_session(tmp_path):
     np.testing.assert_allclose(np.diff(stamps)[[298, 299, 300]], [1 / 250, 4 / 250, 1 / 250])
     recorded = mne.io.read_raw_brainvision(folder / "eeg.vhdr", verbose="error").get_data()
     np.testing.assert_allclose(recorded, written * 1e-6, rtol=0, atol=1e-11)  # float32 µV
+    # the session folder replays with its gap where the live session had it
+    _, replayed, replay_stamps, replay_events = replay(str(folder))
+    assert [(e.kind, e.sample_index, e.extra.get("n_missing")) for e in replay_events
+            if e.kind in ("gap", "marker")] == [("marker", 50, None), ("gap", 300, 3),
+                                                ("marker", 597, None)]
+    np.testing.assert_allclose(np.diff(replay_stamps), np.diff(stamps), rtol=1e-9)
+    np.testing.assert_array_equal(replayed, recorded)
 
 
 @pytest.mark.parametrize("separator", [", ", "\t"])

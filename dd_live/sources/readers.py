@@ -13,8 +13,10 @@ file and what is wrong with it.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
+import json
 import logging
 import re
 import struct
@@ -54,7 +56,8 @@ OTHER_FORMATS = {
 SUPPORTED = {**MNE_FORMATS, **OTHER_FORMATS}
 # what MNE's readers warn when a file is shorter than its header says
 TRUNCATION_HINTS = ("does not match the file size", "truncated", "file is smaller")
-SESSION_EEG_NAMES = ("raw.fif", "eeg.fif")
+SESSION_EEG_NAMES = ("eeg.vhdr", "raw.fif", "eeg.fif")
+SESSION_EVENTS = "events.jsonl"
 OPENBCI_MAGIC = "%OpenBCI"
 # raw values beyond this are not measurements but a damaged file (a float read from the
 # wrong bytes); no amplifier's numbers come near it in any unit
@@ -165,6 +168,27 @@ def _format_of(path: Path) -> str:
     )
 
 
+def _session_gaps(path: Path, n_times: int) -> tuple[FileEvent, ...]:
+    """The gaps a dd-live session recorded in its events file, so that a replay has them
+    where the live session had them (samples missing, the clock moved on)."""
+    if not path.is_file():
+        return ()
+    gaps = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+        if not isinstance(event, dict) or event.get("type") != "gap":
+            continue
+        index, n_missing = event.get("sample"), event.get("n_missing")
+        if isinstance(index, int) and isinstance(n_missing, int) and 0 < index < n_times:
+            description = str(event.get("description", f"{n_missing} samples missing"))
+            if n_missing > 0:
+                gaps.append(FileEvent(index, "gap", description, {"n_missing": n_missing}))
+    return tuple(gaps)
+
+
 def _session_file(folder: Path) -> Path:
     """The EEG file of a session folder: raw.fif / eeg.fif, else the first readable file."""
     for name in SESSION_EEG_NAMES:
@@ -199,7 +223,12 @@ def read_recording(
     if not path.exists():
         raise FileFormatError(f"no such file or folder: {path.resolve()}")
     if path.is_dir():
-        path = _session_file(path)
+        recording = read_recording(_session_file(path), board=board, stream=stream)
+        gaps = _session_gaps(path / SESSION_EVENTS, recording.n_times)
+        if not gaps:
+            return recording
+        events = tuple(sorted(recording.events + gaps, key=lambda e: e.index))
+        return dataclasses.replace(recording, events=events)
     suffix = _format_of(path)
     if path.stat().st_size == 0:
         raise FileFormatError(f"{path} is empty (0 bytes)")
