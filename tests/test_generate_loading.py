@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import PNDMScheduler
 
-from dd_live.errors import GenerationError
+from dd_live.errors import CheckpointError, GenerationError
 from dd_live.generate import ImageGenerator
 from dd_live.model import CLIP_DIM, CLIP_TOKENS
 
@@ -175,3 +175,32 @@ def test_reference_checkpoint_with_another_noise_schedule_is_refused(tiny, tmp_p
     configs = write_configs(tiny, tmp_path / "configs", drop_class_embed=True)
     with pytest.raises(GenerationError, match=r"noise schedule \(betas\) differs"):
         ImageGenerator.from_pretrained(path, config=configs, device="cpu")
+
+
+def test_legacy_format_checkpoint_loads(tmp_path):
+    """A .ckpt in torch's pre-1.6 (non-zip) format cannot be memory-mapped; it still loads."""
+    gen = ImageGenerator.tiny(seed=4, image_size=IMAGE_SIZE).prepare()
+    path = tmp_path / "legacy.ckpt"
+    torch.save({"state_dict": generation_state(gen)}, path, _use_new_zipfile_serialization=False)
+    configs = write_configs(gen, tmp_path / "configs")
+    loaded = ImageGenerator.from_pretrained(path, config=configs, device="cpu")
+    np.testing.assert_array_equal(images(gen), images(loaded))
+
+
+@pytest.mark.parametrize("name", ["truncated.safetensors", "garbage.safetensors", "garbage.ckpt",
+                                  "truncated.ckpt"])
+def test_unreadable_checkpoint_is_a_generation_error_naming_the_file(tmp_path, name):
+    import safetensors.torch
+
+    state = {"conv_in.weight": torch.ones(4, 4)}
+    path = tmp_path / name
+    if name == "truncated.safetensors":
+        safetensors.torch.save_file(state, path)
+        path.write_bytes(path.read_bytes()[:-8])
+    elif name == "truncated.ckpt":
+        torch.save(state, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(b"\x00\x01 not a checkpoint at all " * 8)
+    with pytest.raises((GenerationError, CheckpointError), match=re.escape(str(path)) + " is not a readable"):
+        ImageGenerator.from_pretrained(path, device="cpu")

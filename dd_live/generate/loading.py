@@ -15,6 +15,7 @@ import logging
 import pickle
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import safetensors.torch
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, PNDMScheduler, UNet2DConditionModel
 from huggingface_hub.constants import is_offline_mode
+from safetensors import SafetensorError
 
 from dd_live.assets import sd15_config_dir
 from dd_live.errors import GenerationError
@@ -162,16 +164,42 @@ def _from_file(path: Path, config_dir: Path, torch_dtype: torch.dtype) -> Compon
     )
 
 
+def _read_weights(path: Path) -> Any:
+    """The tensors of one weights file (safetensors, or a torch file read weights-only), on the
+    CPU. Raises GenerationError naming the file when it cannot be read; lets
+    ``pickle.UnpicklingError`` through (a pickled class: the caller decides)."""
+    if path.suffix == ".safetensors":
+        try:
+            return safetensors.torch.load_file(path)
+        except (SafetensorError, OSError) as exc:
+            raise GenerationError(
+                f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc}); it may be "
+                "truncated, still downloading or of another format"
+            ) from None
+    try:
+        # zip-format (torch >= 1.6) files are memory-mapped; the legacy format cannot be
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError:
+        raise
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise GenerationError(
+            f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {exc}); it may be "
+            "truncated or of another format"
+        ) from None
+
+
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
     """(state dict, is it a reference checkpoint) of a checkpoint file, never running pickled code."""
     if path.suffix == ".safetensors":
-        return safetensors.torch.load_file(path), False
+        return _read_weights(path), False
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint = _read_weights(path)
     except pickle.UnpicklingError:
         checkpoint = None  # a pickled class (the release's config): only the allow-listed reader opens it
-    if checkpoint is None or REFERENCE_STATE_KEY in checkpoint:
+    if checkpoint is None or (isinstance(checkpoint, dict) and REFERENCE_STATE_KEY in checkpoint):
         return load_reference_generator_state(path), True
+    if not isinstance(checkpoint, dict):
+        raise GenerationError(f"{path} holds a {type(checkpoint).__name__}, not a state dict of tensors")
     return checkpoint.get("state_dict", checkpoint), False
 
 
@@ -207,11 +235,11 @@ def load_unet(path: str | Path, *, torch_dtype: torch.dtype, config: str | Path 
             f"no UNet at {path}: give a UNet folder (config.json + weights) or one weights file "
             f"({', '.join((*SINGLE_FILE_SUFFIXES, '.bin'))})"
         )
-    if path.suffix == ".safetensors":
-        state = safetensors.torch.load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    try:
+        state = _read_weights(path)
+    except pickle.UnpicklingError as exc:
+        raise GenerationError(f"{path} was refused: it is not a plain state dict of tensors ({exc})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not state:
         raise GenerationError(f"{path} holds no UNet state dict")
     unet_config = UNet2DConditionModel.load_config(config_dir, subfolder="unet")

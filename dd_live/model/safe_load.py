@@ -35,6 +35,7 @@ REFERENCE_CONFIG_CLASSES = (
     "Config_Cls_Model",
 )
 _GLOBAL_IN_MESSAGE = re.compile(r"GLOBAL ([\w.]+)")
+_UNPICKLER_REASON = re.compile(r"WeightsUnpickler error:\s*(.+)")
 
 
 class ReferenceConfig:
@@ -75,7 +76,12 @@ def load_torch_file(path: str | Path) -> Any:
     except pickle.UnpicklingError as exc:
         found = _GLOBAL_IN_MESSAGE.search(str(exc))
         if found is None:
-            raise CheckpointError(f"{path} could not be unpickled safely: {exc}") from None
+            reason = _UNPICKLER_REASON.search(str(exc))
+            detail = reason.group(1).strip() if reason else str(exc).strip().splitlines()[0]
+            raise CheckpointError(
+                f"{path} is not a readable torch checkpoint (the weights-only unpickler stopped: "
+                f"{detail}); it may be truncated or of another format"
+            ) from None
         raise CheckpointError(
             f"{path} was refused: it refers to the Python global {found.group(1)!r}, which is "
             "neither a tensor type, a plain container nor a DreamDiffusion config class. "
