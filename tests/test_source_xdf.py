@@ -328,3 +328,16 @@ def test_xdf_channel_types_and_mne_lsl_units(tmp_path):
     np.testing.assert_allclose(recording.data[:2], eeg_uv.astype(np.float32) * 1e-6, rtol=1e-6)
     np.testing.assert_array_equal(recording.data[2], trigger[0])
     assert recording.annotations == ((100 / SFREQ, 0.0, "5"),)  # the trigger, as find_events
+
+
+def test_xdfz_reads_like_xdf(tmp_path):
+    import gzip
+
+    eeg_uv = np.random.default_rng(10).normal(0, 20, (3, N_TIMES))
+    plain = tmp_path / "rec.xdf"
+    write_xdf(plain, eeg_uv, 1.0 + np.arange(N_TIMES) / SFREQ, [(1.5, "a"), (2.0, "b")])
+    packed = tmp_path / "rec.xdfz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    a, b = read_recording(plain), read_recording(packed)
+    np.testing.assert_array_equal(a.data, b.data)
+    assert a.annotations == b.annotations and len(b.annotations) == 2
