@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from dd_live.errors import ConfigError, DDLiveError
 logger = logging.getLogger("dd_live")
 
 STATUS_PERIOD = 1.0  # s between two lines of the headless status
+RATE_MARKS = 4  # status lines over which the headless images/s is measured
 QT_PROBE_TIMEOUT = 20.0  # s for the subprocess that checks that a window can open
 # the system libraries Qt's xcb (X11) window plugin loads (PySide6 6.5+), as packages
 QT_XCB_DEBIAN = ("libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 "
@@ -357,7 +359,7 @@ def run_headless(config: AppConfig, duration: float | None = None,
         session.stop()
     s = session.stats()
     print(f"\n{s.n_samples} samples, {s.n_windows} windows, {s.n_images} images, "
-          f"{s.n_dropped} dropped, {s.n_rejected} rejected")
+          f"{s.n_dropped} skipped (generator busy), {s.n_rejected} rejected")
     if session.recording_path is not None:
         print(f"session saved to {session.recording_path}")
     return 0
@@ -371,6 +373,7 @@ def _wait(session, duration: float | None, status: bool = False,
     states = [state.name for state in getattr(source, "states", ())]
     next_switch = start if cycle_states and states and hasattr(source, "set_state") else None
     n_switch = 0
+    marks: deque[tuple[float, int]] = deque(maxlen=RATE_MARKS)  # (time, images) for images/s
     while duration is None or time.monotonic() - start < duration:
         if next_switch is not None and time.monotonic() >= next_switch:
             source.set_state(states[n_switch % len(states)])
@@ -386,13 +389,16 @@ def _wait(session, duration: float | None, status: bool = False,
             break
         if status:
             s = session.stats()
-            t = s.last_timings
+            marks.append((time.monotonic(), s.n_images))
+            (t0, n0), (t1, n1) = marks[0], marks[-1]
+            per_second = (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+            latency = s.last_timings.get("latency", s.last_timings.get("total"))
             line = (f"[{s.state}] {s.n_samples} samples @ {s.sfreq_measured:.0f} Hz | buffer "
-                    f"{100 * s.buffer_fill:.0f}% | windows {s.n_windows} | images {s.n_images} | "
-                    f"dropped {s.n_dropped} | rejected {s.n_rejected} | last image "
-                    f"{1000 * t.get('total', 0):.0f} ms (encode {1000 * t.get('encode', 0):.0f}, "
-                    f"sample {1000 * t.get('sample', 0):.0f}, "
-                    f"decode {1000 * t.get('decode', 0):.0f})")
+                    f"{s.buffer_fill * session.config.buffer.seconds:.0f} s of "
+                    f"{session.config.buffer.seconds:g} s | {s.n_images} images, "
+                    f"{per_second:.1f} images/s | latency "
+                    + (f"{1000 * latency:.0f} ms" if latency is not None else "-")
+                    + f" | windows {s.n_windows}, skipped {s.n_dropped}, rejected {s.n_rejected}")
             print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
 
 
