@@ -204,3 +204,11 @@ def test_unreadable_checkpoint_is_a_generation_error_naming_the_file(tmp_path, n
         path.write_bytes(b"\x00\x01 not a checkpoint at all " * 8)
     with pytest.raises((GenerationError, CheckpointError), match=re.escape(str(path)) + " is not a readable"):
         ImageGenerator.from_pretrained(path, device="cpu")
+
+
+def test_model_folder_with_truncated_weights_names_the_part(tiny, tmp_path):
+    folder = tiny.save_pretrained(tmp_path / "model")
+    (weights,) = (folder / "vae").glob("*.safetensors")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(GenerationError, match=re.escape(str(folder / "vae")) + "/ .*truncated"):
+        ImageGenerator.from_pretrained(folder, device="cpu")

@@ -93,18 +93,22 @@ def _from_folder(folder: Path, torch_dtype: torch.dtype) -> Components:
             f"unet/, vae/ and scheduler/ (e.g. from: {DOWNLOAD_COMMAND})"
         )
     kwargs = {"torch_dtype": torch_dtype, "local_files_only": True}
+
+    def part(cls, name: str):
+        try:
+            return cls.from_pretrained(folder, subfolder=name, **kwargs)
+        except (OSError, ValueError, SafetensorError) as exc:  # diffusers: OSError for bad weights
+            raise GenerationError(
+                f"could not load {folder / name}/ ({type(exc).__name__}: {exc}); its files may be "
+                "truncated, incomplete or of another model"
+            ) from None
+
     return Components(
-        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kwargs),
-        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", **kwargs),
+        unet=part(UNet2DConditionModel, "unet"),
+        vae=part(AutoencoderKL, "vae"),
         scheduler_config=dict(PNDMScheduler.load_config(folder, subfolder="scheduler")),
-        time_cond=(
-            TimeConditioner.from_pretrained(folder, subfolder="time_cond", **kwargs)
-            if (folder / "time_cond").is_dir() else None
-        ),
-        tiny_vae=(
-            AutoencoderTiny.from_pretrained(folder, subfolder="tiny_vae", **kwargs)
-            if (folder / "tiny_vae").is_dir() else None
-        ),
+        time_cond=part(TimeConditioner, "time_cond") if (folder / "time_cond").is_dir() else None,
+        tiny_vae=part(AutoencoderTiny, "tiny_vae") if (folder / "tiny_vae").is_dir() else None,
         source=f"folder {folder}",
     )
 
