@@ -514,3 +514,21 @@ def test_a_start_error_is_a_dialog_not_a_traceback(make_window, caplog):
     tracebacks = [r for r in caplog.records if r.exc_info and r.levelno >= logging.INFO]
     assert not tracebacks, tracebacks  # a traceback only with -v (debug)
     dialog.close()
+
+
+@pytest.mark.parametrize("mode", ["latest", "interval", "marker", "recorded"])
+def test_the_window_runs_the_settings_it_was_given(app, mode, tmp_path):
+    """What the command line and config files say reaches the session unchanged through the
+    window's controls (a window that silently ran another trigger mode was a bug)."""
+    from dd_live.config import WINDOW_MODES
+    from dd_live.gui.controls import ControlPanel
+
+    assert mode in WINDOW_MODES
+    config = AppConfig().replace(
+        source={"spec": SYNTHETIC_SPEC}, window={"mode": mode, "length": 0.5, "hop": 0.25,
+                                                 "min_hop": 0.1},
+        generator={"model": "none", "steps": 4, "seed": 7, "scheduler": "ddim"},
+        record={"enabled": True, "root": str(tmp_path)})
+    panel = ControlPanel(config)
+    assert panel.config() == config
+    assert panel.window_min_hop.isEnabled() == (mode == "latest")

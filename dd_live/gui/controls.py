@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
-from dd_live.config import SCHEDULER_NAMES, AppConfig
+from dd_live.config import SCHEDULER_NAMES, WINDOW_MODES, AppConfig
 from dd_live.sources import DEFAULT_STATES
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ SOURCE_KINDS = ("synthetic", "brainflow", "lsl", "file")
 SOURCE_LABELS = ("synthetic (simulated thought)", "BrainFlow board", "LSL stream", "file replay")
 AUTO_STATE = "auto"
 NO_STATE = "none"
-NOTCH_CHOICES = ("off", "50", "60")
+NOTCH_CHOICES = ("auto", "off", "50", "60")
 SETTINGS_GROUP = "controls"
 MAX_SEED = 2**31 - 1
 
@@ -123,6 +123,7 @@ class ControlPanel(QtWidgets.QWidget):
         layout.addWidget(self._generator_box())
         layout.addStretch(1)
         self.apply_config(config)
+        self._window_mode_changed(self.window_mode.currentText())
 
     def __repr__(self) -> str:
         return f"<ControlPanel: source {self.source_spec()!r}>"
@@ -227,14 +228,20 @@ class ControlPanel(QtWidgets.QWidget):
         box = QtWidgets.QGroupBox("windows")
         self._locked_while_running.append(box)
         form = QtWidgets.QFormLayout(box)
-        self.window_mode = self._keep("window/mode", _combo(("interval", "marker")))
+        self.window_mode = self._keep("window/mode", _combo(WINDOW_MODES))
+        self.window_mode.setToolTip("latest: the newest window whenever the generator is free; "
+                                    "interval: one every hop; marker: one per marker; "
+                                    "recorded: the windows a replayed session recorded")
         self.window_length = self._keep("window/length", _spin(0.05, 10, 0.44, 0.01, 2, " s"))
         self.window_hop = self._keep("window/hop", _spin(0.02, 60, 0.5, 0.1, 2, " s"))
+        self.window_min_hop = self._keep("window/min_hop", _spin(0.001, 60, 0.02, 0.01, 3, " s"))
+        self.window_min_hop.setToolTip("latest: at least this long between two windows")
         self.marker_match = self._keep("window/marker_match", QtWidgets.QLineEdit())
         self.marker_match.setPlaceholderText("all markers")
         form.addRow("trigger", self.window_mode)
         form.addRow("length", self.window_length)
         form.addRow("hop", self.window_hop)
+        form.addRow("min hop", self.window_min_hop)
         form.addRow("marker", self.marker_match)
         self.window_mode.currentTextChanged.connect(self._window_mode_changed)
         return box
@@ -279,6 +286,7 @@ class ControlPanel(QtWidgets.QWidget):
 
     def _window_mode_changed(self, mode: str) -> None:
         self.window_hop.setEnabled(mode == "interval")
+        self.window_min_hop.setEnabled(mode == "latest")
         self.marker_match.setEnabled(mode == "marker")
 
     def _browse_file(self) -> None:
@@ -360,10 +368,11 @@ class ControlPanel(QtWidgets.QWidget):
             filter={"enabled": self.filter_check.isChecked(),
                     "l_freq": self.l_freq.value() or None,
                     "h_freq": self.h_freq.value() or None,
-                    "notch": None if notch == "off" else float(notch)},
+                    "notch": notch if notch in ("auto", "off") else float(notch)},
             window={"mode": self.window_mode.currentText(),
                     "length": self.window_length.value(),
                     "hop": self.window_hop.value(),
+                    "min_hop": self.window_min_hop.value(),
                     "marker_match": self.marker_match.text().strip()},
             generator={"mode": self.mode_combo.currentText(),
                        "model": self.model_edit.text().strip() or "tiny",
@@ -402,7 +411,8 @@ class ControlPanel(QtWidgets.QWidget):
             if kind != "synthetic" or rest:
                 _set(target, rest)
         elif key == "filter/notch":
-            _set(self.notch_combo, "off" if value is None else f"{value:g}")
+            _set(self.notch_combo,
+                 "off" if value is None else value if isinstance(value, str) else f"{value:g}")
         elif key in ("filter/l_freq", "filter/h_freq"):
             _set(self._persistent[key], value or 0.0)
         elif key in self._persistent:
