@@ -18,7 +18,15 @@ from pathlib import Path
 
 from dd_live import __version__
 from dd_live.assets import DEMO_MODEL, demo_model_dir
-from dd_live.config import NO_MODEL, SCHEDULER_NAMES, AppConfig, merge_layers, read_toml
+from dd_live.config import (
+    NO_MODEL,
+    PRESETS,
+    SCHEDULER_NAMES,
+    AppConfig,
+    apply_preset,
+    merge_layers,
+    read_toml,
+)
 from dd_live.errors import ConfigError, DDLiveError
 
 logger = logging.getLogger("dd_live")
@@ -50,7 +58,13 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
     p.add_argument("--model", help="a dd-live model folder, 'demo', 'tiny' (random, for tests) "
                    "or 'none' (no images); default: 'demo' for synthetic sources, 'none' else")
     p.add_argument("--scheduler", choices=SCHEDULER_NAMES)
-    p.add_argument("--steps", type=int, help="sampler steps")
+    p.add_argument("--steps", type=int, help="sampler steps (1 with a one-step model: --scheduler lcm)")
+    p.add_argument("--preset", choices=tuple(PRESETS),
+                   help="cpu: 256 px, 4 steps, tiny decoder; gpu: native size, 4 steps, tiny "
+                   "decoder, CUDA graphs (only for settings you did not give)")
+    p.add_argument("--unet", help="a distilled SD 1.5 UNet (folder or file) replacing the model's, "
+                   "e.g. a one-step DMD2 UNet")
+    p.add_argument("--lora", help="a few-step LoRA (LCM, TCD, Hyper-SD), fused at load")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (<=1: off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--headless", action="store_true", help="no window: a text status instead")
@@ -75,7 +89,8 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
     cli: dict = {}
     gen = {}
     for arg, key in (("model", "model"), ("scheduler", "scheduler"), ("steps", "steps"),
-                     ("guidance", "guidance_scale"), ("seed", "seed")):
+                     ("guidance", "guidance_scale"), ("seed", "seed"), ("preset", "preset"),
+                     ("unet", "unet"), ("lora", "lora")):
         value = getattr(args, arg, None)
         if value is not None:
             gen[key] = value
@@ -104,7 +119,10 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
 
         model_layer = {section: values for section, values in read_model_settings(model).items()
                        if section in AppConfig.__dataclass_fields__ and isinstance(values, dict)}
-    return AppConfig.from_layers(model_layer, merged, {"generator": {"model": model}})
+    config = AppConfig.from_layers(model_layer, merged, {"generator": {"model": model}})
+    # the preset fills only what no layer set (a model folder may recommend a preset itself)
+    explicit = {*model_layer.get("generator", {}), *merged.get("generator", {})}
+    return config.replace(generator=apply_preset(config.generator, explicit))
 
 
 def _has_display() -> bool:

@@ -35,7 +35,14 @@ from typing import Any
 
 from dd_live.errors import ConfigError
 
-SCHEDULER_NAMES = ("dpm++", "ddim", "euler-a", "plms", "lcm")
+SCHEDULER_NAMES = ("dpm++", "ddim", "ddim-trailing", "euler-a", "plms", "lcm", "tcd")
+# --preset: what a machine class runs well (each value only where nobody set that key):
+# "cpu": 256 px, 4 steps, the tiny decoder where the model has one; "gpu": the model's native
+# size, 4 steps, the tiny decoder where the model has one, CUDA graphs (benchmarks/pipeline.py)
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {"image_size": 256, "steps": 4, "tiny_decoder": True},
+    "gpu": {"image_size": None, "steps": 4, "tiny_decoder": True, "cuda_graphs": True},
+}
 WINDOW_MODES = ("interval", "marker")
 QUALITY_MODES = ("adaptive", "fixed", "off")
 GENERATION_MODES = ("generate", "retrieve")
@@ -131,6 +138,12 @@ class GeneratorConfig:
     or ``"none"`` (no generation: a viewer and recorder).
     ``threads``: CPU threads for the model (0: torch's default); on a 2-core laptop 1 leaves a
     core to acquisition and the window.
+    ``preset``: ``"cpu"`` or ``"gpu"`` (see ``PRESETS``; a model folder may recommend one),
+    applied by :func:`apply_preset` to the keys nobody set. ``tiny_decoder``: decode with the
+    model's tiny autoencoder (its ``tiny_vae/`` folder or ``tiny_vae``). ``unet``: a distilled
+    UNet (folder or file, e.g. a one-step DMD2 SD 1.5 UNet; run with ``scheduler = "lcm"``,
+    ``steps = 1``); ``lora``: a few-step LoRA (LCM, TCD, Hyper-SD), fused at load.
+    ``cuda_graphs``: capture the sampler as CUDA graphs on CUDA (off: eager, for debugging).
     """
 
     model: str = "tiny"
@@ -149,8 +162,15 @@ class GeneratorConfig:
     threads: int = 0
     gallery: str | None = None
     channel_method: str = "replicate"
+    preset: str = ""
+    tiny_decoder: bool = False
+    unet: str | None = None
+    lora: str | None = None
+    cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
+        _check(self.preset in ("", *PRESETS),
+               f"[generator] preset must be one of {tuple(PRESETS)} (or empty), got {self.preset!r}")
         _check(self.mode in GENERATION_MODES,
                f"[generator] mode must be one of {GENERATION_MODES}, got {self.mode!r}")
         _check(self.scheduler in SCHEDULER_NAMES,
@@ -165,6 +185,17 @@ class GeneratorConfig:
                f"got {self.channel_method!r}")
         _check(self.mode != "retrieve" or bool(self.gallery),
                "[generator] mode 'retrieve' needs a gallery folder: set [generator] gallery")
+
+
+def apply_preset(gen: GeneratorConfig, explicit: frozenset[str] | set[str] = frozenset()) -> GeneratorConfig:
+    """``gen`` with its preset's values for the keys that are still at their defaults and not in
+    ``explicit`` (keys the user gave, e.g. on the command line): the user's choice always wins."""
+    if not gen.preset:
+        return gen
+    defaults = GeneratorConfig()
+    changes = {key: value for key, value in PRESETS[gen.preset].items()
+               if key not in explicit and getattr(gen, key) == getattr(defaults, key)}
+    return dataclasses.replace(gen, **changes) if changes else gen
 
 
 @dataclass(frozen=True)

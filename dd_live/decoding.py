@@ -107,14 +107,22 @@ class EEGDecoder:
             tiny_vae=config.tiny_vae,
             compile=config.compile,
             image_size=config.image_size,
+            unet=config.unet,
+            lora=config.lora,
+            cuda_graphs=None if config.cuda_graphs else False,
         )
         if config.model == TINY_MODEL:
+            from dd_live.generate.schedulers import DISTILLED_SCHEDULERS
+
             torch.manual_seed(config.seed)
             conditioner = EEGConditioner(get_preset("tiny", kind="conditioner"))
-            generator = ImageGenerator.tiny(seed=config.seed, settings=GeneratorSettings(
-                scheduler=config.scheduler, num_inference_steps=config.steps,
-                guidance_scale=config.guidance_scale, image_size=config.image_size,
-                tiny_decoder=config.tiny_vae is not None))
+            # random weights either way: with a few-step sampler the tiny UNet takes its input
+            generator = ImageGenerator.tiny(
+                seed=config.seed, lcm=config.scheduler in DISTILLED_SCHEDULERS,
+                cuda_graphs=settings["cuda_graphs"], settings=GeneratorSettings(
+                    scheduler=config.scheduler, num_inference_steps=config.steps,
+                    guidance_scale=config.guidance_scale, image_size=config.image_size,
+                    tiny_decoder=config.tiny_decoder or config.tiny_vae is not None))
             description = "tiny random models: images carry no meaning"
         else:
             folder = demo_model_dir() if config.model == DEMO_MODEL else Path(config.model).expanduser()
@@ -126,8 +134,14 @@ class EEGDecoder:
                     "use --model tiny for random tiny models."
                 )
             conditioner = load(folder / CONDITIONER_FOLDER)
+            has_tiny = config.tiny_vae is not None or (folder / "tiny_vae").is_dir()
+            if config.tiny_decoder and not has_tiny:
+                logger.warning("the tiny decoder was asked for but %s has no tiny_vae/ folder and "
+                               "[generator] tiny_vae is not set: decoding with the full VAE", folder)
             generator = ImageGenerator.from_pretrained(
-                str(folder), null_context=_null_context(conditioner), **settings)
+                str(folder), null_context=_null_context(conditioner),
+                tiny_decoder=has_tiny and (config.tiny_decoder or config.tiny_vae is not None),
+                **settings)
             description = read_model_settings(folder).get(
                 "description", getattr(generator, "description", str(folder)))
         retriever = None

@@ -189,10 +189,7 @@ class ImageGenerator:
         # 1. device and precision
         self.device = resolve_device(self._requested["device"])
         self.dtype = resolve_dtype(self.device, self._requested["dtype"])
-        want_graphs = self._cuda_graphs if self._cuda_graphs is not None else self.device.type == "cuda"
-        if want_graphs and self.device.type != "cuda":
-            raise GenerationError(f"cuda_graphs=True needs a CUDA device, the generator runs on {self.device}")
-        self.use_graphs = bool(want_graphs)
+        self._resolve_graphs()
         # 2. attention backend (xformers only where its kernels really run)
         self.attention = choose_attention_backend(self.device, self._requested["attention"])
         # 3. modules to device, inference only, channels_last on CUDA
@@ -234,6 +231,21 @@ class ImageGenerator:
             self.unet.compile()
         self.scheduler = scheduler
         logger.info("image generator ready: %r", self)
+        return self
+
+    def _resolve_graphs(self) -> None:
+        want = self._cuda_graphs if self._cuda_graphs is not None else self.device.type == "cuda"
+        if want and self.device.type != "cuda":
+            raise GenerationError(f"cuda_graphs=True needs a CUDA device, the generator runs on {self.device}")
+        self.use_graphs = bool(want)
+
+    def set_cuda_graphs(self, enabled: bool | None) -> ImageGenerator:
+        """Capture the hot path as CUDA graphs (True), run it eagerly (False), or decide by
+        device (None: on CUDA). Variants captured so far are dropped (captured again when used)."""
+        self._cuda_graphs = enabled
+        self._captured.clear()
+        if self.prepared:
+            self._resolve_graphs()
         return self
 
     def warmup(self, progress: Callable[[str], Any] | None = None) -> ImageGenerator:
@@ -552,6 +564,7 @@ class ImageGenerator:
         dtype: str = "auto",
         attention: str = "auto",
         tiny_vae: str | Path | None = None,
+        tiny_decoder: bool | None = None,
         lcm_lora: str | Path | None = None,
         lora: str | Path | None = None,
         unet: str | Path | None = None,
@@ -575,6 +588,8 @@ class ImageGenerator:
         ``prepare()``; ``unet=`` a distilled SD 1.5 UNet (folder or single file, e.g. DMD2's
         one-step UNet) replacing the model's, run with ``scheduler="lcm", num_inference_steps=1``.
         ``cuda_graphs``: capture the hot path as CUDA graphs (default: on CUDA).
+        ``tiny_decoder``: decode with the tiny autoencoder (``tiny_vae=`` or the folder's
+        ``tiny_vae/``); default: when ``tiny_vae=`` is given.
         """
         dtype_for_load = resolve_dtype(resolve_device(device), dtype)
         parts = load_components(path_or_id, torch_dtype=dtype_for_load, config=config, tiny_vae=tiny_vae)
@@ -590,7 +605,7 @@ class ImageGenerator:
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
             image_size=image_size,
-            tiny_decoder=tiny_vae is not None,
+            tiny_decoder=tiny_vae is not None if tiny_decoder is None else tiny_decoder,
         )
         return cls(
             parts.unet, parts.vae, parts.scheduler_config, settings=settings, tiny_vae=parts.tiny_vae,
