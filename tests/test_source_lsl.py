@@ -141,3 +141,16 @@ def test_player_streams_a_file_with_markers(stream_name, tmp_path):
     # each marker sits at its sample (0.8 s and 1.2 s into the file)
     for marker, onset in zip(markers, (200, 300)):
         assert abs(marker.timestamp - stamps[onset]) < 0.01
+
+
+def test_quotes_in_names_neither_break_nor_widen_the_query(stream_name):
+    """Names go into LSL's XPath query as quoted literals: a name holding both kinds of quotes
+    is found, and a name that spells out another clause does not match other streams."""
+    tricky = f"{stream_name} it's \"quoted\""
+    outlets = [make_outlet(tricky), make_outlet(f"{stream_name}-other")]
+    source = LSLSource(tricky, timeout=5.0)
+    assert source.info.name == tricky and source.info.source_id == tricky
+    assert LSLSource(source_id=tricky, timeout=5.0).info.name == tricky
+    with pytest.raises(StreamNotFoundError, match="no LSL stream matching"):
+        LSLSource(f"nothing' or name='{stream_name}-other", timeout=0.5)
+    del outlets

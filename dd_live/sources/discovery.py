@@ -123,17 +123,38 @@ def format_serial_port(port: dict) -> str:
 MARKER_TYPES = ("markers", "annotations")  # LSL stream types of marker streams (lower case)
 
 
+def xpath_literal(text: str) -> str:
+    """``text`` as an XPath 1.0 string literal, whatever quotes it holds.
+
+    XPath has no escape character: a value with ``'`` is written in ``"..."``, one with both
+    kinds as ``concat(...)``. Stream names and ids from the user or the network go into LSL
+    queries only through this, so a name cannot change what a query matches.
+    """
+    text = str(text)
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    parts = text.split("'")
+    return "concat(" + ", \"'\", ".join(f"'{part}'" for part in parts) + ")"
+
+
+def lsl_predicate(**props: str | None) -> str:
+    """An LSL XPath predicate requiring each given property to equal its value, e.g.
+    ``lsl_predicate(name="EEG 'A'", type="EEG")``; None values are left out."""
+    return " and ".join(f"{prop}={xpath_literal(value)}" for prop, value in props.items()
+                        if value is not None)
+
+
 def companion_marker_predicate(eeg: dict) -> str | None:
     """An LSL XPath predicate for the marker streams that may belong to the stream ``eeg``
-    (a :func:`describe_lsl_info` dict); None when its name or id cannot be quoted safely."""
+    (a :func:`describe_lsl_info` dict)."""
     name, host, source_id = eeg["name"], eeg.get("hostname", ""), eeg.get("source_id", "")
-    if any("'" in text for text in (name, host, source_id)):
-        return None
-    same_host = f" and hostname='{host}'" if host else ""
-    clauses = [f"(name='{name}-markers'{same_host})"]
+    same_host = f" and hostname={xpath_literal(host)}" if host else ""
+    clauses = [f"(name={xpath_literal(name + '-markers')}{same_host})"]
     if source_id:
         types = " or ".join(f"type='{kind}' or type='{kind.capitalize()}'" for kind in MARKER_TYPES)
-        clauses.append(f"(starts-with(source_id,'{source_id}') and ({types}){same_host})")
+        clauses.append(f"(starts-with(source_id,{xpath_literal(source_id)}) and ({types}){same_host})")
     return " or ".join(clauses)
 
 

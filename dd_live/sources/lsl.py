@@ -37,7 +37,9 @@ from dd_live.sources.discovery import (
     describe_lsl_info,
     format_lsl_stream,
     list_lsl_streams,
+    lsl_predicate,
     marker_stream_for,
+    xpath_literal,
 )
 from dd_live.sources.units import VOLT_TYPES, parse_unit
 
@@ -59,14 +61,7 @@ def _pylsl():
 
 
 def _predicate(name: str | None, stype: str | None, source_id: str | None) -> str:
-    parts = [
-        f"{prop}='{value}'"
-        for prop, value in (("name", name), ("type", stype), ("source_id", source_id))
-        if value is not None
-    ]
-    if not parts:
-        parts = ["type='EEG'"]
-    return " and ".join(parts)
+    return lsl_predicate(name=name, type=stype, source_id=source_id) or "type='EEG'"
 
 
 def resolve_one(predicate: str, timeout: float, what: str):
@@ -333,7 +328,8 @@ class LSLSource(Source):
     def _open_markers(self) -> None:
         pylsl = _pylsl()
         query = self._markers_query
-        found = resolve_one(f"name='{query}' or type='{query}'", self.timeout, "marker stream")
+        found = resolve_one(f"name={xpath_literal(query)} or type={xpath_literal(query)}",
+                            self.timeout, "marker stream")
         self.marker_stream_name = found.name()
         inlet = pylsl.StreamInlet(found, max_buflen=BUFFER_SECONDS, recover=True)
         inlet.open_stream(timeout=self.timeout)
@@ -461,10 +457,9 @@ class LSLSource(Source):
 
     def _id_predicate(self) -> str:
         """What a returning stream must match."""
-        kind = f" and type='{self._stype}'" if self._stype else ""
         if self.reconnect == "source-id" and self.info.source_id:
-            return f"source_id='{self.info.source_id}'{kind}"
-        return f"name='{self.info.name}'{kind}"
+            return lsl_predicate(source_id=self.info.source_id, type=self._stype or None)
+        return lsl_predicate(name=self.info.name, type=self._stype or None)
 
     def _report_disconnect(self, why: str) -> None:
         self._silent = True
