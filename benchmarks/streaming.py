@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-# liblsl reads this when pylsl is imported: discovery stays on this machine
+# liblsl reads this when pylsl is imported: discovery stays on the loopback interface
 os.environ["LSLAPICFG"] = str(Path(__file__).resolve().parents[1] / "tests" / "lsl_api.cfg")
 
 import numpy as np  # noqa: E402

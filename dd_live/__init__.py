@@ -2,7 +2,7 @@
 
 Live EEG (LSL, BrainFlow, recorded files, a synthetic board) is filtered online, cut into
 windows, encoded by an EEG encoder and used to condition a Stable Diffusion sampler.
-The map of the package is ``../shared/DESIGN.md``; every array is ``(n_channels, n_times)``.
+The map of the package is ``docs/architecture.md``; every array is ``(n_channels, n_times)``.
 """
 
 import logging

@@ -2,7 +2,7 @@
 
 These tests LOAD the shipped folder (built by ``python -m training.demo.build --out
 dd_live/assets/demo``); they never retrain it. Held-out streams use seeds the build never saw.
-Torch runs on one thread here: on a shared 2-core machine two OpenMP threads that lose their
+Torch runs on one thread here: on a busy 2-core machine two OpenMP threads that lose their
 core to another process make small models ~20x slower.
 """
 

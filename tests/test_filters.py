@@ -83,7 +83,7 @@ def test_design_variants_and_group_delay():
     _, gain = signal.sosfreqz(design_filter(SFREQ, 5.0, 95.0, notch=50.0), [20.0, 50.0], fs=SFREQ)
     assert abs(gain[0]) > 0.9 and abs(gain[1]) < 1e-3
 
-    # 4th-order Butterworth 1-40 Hz: 15 ms at 10 Hz, 28 ms at 5 Hz (../shared/REALTIME.md)
+    # 4th-order Butterworth 1-40 Hz: 15 ms at 10 Hz, 28 ms at 5 Hz (docs/realtime.md)
     filt = StreamingFilter(design_filter(SFREQ, 1.0, 40.0), 1, sfreq=SFREQ)
     assert filt.group_delay(10.0) == pytest.approx(0.015, abs=0.002)
     assert filt.group_delay(5.0) == pytest.approx(0.028, abs=0.002)

@@ -18,7 +18,7 @@ from dd_live.model import (
 )
 from dd_live.model.layers import count_parameters, sincos_position_table
 
-# ../shared/REFERENCE.md: encoder alone 151.9 M, masked autoencoder 165.4 M parameters
+# docs/reference.md: encoder alone 151.9 M, masked autoencoder 165.4 M parameters
 REFERENCE_ENCODER_PARAMS = 151_901_184
 REFERENCE_MAE_PARAMS = 165_380_096
 

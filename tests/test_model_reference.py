@@ -1,6 +1,6 @@
 """Import of DreamDiffusion release files: strict key mapping, safe unpickling, generator split.
 
-The files are written here with the release's key names and layouts (../shared/REFERENCE.md)
+The files are written here with the release's key names and layouts (docs/reference.md)
 at a small size, with a config object pickled from a class ``config.Config_MBM_EEG`` (or
 ``Config_Generative_Model``) of a throw-away module, exactly as the release pickles its own.
 """

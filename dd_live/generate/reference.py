@@ -1,7 +1,7 @@
 """The reference release's fine-tuned generation checkpoint -> diffusers UNet, VAE, time conditioning.
 
 The file (~5 GB) is a pickled dict whose ``model_state_dict`` holds the whole latent-diffusion
-model in the original LDM layout (../shared/REFERENCE.md). ``dd_live.model`` reads it without
+model in the original LDM layout (docs/reference.md). ``dd_live.model`` reads it without
 running pickled code (``load_reference_generator_state``); here its non-EEG keys are mapped
 strictly: every key is placed in a module or explicitly ignored; anything else is an error
 that lists it.

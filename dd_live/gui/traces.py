@@ -1,6 +1,6 @@
 """Live traces: every channel stacked in one NaN-separated curve, redrawn from the ring buffer.
 
-One :class:`pyqtgraph.PlotDataItem` holds all channels (``../shared/REALTIME.md``: 128 curves
+One :class:`pyqtgraph.PlotDataItem` holds all channels (``docs/realtime.md``: 128 curves
 draw at 10.8 fps, one concatenated curve at 59.5 fps). Each redraw copies the newest
 ``span`` seconds out of a ring buffer (``latest(n)`` returns copies, so the GUI thread never
 waits on the acquisition thread), reduces them to about two points per pixel column with

@@ -54,7 +54,7 @@ Speed: ``.encode()`` runs under torch.inference_mode with bf16 autocast on CUDA;
 ``model.compile()`` (torch.compile) is optional.
 
 Errors: dd_live.errors.CheckpointError (files, keys, unsafe pickles), ConfigError (settings).
-The ``reference`` preset reproduces the DreamDiffusion release (../shared/REFERENCE.md):
+The ``reference`` preset reproduces the DreamDiffusion release (docs/reference.md):
 encoder 151.9 M parameters, masked autoencoder 165.4 M.
 """
 

@@ -1,4 +1,4 @@
-"""Import of the DreamDiffusion release's checkpoints (../shared/REFERENCE.md).
+"""Import of the DreamDiffusion release's checkpoints (docs/reference.md).
 
 Two files exist in the wild:
 

@@ -80,7 +80,7 @@ def resolve_one(predicate: str, timeout: float, what: str):
         hint = f"streams seen: {listing}"
     else:
         hint = (
-            "no LSL stream at all is visible: is the outlet running, on this machine or "
+            "no LSL stream at all is visible: is the outlet running, on this computer or the "
             "network, and does its LSL configuration (LSLAPICFG) allow discovery?"
         )
     raise StreamNotFoundError(

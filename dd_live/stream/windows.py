@@ -20,7 +20,7 @@ from dd_live.stream.ringbuffer import BufferRangeError, RingBuffer
 
 logger = logging.getLogger(__name__)
 
-# the reference model sees 440 ms starting 20 ms after the stimulus (../shared/REFERENCE.md)
+# the reference model sees 440 ms starting 20 ms after the stimulus (docs/reference.md)
 WINDOW_LENGTH = 0.44
 MARKER_OFFSET = 0.02
 PERIODIC_HOP = 0.5

@@ -1,6 +1,6 @@
 """Pretraining corpus: EEG windows cut from any files MNE reads (or MOABB data sets), cached.
 
-Preprocessing follows the paper (``../shared/REFERENCE.md``): EEG channels only, band-pass
+Preprocessing follows the paper (``docs/reference.md``): EEG channels only, band-pass
 5-95 Hz (the upper edge is lowered below Nyquist for slow recordings), optional resampling,
 each channel standardised over its recording, cut into consecutive windows of ``n_times``
 (a recording shorter than one window is zero-padded), channels padded to ``n_channels`` by

@@ -1,4 +1,4 @@
-"""The reference's paired EEG-image data set (ImageNet-EEG, ``../shared/REFERENCE.md``).
+"""The reference's paired EEG-image data set (ImageNet-EEG, ``docs/reference.md``).
 
 Files:
 

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, required=True, help="the model folder to write (e.g. dd_live/assets/demo)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1: fastest on a shared 2-core machine, and reproducible)")
+                        help="torch CPU threads (1: fastest on a busy 2-core machine, and reproducible)")
     parser.add_argument("--work-dir", type=Path, default=None, help="intermediate files (default: <out>.work)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

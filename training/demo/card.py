@@ -65,7 +65,7 @@ states. The CLIP head (`clip_projection`) is therefore untrained: retrieval mode
 with this model. There is no classifier-free guidance (the null context is untrained): use
 guidance 1.
 
-Build time on this machine: {build_total:.0f} s ({build_parts}).
+Build time on a 2-core machine: {build_total:.0f} s ({build_parts}).
 
 ## Measured quality (held-out streams, {n_held_out} windows, loaded through `EEGDecoder`)
 
