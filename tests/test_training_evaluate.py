@@ -63,7 +63,7 @@ def test_finetuning_learns_and_evaluation_beats_chance(tmp_path):
                              "--scheduler", "ddim", "--num-inference-steps", "10"])
     assert json.loads((out / "results.json").read_text())["n_way_accuracy"] == results["n_way_accuracy"]
     assert results["n_eeg"] == 16 and results["chance"] == 0.25
-    assert results["n_way_accuracy"] >= 2 * results["chance"]  # measured 0.81 here
+    assert results["n_way_accuracy"] >= 2 * results["chance"]  # measured 0.79 (held out)
     assert results["n_way_accuracy"] <= results["n_way_accuracy_max"] <= 1
     with Image.open(out / "grid.png") as grid:
         assert grid.size == (16 * 3, 16 * 8)  # ground truth + 2 samples, 8 rows
