@@ -145,7 +145,7 @@ def test_window_preprocessor_mismatches_say_how_to_fix():
     with pytest.raises(MontageError, match=r"takes 128 channels but 3 target names"):
         WindowPreprocessor(info, target_names=["Fz", "Cz", "Pz"])
     no_eeg = StreamInfo("aux", SFREQ, ("a", "b"), ("misc", "stim"))
-    with pytest.raises(MontageError, match=r"no channel typed 'eeg' .* eeg_only=False"):
+    with pytest.raises(MontageError, match=r"no EEG channel to feed the model .* eeg_only=False"):
         WindowPreprocessor(no_eeg)
     window = make_window(info)
     window.data[3, 5:9] = np.nan

@@ -35,8 +35,8 @@ def test_nan_burst_names_channel_and_fix():
     result = QualityChecker(SFREQ, ch_names=NAMES).check(data)
     assert not result.ok and result.bad_channels == (2,)
     assert result.reasons == (
-        "channel Pz: 15 of 110 samples NaN/Inf (missing data: check the connection, or drop "
-        "windows that overlap a gap)",
+        "channel Pz: 15 of 110 samples NaN/Inf (non-finite samples from the source: the window "
+        "overlaps them)",
     )
 
 

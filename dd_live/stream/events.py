@@ -15,6 +15,11 @@ EVENT_KINDS = (
     "reconnect",
     "disconnect",
     "end",  # a finite source delivered everything
+    "nonfinite",  # NaN/Inf samples begin (on the channels named in extra)
+    "finite",  # ... and end
+    "bad_channel",  # a channel the model reads is marked bad (replaced for the model)
+    "channel_ok",  # ... and is good again
+    "mains",  # the automatic notch chose a mains frequency (or none)
 )
 
 

@@ -2,7 +2,13 @@
 
 Fed in chunks of any size, :class:`StreamingFilter` gives exactly what ``scipy.signal.sosfilt``
 gives on the whole signal with the same initial state. BrainFlow's ``DataFilter`` forgets its
-state between calls and must not be used for streaming (see ../shared/REALTIME.md).
+state between calls and must not be used for streaming.
+
+Non-finite input (NaN/Inf from a device or a file) never reaches the filter state: the filter
+holds the channel's last finite value while it lasts, the output is NaN at exactly those
+samples (so windows overlapping them are rejected downstream), and the affected channels alone
+restart from the steady state of their first finite sample afterwards. Other channels are
+untouched. :class:`~dd_live.stream.nonfinite.NonFiniteWatch` reports such stretches as events.
 """
 
 from __future__ import annotations
@@ -147,6 +153,10 @@ class StreamingFilter:
         self._sfreq = sfreq
         self._zi_unit = signal.sosfilt_zi(sos)  # (n_sections, 2), steady state for input 1
         self._zi: np.ndarray | None = None  # (n_sections, n_channels, 2) once started
+        # (n_channels,) last finite input per channel, and channels inside a non-finite run
+        self._last_finite = np.zeros(self._n_channels, self._dtype)
+        self._holding = np.zeros(self._n_channels, dtype=bool)
+        self._n_isolated = 0
 
     def initial_state(self, first_sample: np.ndarray) -> np.ndarray:
         """The ``zi`` this filter starts from, ``(n_sections, n_channels, 2)``.
@@ -163,7 +173,8 @@ class StreamingFilter:
         """Filter the next chunk.
 
         Args:
-            chunk: ``(n_channels, n_times)``, ``n_times`` may be 0.
+            chunk: ``(n_channels, n_times)``, ``n_times`` may be 0. NaN/Inf samples are
+                isolated (see the module docstring): NaN out, the state stays finite.
 
         Returns:
             ``(n_channels, n_times)`` in the filter's dtype.
@@ -176,14 +187,76 @@ class StreamingFilter:
         if chunk.shape[1] == 0:
             return np.empty((self._n_channels, 0), self._dtype)
         chunk = np.asarray(chunk, self._dtype)
+        finite = np.isfinite(chunk)
+        if not finite.all():
+            return self._filter_nonfinite(chunk, finite)
+        if self._holding.any():  # a non-finite run ended exactly at the chunk boundary
+            self._restart_channels(np.flatnonzero(self._holding), chunk[:, 0])
+            self._holding[:] = False
         if self._zi is None:
             self._zi = self.initial_state(chunk[:, 0])
         out, self._zi = signal.sosfilt(self._sos, chunk, axis=-1, zi=self._zi)
+        self._last_finite = chunk[:, -1].copy()
         return out
+
+    def _filter_nonfinite(self, chunk: np.ndarray, finite: np.ndarray) -> np.ndarray:
+        """The slow path: hold the last finite value for the filter, NaN out, restart the
+        affected channels at their first finite sample after each run."""
+        held = chunk.copy()
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        n_times = chunk.shape[1]
+        restarts: dict[int, list[int]] = {}  # sample offset -> channels restarting there
+        for ch in np.flatnonzero(self._holding):
+            if finite[ch, 0]:
+                restarts.setdefault(0, []).append(int(ch))
+        for ch in bad_rows:
+            ok = finite[ch]
+            good = np.flatnonzero(ok)
+            # forward fill from the last finite value (the previous chunk's, at the start)
+            last_good = np.maximum.accumulate(np.where(ok, np.arange(n_times), -1))
+            if self._zi is None and not ok[0]:
+                # nothing seen yet: hold the first finite value of this chunk, or 0
+                start_value = chunk[ch, good[0]] if good.size else 0.0
+            else:
+                start_value = self._last_finite[ch]
+            held[ch] = np.where(
+                last_good >= 0, chunk[ch, np.maximum(last_good, 0)], start_value
+            )
+            for k in np.flatnonzero(ok[1:] & ~ok[:-1]) + 1:
+                restarts.setdefault(int(k), []).append(int(ch))
+        if self._zi is None:
+            self._zi = self.initial_state(held[:, 0])
+        pieces = []
+        bounds = sorted(restarts)
+        for begin, end in zip([0, *bounds], [*bounds, n_times], strict=True):
+            if begin in restarts:
+                self._restart_channels(np.asarray(restarts[begin]), held[:, begin])
+            if end > begin:
+                out, self._zi = signal.sosfilt(self._sos, held[:, begin:end], axis=-1, zi=self._zi)
+                pieces.append(out)
+        out = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
+        out[~finite] = np.nan
+        self._holding = ~finite[:, -1]
+        self._last_finite = held[:, -1].copy()
+        self._n_isolated += int((~finite).sum())
+        return out
+
+    def _restart_channels(self, channels: np.ndarray, sample: np.ndarray) -> None:
+        """Steady state of ``sample`` for ``channels`` only (after a non-finite run)."""
+        if self._zi is None:
+            return
+        fresh = self.initial_state(sample)
+        self._zi[:, channels, :] = fresh[:, channels, :]
 
     def reset(self) -> None:
         """Forget the state: the next chunk starts afresh (from its first sample)."""
         self._zi = None
+        self._holding[:] = False
+
+    @property
+    def n_isolated(self) -> int:
+        """Non-finite input samples (channel x time) isolated so far."""
+        return self._n_isolated
 
     def group_delay(self, freq_hz: float) -> float:
         """Delay in seconds this filter adds at ``freq_hz``."""
@@ -217,3 +290,4 @@ class StreamingFilter:
             f"<StreamingFilter: {self._sos.shape[0]} sections, {self._n_channels} ch{rate} | "
             f"init={self._init}, {state}>"
         )
+

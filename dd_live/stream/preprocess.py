@@ -1,12 +1,14 @@
 """From a window of the device to exactly what the model eats.
 
 The reference model sees 440 ms of EEG stretched to 512 samples, 128 channels, standardised
-per channel (../shared/REFERENCE.md). :class:`WindowPreprocessor` does: pick the EEG channels,
-map them to the model's channels, resample to its length, standardise, float32.
+per channel. :class:`WindowPreprocessor` does: pick the EEG channels, replace the bad ones
+(interpolated from the good ones), map them to the model's channels, resample to its length,
+standardise, float32.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from math import gcd
 
@@ -15,8 +17,10 @@ from scipy import signal
 
 from dd_live.errors import ConfigError, MontageError
 from dd_live.sources.base import StreamInfo
-from dd_live.stream.channels import ChannelMapper
+from dd_live.stream.channels import ChannelMapper, ChannelRepair, looks_non_eeg, normalize_name
 from dd_live.stream.windows import Window
+
+logger = logging.getLogger(__name__)
 
 MODEL_CHANNELS = 128
 MODEL_TIMES = 512
@@ -78,8 +82,13 @@ class WindowPreprocessor:
         target_names: the model's channel names (for name matching / spline), or None.
         channel_method: ``"replicate"`` or ``"spline"`` (see :class:`ChannelMapper`).
         resample: see :func:`resample_window`.
-        eeg_only: keep only channels typed ``"eeg"`` (drops counters, misc, stim).
-        montage: passed to :class:`ChannelMapper` for ``"spline"``.
+        eeg_only: keep only EEG channels: typed ``"eeg"`` and not named like EOG, ECG, EMG,
+            a mastoid/ear reference or a trigger (see :func:`looks_non_eeg`).
+        montage: passed to :class:`ChannelMapper` for ``"spline"`` and to the repair.
+        exclude: source channel names never used (case-insensitive).
+        include: source channel names used even if their type or name says non-EEG.
+        repair: build a :class:`ChannelRepair` over the channels the model reads, so that
+            ``__call__(window, bad=...)`` can replace bad ones.
     """
 
     def __init__(
@@ -93,6 +102,9 @@ class WindowPreprocessor:
         eeg_only: bool = True,
         *,
         montage=None,
+        exclude: Sequence[str] = (),
+        include: Sequence[str] = (),
+        repair: bool = False,
     ) -> None:
         if resample not in RESAMPLE_METHODS:
             raise ConfigError(
@@ -104,16 +116,39 @@ class WindowPreprocessor:
                 f"{len(target_names)} target names were given: pass exactly one name per "
                 "model channel"
             )
-        if eeg_only:
-            picks = [i for i, kind in enumerate(source_info.ch_types) if kind.lower() == "eeg"]
-            if not picks:
-                raise MontageError(
-                    f"WindowPreprocessor: source {source_info.name!r} has no channel typed "
-                    f"'eeg' (types: {', '.join(sorted(set(source_info.ch_types)))}): set the "
-                    "channel types of the source, or use eeg_only=False"
-                )
-        else:
-            picks = list(range(source_info.n_channels))
+        excluded = {normalize_name(name) for name in exclude}
+        included = {normalize_name(name) for name in include}
+        known = {normalize_name(name) for name in source_info.ch_names}
+        for label, names in (("exclude", excluded), ("include", included)):
+            unknown = sorted(names - known)
+            if unknown:
+                logger.warning("[channels] %s names %s, which %r does not have (it has %s)",
+                               label, ", ".join(unknown), source_info.name,
+                               ", ".join(source_info.ch_names[:16]))
+        picks, dropped = [], []
+        for i, (name, kind) in enumerate(zip(source_info.ch_names, source_info.ch_types,
+                                             strict=True)):
+            key = normalize_name(name)
+            if key in excluded:
+                continue
+            if key in included or not eeg_only:
+                picks.append(i)
+            elif kind.lower() == "eeg":
+                if looks_non_eeg(name):
+                    dropped.append(name)
+                else:
+                    picks.append(i)
+        if dropped:
+            logger.info("not fed to the model (named like non-EEG channels; [channels] include "
+                        "to use them): %s", ", ".join(dropped))
+        if not picks:
+            raise MontageError(
+                f"WindowPreprocessor: source {source_info.name!r} has no EEG channel to feed "
+                f"the model (types: {', '.join(sorted(set(source_info.ch_types)))}"
+                + (f"; excluded: {', '.join(sorted(excluded))}" if excluded else "")
+                + "): set the channel types of the source, list channels in [channels] "
+                "include, or use eeg_only=False"
+            )
         self._info = source_info
         self._picks = np.asarray(picks, dtype=np.intp)
         self._n_channels = int(n_channels)
@@ -122,9 +157,18 @@ class WindowPreprocessor:
         names = [source_info.ch_names[i] for i in picks]
         target = list(target_names) if target_names is not None else self._n_channels
         self._mapper = ChannelMapper(names, target, channel_method, montage)
+        self._used = self._mapper.used  # indices into picks
+        self._repair = (
+            ChannelRepair([names[i] for i in self._used], montage=montage) if repair else None
+        )
 
-    def __call__(self, window: Window) -> np.ndarray:
-        """``window.data (n_source, n)`` -> ``(n_channels, n_times)`` float32, finite."""
+    def __call__(self, window: Window, bad: Sequence[int] = ()) -> np.ndarray:
+        """``window.data (n_source, n)`` -> ``(n_channels, n_times)`` float32, finite.
+
+        Args:
+            window: from the filtered ring buffer.
+            bad: channels to replace, as indices into :attr:`used_rows` (needs ``repair``).
+        """
         info = self._info
         if window.n_channels != info.n_channels:
             raise MontageError(
@@ -144,12 +188,22 @@ class WindowPreprocessor:
                 f"at {window.sfreq:g} Hz) is too short to stretch to {self._n_times} model "
                 f"samples (need >= {MIN_WINDOW_TIMES}): use a longer window or a faster device"
             )
-        if not np.isfinite(window.data[self._picks]).all():
+        data = window.data[self._picks]
+        bad = sorted(int(ch) for ch in bad)
+        if bad:
+            if self._repair is None:
+                raise ConfigError(
+                    "WindowPreprocessor: bad channels given but it was built without repair: "
+                    "build it with repair=True"
+                )
+            data = data.copy()
+            data[self._used] = self._repair(data[self._used], bad)
+        if not np.isfinite(data[self._used]).all():  # channels the model never reads may be NaN
             raise ConfigError(
                 "WindowPreprocessor: the window holds NaN/Inf samples; check it with "
                 "QualityChecker first and skip windows it rejects"
             )
-        mapped = self._mapper(window.data[self._picks])
+        mapped = self._mapper(data)
         return standardize(resample_window(mapped, self._n_times, self._resample))
 
     @property
@@ -158,8 +212,23 @@ class WindowPreprocessor:
 
     @property
     def picks(self) -> np.ndarray:
-        """Indices of the source channels used."""
+        """Indices of the source channels picked (EEG, not excluded)."""
         return self._picks.copy()
+
+    @property
+    def used_rows(self) -> np.ndarray:
+        """Indices of the source channels the model actually reads (after mapping), ascending:
+        the channels whose quality matters."""
+        return self._picks[self._used]
+
+    @property
+    def repair(self) -> ChannelRepair | None:
+        return self._repair
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """``(model channel, source channel, how)`` per model channel (see
+        :meth:`ChannelMapper.describe`)."""
+        return self._mapper.describe()
 
     @property
     def output_shape(self) -> tuple[int, int]:

@@ -1,15 +1,20 @@
 """Is a window clean enough to show the model? Per-channel checks with readable reasons.
 
-A fixed 100 µV peak-to-peak rule flags nearly every window of real recordings (see
-../shared/REALTIME.md), so the default compares each channel's peak-to-peak with the running
-median of its own recent windows (a robust z-score); the fixed rule is an option.
+A fixed 100 µV peak-to-peak rule flags nearly every window of real recordings, so the default
+compares each channel's peak-to-peak with the running median of its own recent windows (a robust
+z-score); the fixed rule is an option.
+
+A channel that is broken for seconds (unplugged, railed, far noisier than the others) is not a
+reason to throw windows away: :class:`BadChannelTracker` marks it bad so that it is replaced for
+the model (interpolated from the others); :class:`QualityChecker` then judges the remaining
+channels (``skip=``). Only too many bad channels at once reject a window.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -102,8 +107,13 @@ class QualityChecker:
         self._run_len = max(int(round(SATURATION_RUN * sfreq)), 3)
         self._history: list[deque[float]] = []
 
-    def check(self, data: np.ndarray) -> QualityResult:
-        """Check one window ``(n_channels, n_times)``; updates the adaptive history."""
+    def check(self, data: np.ndarray, skip: Sequence[int] = ()) -> QualityResult:
+        """Check one window ``(n_channels, n_times)``; updates the adaptive history.
+
+        Args:
+            data: the window, volts.
+            skip: channels not judged (replaced for the model anyway); their history is kept.
+        """
         if data.ndim != 2 or data.shape[1] < 2:
             raise ValueError(
                 f"QualityChecker.check: data must be (n_channels, n_times >= 2), got {data.shape}"
@@ -118,18 +128,21 @@ class QualityChecker:
             self._history = [deque(maxlen=self._history_len) for _ in range(n_channels)]
 
         problems: dict[int, str] = {}
+        skipped = {int(ch) for ch in skip}
         finite = np.isfinite(data)
         for ch in np.flatnonzero(~finite.all(axis=1)):
+            if int(ch) in skipped:
+                continue
             n_bad = int((~finite[ch]).sum())
             problems[ch] = (
-                f"{n_bad} of {data.shape[1]} samples NaN/Inf (missing data: check the "
-                "connection, or drop windows that overlap a gap)"
+                f"{n_bad} of {data.shape[1]} samples NaN/Inf (non-finite samples from the "
+                "source: the window overlaps them)"
             )
         clean = np.where(finite, data, 0.0)
         std = clean.std(axis=1)
         ptp = np.ptp(clean, axis=1)
         for ch in range(n_channels):
-            if ch in problems:
+            if ch in problems or ch in skipped:
                 continue
             reason = self._channel_problem(ch, clean[ch], std[ch], ptp[ch])
             if reason:
@@ -185,6 +198,186 @@ class QualityChecker:
         return (
             f"<QualityChecker: {self._mode} @ {self._sfreq:g} Hz | "
             f"z > {self._z_threshold:g}, {n_hist}/{self._history_len} windows of history>"
+        )
+
+
+BAD_MODES = ("auto", "off")
+NOISY_RATIO = 8.0  # a channel whose std is this many times the median of the others is noisy
+BAD_SECONDS = 2.0  # s a problem must last before a channel is marked bad (and clean to unmark)
+MIN_FOR_NOISE = 3  # channels needed to compare one with the others
+
+
+@dataclass(frozen=True)
+class ChannelVerdict:
+    """What :meth:`BadChannelTracker.update` concluded for one window.
+
+    Attributes:
+        replace: channels to replace for the model in this window (marked bad, or broken in
+            this window already), ascending.
+        marked: channels marked bad now (a problem that lasted ``bad_seconds``), ascending.
+        reasons: ``{channel: "flat (std 0 V)"}`` for every channel with a problem now.
+        newly_bad: channels marked bad by this window, with their reason.
+        newly_good: channels unmarked by this window.
+        too_many: more channels to replace than allowed: reject the window; the text says why.
+    """
+
+    replace: tuple[int, ...] = ()
+    marked: tuple[int, ...] = ()
+    reasons: dict = field(default_factory=dict)
+    newly_bad: tuple[tuple[int, str], ...] = ()
+    newly_good: tuple[int, ...] = ()
+    too_many: str = ""
+
+
+class BadChannelTracker:
+    """Marks channels bad after seconds of being flat, railed or far noisier than the others.
+
+    Fed one window at a time (the channels the model reads, ``(n_channels, n_times)``, volts,
+    filtered). A channel with a problem in a window is replaced in that window already; once
+    the problem has lasted ``bad_seconds`` (sample time, from the windows' positions) it is
+    *marked* bad and stays replaced until it has been clean for ``bad_seconds``. NaN/Inf
+    samples are not a channel problem here (windows overlapping them are rejected), except
+    on a channel already marked bad.
+
+    Args:
+        sfreq: sampling rate in Hz.
+        ch_names: names of the rows, for the reasons.
+        flat_std: a standard deviation below this (volts) is flat (railed channels are flat
+            after the band-pass).
+        noisy_ratio: a standard deviation above this many times the median of the channels
+            is noise (needs at least ``MIN_FOR_NOISE`` channels).
+        bad_seconds: how long a problem (or its absence) must last to mark (or unmark).
+        max_bad: how many channels may be replaced in one window: a fraction of the channels
+            (``< 1``) or a count (``>= 1``); more rejects the window.
+    """
+
+    def __init__(
+        self,
+        sfreq: float,
+        ch_names: Sequence[str],
+        *,
+        flat_std: float = 1e-7,
+        noisy_ratio: float = NOISY_RATIO,
+        bad_seconds: float = BAD_SECONDS,
+        max_bad: float = 0.25,
+    ) -> None:
+        if not sfreq > 0:
+            raise ConfigError(f"BadChannelTracker: sfreq must be > 0 Hz, got {sfreq}")
+        if not noisy_ratio > 1:
+            raise ConfigError(f"BadChannelTracker: noisy_ratio must be > 1, got {noisy_ratio}")
+        if not bad_seconds >= 0:
+            raise ConfigError(f"BadChannelTracker: bad_seconds must be >= 0, got {bad_seconds}")
+        if not max_bad >= 0:
+            raise ConfigError(f"BadChannelTracker: max_bad must be >= 0, got {max_bad}")
+        self._sfreq = float(sfreq)
+        self._ch_names = tuple(ch_names)
+        n = len(self._ch_names)
+        self._flat_std = float(flat_std)
+        self._noisy_ratio = float(noisy_ratio)
+        self._bad_seconds = float(bad_seconds)
+        self._max_bad = int(max_bad) if max_bad >= 1 else int(np.floor(max_bad * n))
+        self._problem_since: list[float | None] = [None] * n
+        self._clean_since: list[float | None] = [None] * n
+        self._marked = np.zeros(n, dtype=bool)
+        self._forced: set[int] = set()
+
+    def update(self, data: np.ndarray, stop_index: int) -> ChannelVerdict:
+        """Judge one window ``(n_channels, n_times)`` whose last sample has absolute index
+        ``stop_index - 1``; returns what to replace and what changed."""
+        n = len(self._ch_names)
+        if data.ndim != 2 or data.shape[0] != n:
+            raise ValueError(
+                f"BadChannelTracker.update: expected ({n} channels, n_times), got {data.shape}"
+            )
+        now = stop_index / self._sfreq
+        length = data.shape[1] / self._sfreq
+        reasons = self._problems(data)
+        newly_bad, newly_good = [], []
+        for ch in range(n):
+            if ch in reasons:
+                self._clean_since[ch] = None
+                if self._problem_since[ch] is None:
+                    self._problem_since[ch] = now - length
+                lasted = now - self._problem_since[ch]
+                if not self._marked[ch] and lasted >= self._bad_seconds:
+                    self._marked[ch] = True
+                    newly_bad.append((ch, reasons[ch]))
+            elif np.isfinite(data[ch]).all():
+                self._problem_since[ch] = None
+                if self._clean_since[ch] is None:
+                    self._clean_since[ch] = now - length
+                lasted = now - self._clean_since[ch]
+                if self._marked[ch] and lasted >= self._bad_seconds and ch not in self._forced:
+                    self._marked[ch] = False
+                    newly_good.append(ch)
+        marked = set(np.flatnonzero(self._marked).tolist()) | self._forced
+        replace = tuple(sorted(marked | set(reasons)))
+        too_many = ""
+        if len(replace) > self._max_bad:
+            listed = ", ".join(
+                f"{self._ch_names[ch]} {reasons.get(ch, 'marked bad')}" for ch in replace[:8]
+            )
+            too_many = (
+                f"{len(replace)} of {n} channels bad ({listed}{', ...' if len(replace) > 8 else ''})"
+                f", at most {self._max_bad} can be interpolated: check the electrodes, or raise "
+                "[channels] max_bad"
+            )
+        return ChannelVerdict(
+            replace, tuple(sorted(marked)), reasons, tuple(newly_bad), tuple(newly_good),
+            too_many,
+        )
+
+    def _problems(self, data: np.ndarray) -> dict[int, str]:
+        finite = np.isfinite(data)
+        clean = np.where(finite, data, 0.0)
+        std = clean.std(axis=1)
+        all_finite = finite.all(axis=1)
+        reasons: dict[int, str] = {}
+        for ch in np.flatnonzero(all_finite & (std < self._flat_std)):
+            reasons[int(ch)] = f"flat (std {_volts(std[ch])}: unplugged, railed or bridged)"
+        judged = np.flatnonzero(all_finite & (std >= self._flat_std))
+        if judged.size >= MIN_FOR_NOISE:
+            median = float(np.median(std[judged]))
+            for ch in judged[std[judged] > self._noisy_ratio * median]:
+                reasons[int(ch)] = (
+                    f"noisy (std {_volts(std[ch])}, {std[ch] / median:.0f}x the median "
+                    f"{_volts(median)} of the channels)"
+                )
+        return reasons
+
+    def set_forced(self, channels: Sequence[int]) -> None:
+        """Channels the user marked bad by hand (always replaced), replacing the previous set."""
+        self._forced = {int(ch) for ch in channels}
+
+    def reset(self) -> None:
+        """Forget everything (a new montage)."""
+        n = len(self._ch_names)
+        self._problem_since = [None] * n
+        self._clean_since = [None] * n
+        self._marked[:] = False
+
+    @property
+    def marked(self) -> tuple[int, ...]:
+        """Channels marked bad now (automatically or by hand)."""
+        return tuple(sorted(set(np.flatnonzero(self._marked).tolist()) | self._forced))
+
+    @property
+    def forced(self) -> tuple[int, ...]:
+        """Channels marked bad by hand."""
+        return tuple(sorted(self._forced))
+
+    @property
+    def max_bad(self) -> int:
+        return self._max_bad
+
+    @property
+    def ch_names(self) -> tuple[str, ...]:
+        return self._ch_names
+
+    def __repr__(self) -> str:
+        return (
+            f"<BadChannelTracker: {len(self._ch_names)} ch @ {self._sfreq:g} Hz | "
+            f"{len(self.marked)} marked bad, at most {self._max_bad} replaced>"
         )
 
 
