@@ -223,7 +223,7 @@ def test_settings_remember_the_view_and_the_setup_only_when_asked(make_window, s
     again = make_window(AppConfig(), settings=reopened)
     assert again.span_spin.value() == 20 and again.layout_mode == "signals"  # the view: kept
     assert again.controls.steps_spin.value() == 20  # the setup: not remembered by default
-    assert again.controls.config().filter.notch == 50.0
+    assert again.controls.config().filter.notch == AppConfig().filter.notch
     again.remember_action.setChecked(True)  # Settings -> Remember this setup
     again.controls.steps_spin.setValue(7)
     again.controls.state_combo.setCurrentText("visual")
@@ -532,3 +532,35 @@ def test_the_window_runs_the_settings_it_was_given(app, mode, tmp_path):
     panel = ControlPanel(config)
     assert panel.config() == config
     assert panel.window_min_hop.isEnabled() == (mode == "latest")
+
+
+def test_traces_show_while_the_model_loads(make_window):
+    """The stream is on screen before the model is ready: a stream-only session runs while the
+    model loads (held here until the traces were drawn), then the real session takes over."""
+    from dd_live.gui.main_window import load_decoder
+
+    window = make_window(tiny_config())
+    gate = threading.Event()
+    stages = []
+
+    def gated_load(generator_config, progress):
+        assert gate.wait(60), "the test never released the model load"
+        return load_decoder(generator_config, lambda stage: (stages.append(stage),
+                                                              progress(stage)))
+
+    window.load_decoder = gated_load
+    window.show()
+    window.start_session()
+    assert wait_until(lambda: window.traces.n_redraws >= 3, 30), window.banner.text()
+    assert window.phase == "starting" and window.preview is not None
+    assert window.status.progress.isVisible() and window.status.progress_label.text()
+    _, ys = window.traces.curve.getData()
+    assert len(channel_rows(ys, N_CHANNELS)) == N_CHANNELS  # live traces, no model yet
+    gate.set()
+    assert wait_until(lambda: window.phase == "running", 60), window.banner.text()
+    assert window.preview is None and window.session.decoder is not None
+    assert window.session.config.generator.model == "tiny"
+    assert stages and stages[0].startswith("loading model")
+    assert not window.status.progress.isVisible()
+    assert wait_until(lambda: len(window.gallery.results) >= 1, 60), window.banner.text()
+    close_window(window)

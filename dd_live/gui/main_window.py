@@ -64,6 +64,25 @@ def make_session(config: AppConfig) -> LiveSession:
     return LiveSession(config, generate=config.generator.model != NO_MODEL)
 
 
+def load_decoder(generator_config, progress: Callable[[str], None]):
+    """Build and warm up the session's EEG decoder (``dd_live.decoding``), naming each stage."""
+    from dd_live.decoding import EEGDecoder
+
+    progress(f"loading model {generator_config.model!r}")
+    decoder = EEGDecoder.from_config(generator_config)
+    decoder.warmup(progress=progress)
+    return decoder
+
+
+def _previewable(session: LiveSession, config: AppConfig) -> bool:
+    """Whether the stream can be shown while the model loads: the session loads a model and
+    opens its own source, and reopening that source for the real run is cheap (not a board)."""
+    loads_model = getattr(session, "decoder", None) is None and getattr(session, "_generate", False)
+    own_source = getattr(session, "_source", None) is None
+    kind = config.source.spec.strip().lower().partition(":")[0]
+    return bool(loads_model and own_source and kind != "brainflow")
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """The desktop window of dd-live.
 
@@ -80,6 +99,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     closed = QtCore.Signal()  # emitted once the window has really closed (session stopped)
     running = QtCore.Signal()  # the session runs: samples flow
+    preview_ready = QtCore.Signal(object)  # a stream-only session shows the signal meanwhile
     start_failed = QtCore.Signal(str)  # why the session could not start
 
     def __init__(self, config: AppConfig | None = None,
@@ -105,6 +125,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("dd-live — EEG to image")
         self._fit_to_screen()
 
+        self.load_decoder = load_decoder  # (generator config, progress) -> warmed-up decoder
+        self.preview: LiveSession | None = None  # shows the stream while the model loads
+        self._starting: LiveSession | None = None
+        self.preview_ready.connect(self._on_preview, QtCore.Qt.ConnectionType.QueuedConnection)
         self.bridge = SessionBridge(self)
         self.bridge.connect_to(image=self._on_image, event=self._on_event, state=self._on_state,
                                error=self._on_error, window_rejected=self._on_rejected)
@@ -429,7 +453,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.banner.clear("generation")
         self.banner.clear("stream")
         self.n_generation_errors = 0
-        self.session = session
+        self.session = None
+        self._starting = session
         self.bridge.attach(session.callbacks)
         self.phase = "starting"
         self.start_error = None
@@ -439,23 +464,66 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status.set_progress("starting…")
         loads_model = (getattr(session, "decoder", None) is None
                        and getattr(session, "_generate", False))
+        preview = LiveSession(config.replace(record={"enabled": False}), generate=False) \
+            if _previewable(session, config) else None
+
+        def progress(stage: str) -> None:
+            self.bridge.state.emit(("start", "starting", stage))
 
         def start() -> LiveSession:
-            if loads_model:  # the slow imports, named, before the session loads the model
-                import importlib
+            """Helper thread: show the stream at once (a preview session without the model)
+            while torch and the model load, then start the real session."""
+            try:
+                if preview is not None:
+                    progress("opening the source")
+                    preview.start()
+                    self.preview_ready.emit(preview)
+                if loads_model:  # the slow imports, named
+                    import importlib
 
-                for module, stage in GENERATOR_IMPORTS:
-                    self.bridge.state.emit(("start", "starting", stage))
-                    importlib.import_module(module)
+                    for module, stage in GENERATOR_IMPORTS:
+                        progress(stage)
+                        importlib.import_module(module)
+                    if preview is not None:
+                        session.decoder = self.load_decoder(session.config.generator, progress)
+            finally:
+                if preview is not None:
+                    preview.stop()
             return session.start()
 
         self.tasks.run(start, self._on_started, name="dd-live-start")
 
+    def _on_preview(self, preview: LiveSession) -> None:
+        """The stream runs (no model yet): show its traces, spectrum and rate meanwhile."""
+        if self.phase != "starting" or preview.state != "running":
+            return
+        self.preview = preview
+        self.session = preview
+        self._show_stream(preview.info)
+        for timer in (self.trace_timer, self.spectrum_timer, self.status_timer):
+            timer.start()
+
+    def _show_stream(self, info) -> None:
+        self.traces.set_channels(info.ch_names, info.sfreq)
+        for k, name in enumerate(info.ch_names):
+            if name in self._gains:
+                self.traces.set_gain(k, self._gains[name])
+        self.channel_combo.blockSignals(True)
+        self.channel_combo.clear()
+        self.channel_combo.addItems(list(info.ch_names))
+        self.channel_combo.blockSignals(False)
+        self._show_gain(0)
+
     def _on_started(self, _result, error: BaseException | None) -> None:
-        session = self.session
+        session = self._starting
+        self._starting = None
+        self.preview = None
+        self.session = session
         self.controls.start_button.setEnabled(True)
         self.status.set_progress(None)
         if error is not None:
+            for timer in (self.trace_timer, self.spectrum_timer, self.status_timer):
+                timer.stop()
             self.phase = "idle"
             self.session = None
             self.controls.set_running(False)
@@ -473,15 +541,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.phase = "running"
         self.controls.set_running(True)
         info = session.info
-        self.traces.set_channels(info.ch_names, info.sfreq)
-        for k, name in enumerate(info.ch_names):
-            if name in self._gains:
-                self.traces.set_gain(k, self._gains[name])
-        self.channel_combo.blockSignals(True)
-        self.channel_combo.clear()
-        self.channel_combo.addItems(list(info.ch_names))
-        self.channel_combo.blockSignals(False)
-        self._show_gain(0)
+        self._show_stream(info)
         self.status.reset()
         self.gallery.clear()
         self.replay_bar.attach(session.source)
