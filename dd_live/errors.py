@@ -37,10 +37,11 @@ class MissingExtraError(DDLiveError, ImportError):
     """A feature needs an optional dependency group (a pip "extra") that is not installed."""
 
 
-def require_extra(module: str, extra: str, feature: str) -> None:
+def require_extra(module: str, extra: str, feature: str, *, target: str = "dd-live") -> None:
     """Raise :class:`MissingExtraError` naming ``extra`` unless ``module`` can be imported.
 
-    ``feature`` says what needs it, e.g. ``"retrieval mode"``; the message says how to install it.
+    ``feature`` says what needs it, e.g. ``"retrieval mode"``; the message says how to install
+    it: ``pip install '<target>[<extra>]'`` (``target="-e ."`` for code run from a checkout).
     """
     import importlib.util
 
@@ -51,5 +52,11 @@ def require_extra(module: str, extra: str, feature: str) -> None:
     if not found:
         raise MissingExtraError(
             f"{feature} needs the '{module}' package, which is not installed; "
-            f"install the extra: pip install 'dd-live[{extra}]'"
+            f"install the extra: pip install {_quoted(target, extra)}"
         )
+
+
+def _quoted(target: str, extra: str) -> str:
+    if target.startswith("-e "):
+        return f"-e '{target[3:]}[{extra}]'"
+    return f"'{target}[{extra}]'"

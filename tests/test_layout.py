@@ -68,3 +68,11 @@ def test_retrieval_without_open_clip_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "open_clip", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'dd-live\[retrieval\]'"):
         ImageRetriever.from_folder(tmp_path)
+
+
+def test_training_without_its_extra_names_it():
+    """From a checkout without the ``train`` extra (accelerate hidden as if not installed)."""
+    code = "import sys; sys.modules['accelerate'] = None; import training"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "MissingExtraError" in proc.stderr and "pip install -e '.[train]'" in proc.stderr

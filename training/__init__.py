@@ -10,3 +10,10 @@ several GPUs/nodes through ``accelerate launch`` / ``torchrun``):
 
 ``training`` imports ``dd_live``; ``dd_live`` never imports ``training``.
 """
+
+from dd_live.errors import require_extra as _require_extra
+
+# the training code runs from a checkout with the `train` extra (see training/README.md)
+for _module in ("accelerate", "open_clip", "torchvision", "tqdm"):
+    _require_extra(_module, "train", "the training code (python -m training...)", target="-e .")
+del _module
