@@ -1,7 +1,7 @@
 """Per-image generation latency, split into UNet steps and decode, against the reference setup.
 
 CPU: the tiny random pipeline at 64x64. CUDA (when available): the full SD 1.5 architecture
-from assets/sd15 with random weights in fp16 at 512x512. Each row: scheduler, steps, decoder,
+from dd_live/assets/sd15 with random weights in fp16 at 512x512. Each row: scheduler, steps, decoder,
 milliseconds for the UNet loop / decode / total (median of repeats), and the speed-up over the
 reference setup (PLMS, full VAE, 250 steps; on CPU a scaled-down step count, printed) measured
 in the same run on the same pipeline.
