@@ -48,6 +48,8 @@ QUALITY_MODES = ("adaptive", "fixed", "off")
 GENERATION_MODES = ("generate", "retrieve")
 NO_MODEL = "none"  # generator.model: show (and record) the signal, make no images
 CHANNEL_METHODS = ("replicate", "spline")
+RECONNECT_MODES = ("source-id", "name")
+LAYOUT_CHANGE_MODES = ("new-segment", "stop")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -57,13 +59,28 @@ def _check(condition: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """Where samples come from: a source spec (see ``dd_live.sources.open_source``)."""
+    """Where samples come from: a source spec (see ``dd_live.sources.open_source``).
+
+    ``reconnect`` (LSL): ``"source-id"`` waits for the lost stream's own source id;
+    ``"name"`` also takes a stream of the same name and type with a new source id (apps that
+    make up a new id at each start). A ``?reconnect=`` in the spec wins.
+    ``on_layout_change``: a stream that comes back with other channels, another rate or format
+    ends the recording segment and starts a new one (``"new-segment"``) or stops the session
+    (``"stop"``); its samples never go into the old file.
+    """
 
     spec: str = "synthetic"
+    reconnect: str = "source-id"
+    on_layout_change: str = "new-segment"
 
     def __post_init__(self) -> None:
         _check(bool(self.spec.strip()), "[source] spec is empty: use e.g. 'synthetic', "
                "'brainflow:-1', 'lsl:MyStream' or 'file:recording.fif'")
+        _check(self.reconnect in RECONNECT_MODES,
+               f"[source] reconnect must be one of {RECONNECT_MODES}, got {self.reconnect!r}")
+        _check(self.on_layout_change in LAYOUT_CHANGE_MODES,
+               f"[source] on_layout_change must be one of {LAYOUT_CHANGE_MODES}, "
+               f"got {self.on_layout_change!r}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """LiveSession: source -> acquisition -> windows -> model -> sampler -> results, on threads.
 
-The wiring of ``../shared/DESIGN.md``::
+The wiring of ``docs/architecture.md``::
 
     Source --AcquisitionThread--> RingBuffer (raw, filtered)
                                      | dispatch thread, every ~10 ms:
@@ -172,6 +172,7 @@ class LiveSession:
         self._lock = threading.Lock()
         self._recorded_until = 0
         self.recording_error: str | None = None  # why the recording stopped by itself
+        self._segment = 1  # a stream that comes back with another layout starts segment 2...
         self._announced_until = 0
         self._triggers_on = True
         self.n_windows = 0
@@ -212,7 +213,7 @@ class LiveSession:
         try:
             # 1. the source (opened, not started: samples flow only once everything is ready)
             if self._source is None:
-                self._source = open_source(cfg.source.spec)
+                self._source = open_source(cfg.source.spec, **_source_options(cfg.source))
             info = self._source.info
             # 2. the model and the sampler (slow to load: before the first sample arrives)
             if self._generate and self.decoder is None:
@@ -230,31 +231,7 @@ class LiveSession:
                 self.worker = GenerationWorker(
                     self._decode, on_result=self._on_result, on_error=self._on_decode_error,
                     on_drop=lambda job: self._on_drop(job.window), on_take=self._rearm_decoder)
-            # 3. ring buffers and the online filter
-            capacity = int(round(cfg.buffer.seconds * info.sfreq))
-            self.raw = RingBuffer(info.n_channels, capacity)
-            self.filtered = RingBuffer(info.n_channels, capacity)
-            filt = self._make_filter(info.sfreq, info.n_channels)
-            self.acquisition = AcquisitionThread(
-                self._source, self.raw, self.filtered, filt,
-                stall_timeout=cfg.buffer.stall_timeout,
-                on_state=self._on_acquisition_state,
-                on_events=self._on_events,
-                on_error=lambda exc: self.callbacks.emit("error", "acquisition", exc),
-            )
-            # 4. triggers, quality check
-            w = cfg.window
-            if w.mode == "marker":
-                match = w.marker_match or None
-                self.windower: Any = MarkerWindower(info.sfreq, w.length, w.offset, match=match)
-            else:
-                self.windower = PeriodicWindower(info.sfreq, w.length, w.hop)
-            # only EEG channels are judged (a counter, trigger or misc channel is not EEG)
-            self._eeg_rows = [k for k, kind in enumerate(info.ch_types) if kind == "eeg"]
-            self.quality = None if cfg.quality.mode == "off" else QualityChecker(
-                info.sfreq, mode=cfg.quality.mode, max_ptp=cfg.quality.max_ptp,
-                z_threshold=cfg.quality.z_threshold,
-                ch_names=[info.ch_names[k] for k in self._eeg_rows])
+            self._build_core(info)
             # 5. the recorder
             if cfg.record.enabled:
                 from dd_live.recording import SessionRecorder
@@ -280,6 +257,36 @@ class LiveSession:
             self._dispatch_thread.start()
         self._set_state("running", repr(self._source))
         return self
+
+    def _build_core(self, info) -> None:
+        """Ring buffers, filter, acquisition, trigger and quality check for the stream's layout
+        ``info`` (at start, and again when the stream comes back with another layout)."""
+        cfg = self.config
+        # 3. ring buffers and the online filter
+        capacity = int(round(cfg.buffer.seconds * info.sfreq))
+        self.raw = RingBuffer(info.n_channels, capacity)
+        self.filtered = RingBuffer(info.n_channels, capacity)
+        filt = self._make_filter(info.sfreq, info.n_channels)
+        self.acquisition = AcquisitionThread(
+            self._source, self.raw, self.filtered, filt,
+            stall_timeout=cfg.buffer.stall_timeout,
+            on_state=self._on_acquisition_state,
+            on_events=self._on_events,
+            on_error=lambda exc: self.callbacks.emit("error", "acquisition", exc),
+        )
+        # 4. triggers, quality check
+        w = cfg.window
+        if w.mode == "marker":
+            match = w.marker_match or None
+            self.windower: Any = MarkerWindower(info.sfreq, w.length, w.offset, match=match)
+        else:
+            self.windower = PeriodicWindower(info.sfreq, w.length, w.hop)
+        # only EEG channels are judged (a counter, trigger or misc channel is not EEG)
+        self._eeg_rows = [k for k, kind in enumerate(info.ch_types) if kind == "eeg"]
+        self.quality = None if cfg.quality.mode == "off" else QualityChecker(
+            info.sfreq, mode=cfg.quality.mode, max_ptp=cfg.quality.max_ptp,
+            z_threshold=cfg.quality.z_threshold,
+            ch_names=[info.ch_names[k] for k in self._eeg_rows])
 
     def _make_filter(self, sfreq: float, n_channels: int) -> StreamingFilter | None:
         f = self.config.filter
@@ -339,16 +346,67 @@ class LiveSession:
                 self.callbacks.emit("samples", self._announced_until,
                                     n_written - self._announced_until)
                 self._announced_until = n_written
+            layout = None
             while self._events:
                 event = self._events.popleft()
                 if event.kind == "marker" and isinstance(self.windower, MarkerWindower):
                     self.windower.add_marker(event.sample_index, event.description)
+                elif event.kind == "layout":
+                    layout = event
+            if layout is not None:
+                self._change_layout(layout)
+                return
             if self.worker is None or not self._triggers_on:
                 if self.worker is None and self.raw is not None:
                     self.windower.poll(self.raw)  # keep the windower's position current
                 return
             for window in self.windower.poll(self.filtered):
                 self._on_window(window)
+
+    def _change_layout(self, event: StreamEvent) -> None:
+        """The stream came back with other channels, rate or format (under the lock): the old
+        layout's samples are recorded and its segment closed; then either a new stream core and
+        a new recording segment for the new layout, or the session ends (by setting). Samples
+        of two layouts never meet in one buffer or file."""
+        if self.state != "running" or not hasattr(self._source, "accept_layout"):
+            return
+        change = event.extra.get("change", event.description)
+        self.acquisition.stop(stop_source=False)
+        self._feed_recorder()  # the old layout's last samples
+        old_recorder = self.recorder
+        if old_recorder is not None:
+            old_recorder.add_event({"type": "segment_end", "sample": self.raw.n_written,
+                                    "description": f"the stream changed: {change}"})
+        if self.config.source.on_layout_change == "stop":
+            self._triggers_on = False
+            self._set_state("ended", f"the stream changed ({change}); stopped, as "
+                            "[source] on_layout_change = \"stop\"")
+            return
+        info = self._source.accept_layout()
+        if self._generate:
+            validate_model_fits(info.sfreq, self.config.window.length, self.decoder.n_times)
+            self.preprocessor = WindowPreprocessor(
+                info, n_channels=self.decoder.n_channels, n_times=self.decoder.n_times,
+                channel_method=self.config.generator.channel_method)
+        self._build_core(info)
+        self._recorded_until = self._announced_until = 0
+        self._segment += 1
+        if old_recorder is not None:
+            from dd_live.recording import SessionRecorder
+
+            old_recorder.close()
+            rec = self.config.record
+            self.recorder = SessionRecorder.create(
+                old_recorder.folder.parent, f"{rec.name}-segment{self._segment}", info,
+                self.config, on_failure=self._on_recorder_failure)
+            self.recorder.start(threaded=self.threaded)
+            self.recorder.add_event({"type": "segment_start", "sample": 0,
+                                     "description": f"the stream changed: {change}",
+                                     "previous": str(old_recorder.folder)})
+        if self.threaded:
+            self.acquisition.start()
+        where = f"; recording goes on in {self.recorder.folder}" if self.recorder else ""
+        self._set_state("running", f"the stream changed ({change}): new segment{where}")
 
     def _on_recorder_failure(self, message: str) -> None:
         """The recorder's first write error (its thread): recording has stopped, live goes on."""
@@ -567,6 +625,14 @@ class LiveSession:
                 self._feed_recorder()
             self.recorder.close()
         self._set_state("stopped")
+
+
+def _source_options(source) -> dict[str, Any]:
+    """Settings of ``[source]`` that the spec string may also give (the spec wins)."""
+    spec = source.spec.strip()
+    if spec.lower().startswith(("lsl:", "lsl-type:", "lsl-id:")) and "reconnect=" not in spec:
+        return {"reconnect": source.reconnect}
+    return {}
 
 
 def validate_model_fits(info_sfreq: float, window_length: float, n_times: int) -> None:

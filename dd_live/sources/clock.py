@@ -245,9 +245,9 @@ class Dejitterer:
         that ends it (None at the end of the chunk). ``after_break``: the break before
         ``begin`` is already applied."""
         n_times = stamps.shape[0]
-        if self._s[0] <= 0:  # nothing fitted yet: these stamps start the fit
-            return n_times, None
         counts = self._counts(n_times - begin)
+        if self._s[0] <= 0:  # nothing fitted yet: the first sample anchors the fit
+            self._add(counts[:1], stamps[begin:begin + 1])
         predicted, slope = self._predict(counts)
         residual = stamps[begin:] - predicted
         threshold = self.threshold

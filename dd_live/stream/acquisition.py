@@ -184,12 +184,11 @@ class AcquisitionThread:
         previous = timestamps[0] if self._last_timestamp is None else self._last_timestamp
         steps = np.diff(timestamps, prepend=previous)
         breaks = np.flatnonzero(np.abs(steps) > self._gap_threshold)
+        # (the source's own events stand for these breaks when it reported them)
         gap_events = [
             self._gap_event(first_index + int(k), float(timestamps[k]), float(steps[k]))
             for k in breaks
-        ]
-        if not report_gaps:
-            gap_events = [event for event in gap_events if event.kind not in SOURCE_BREAKS]
+        ] if report_gaps else []
         if self._filt is not None:
             pieces = []
             for begin, end in zip(np.r_[0, breaks], np.r_[breaks, n_times], strict=True):
@@ -366,18 +365,20 @@ class AcquisitionThread:
             elif n_times == 0:
                 self._stop_requested.wait(POLL_INTERVAL)
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Stop the loop, wait for it, then stop the source. Safe to call twice."""
+    def stop(self, timeout: float = STOP_TIMEOUT, stop_source: bool = True) -> None:
+        """Stop the loop, wait for it, then stop the source (unless ``stop_source`` is False:
+        a new acquisition takes the source over). Safe to call twice."""
         self._stop_requested.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 logger.warning("%s did not stop within %.1f s", self._name, timeout)
-        try:
-            self._source.stop()
-        except Exception:
-            logger.exception("stopping %r failed", self._source)
-        self._set_state("stopped", "stopped")
+        if stop_source:
+            try:
+                self._source.stop()
+            except Exception:
+                logger.exception("stopping %r failed", self._source)
+        self._set_state("stopped", "stopped" if stop_source else "handed over")
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the loop to end (a finite source ends it by itself)."""

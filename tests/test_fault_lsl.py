@@ -1,0 +1,203 @@
+"""Fault suite, LSL: real pylsl outlets in subprocesses (tests/lsl_outlet.py) read by a real
+LiveSession with default settings (tiny models: random weights, real code paths).
+
+- ±20 ms jitter on the pushed chunk stamps, no sample missing: no gap, no filter restart.
+- Samples really missing: one gap of the right length (counted exactly by a counter channel).
+- The stream comes back with 64 instead of 128 channels: the recording segment is closed and a
+  new one started; no row mixes two samples (checked through the counter and channel values).
+- A same-name stream with a new source id is picked up with ``reconnect = "name"``.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+
+from dd_live.config import AppConfig, GeneratorConfig, RecordConfig, SourceConfig
+from dd_live.decoding import EEGDecoder
+from dd_live.recording import read_events, read_timestamps
+from dd_live.session import LiveSession
+
+OUTLET = Path(__file__).with_name("lsl_outlet.py")
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    decoder = EEGDecoder.from_config(GeneratorConfig(model="tiny", steps=2))
+    decoder.warmup()  # the first call is slow; the outlets should not wait for it
+    return decoder
+
+
+class Outlet:
+    """tests/lsl_outlet.py in a subprocess; closed (and waited for) by ``close()``."""
+
+    def __init__(self, phases: list[dict]) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(OUTLET), json.dumps(phases)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+        assert self.proc.returncode == 0
+
+
+def phase(name, **kw):
+    return {"name": name, "source_id": name, "n_channels": 8, "sfreq": 500.0, "first": 0,
+            "n_samples": 1500, "chunk": 10, "speed": 4.0, **kw}
+
+
+def run_session(config, decoder, until, timeout=60.0):
+    """A non-threaded LiveSession stepped until ``until(session)``; returns it (stopped) and the
+    events and states it reported."""
+    import time
+
+    session = LiveSession(config, decoder=decoder, threaded=False)
+    events, states = [], []
+    session.callbacks.event.append(events.append)
+    session.callbacks.state.append(lambda *s: states.append(s))
+    session.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while not until(session) and time.monotonic() < deadline:
+            session.step()
+    finally:
+        session.stop()
+    return session, events, states
+
+
+def lsl_config(name, tmp_path=None, **source):
+    config = AppConfig(source=SourceConfig(spec=f"lsl:{name}", **source),
+                       generator=GeneratorConfig(model="tiny", steps=2))
+    if tmp_path is not None:
+        config = config.replace(record=RecordConfig(enabled=True, root=str(tmp_path), name="s"))
+    return config
+
+
+def check_rows(data: np.ndarray, counter: np.ndarray) -> None:
+    """Every channel of every row belongs to that row's sample (``20 sin(0.3 n + c)`` µV)."""
+    n_channels = data.shape[0]
+    expected = 20e-6 * np.sin(0.3 * counter[None, :] + np.arange(n_channels)[:, None])
+    np.testing.assert_allclose(data[1:], expected[1:], rtol=1e-5, atol=1e-11)
+
+
+@pytest.mark.parametrize("counter_label", ["CH0", "COUNTER"])
+def test_jitter_of_20_ms_is_no_gap_and_no_filter_restart(stream_name, decoder, counter_label):
+    """Chunk stamps off by up to ±20 ms, nothing missing. Without a counter the dejittered clock
+    decides; with one (labelled COUNTER) the counter does."""
+    n_samples = 2000
+    outlet = Outlet([phase(stream_name, n_samples=n_samples, jitter=0.02,
+                           counter_label=counter_label)])
+    try:
+        session, events, _ = run_session(lsl_config(stream_name), decoder,
+                                         lambda s: s.raw is not None and
+                                         s.raw.n_written >= n_samples)
+    finally:
+        outlet.close()
+    data, stamps = session.raw.get(0, n_samples)
+    np.testing.assert_array_equal(data[0], np.arange(n_samples))
+    assert not [e for e in events if e.kind in ("gap", "discontinuity", "disconnect")]
+    assert session.acquisition.n_filter_resets == 0
+    steps = np.diff(stamps) * 500.0
+    assert steps.min() > 0.9 and steps.max() < 1.1  # the jitter is gone from the stamps
+    assert session.n_images > 0
+
+
+@pytest.mark.parametrize(("counter_label", "exact"), [("COUNTER", True), ("CH0", False)])
+def test_samples_missing_are_one_gap_of_the_right_length(stream_name, decoder, counter_label,
+                                                         exact):
+    """300 samples (0.6 s) never sent, with ±20 ms jitter on the rest."""
+    outlet = Outlet([phase(stream_name, n_samples=2000, jitter=0.02, skip=[[1000, 300]],
+                           counter_label=counter_label)])
+    try:
+        session, events, _ = run_session(lsl_config(stream_name), decoder,
+                                         lambda s: s.raw is not None and s.raw.n_written >= 1700)
+    finally:
+        outlet.close()
+    gaps = [e for e in events if e.kind in ("gap", "discontinuity")]
+    assert [g.kind for g in gaps] == ["gap"]
+    assert gaps[0].sample_index == 1000
+    if exact:
+        assert gaps[0].extra == {"n_missing": 300, "found_by": "sample counter"}
+    else:
+        assert gaps[0].extra["n_missing"] == pytest.approx(300, abs=15)  # 1 period = 2 ms
+    assert session.acquisition.n_filter_resets == 1
+
+
+def test_reconnect_with_64_instead_of_128_channels_starts_a_new_segment(stream_name, decoder,
+                                                                        tmp_path):
+    first = phase(stream_name, n_channels=128, n_samples=1000, pause_after=0.5)
+    second = phase(stream_name, n_channels=64, first=1500, n_samples=1000)
+    outlet = Outlet([first, second])
+    try:
+        session, events, states = run_session(
+            lsl_config(stream_name, tmp_path), decoder,
+            lambda s: s.raw is not None and s.raw.n_channels == 64 and s.raw.n_written >= 900)
+    finally:
+        outlet.close()
+    folders = sorted(tmp_path.iterdir())
+    assert len(folders) == 2
+    layout = [e for e in events if e.kind == "layout"]
+    assert len(layout) == 1 and "128 -> 64 channels" in layout[0].description
+    assert any(s[:2] == ("session", "running") and "new segment" in s[2] for s in states)
+    old, new = (mne.io.read_raw_brainvision(f / "eeg.vhdr", preload=True, verbose="error")
+                for f in folders)
+    assert (old.info["nchan"], new.info["nchan"]) == (128, 64)
+    old_counter = old.get_data()[0]
+    np.testing.assert_array_equal(old_counter, np.arange(old.n_times))
+    assert old.n_times == 1000  # every sample of the first layout, none of the second
+    check_rows(old.get_data(), old_counter)
+    new_counter = new.get_data()[0]
+    assert new_counter[0] >= 1500  # the second outlet's own samples only, none stale
+    np.testing.assert_array_equal(new_counter, np.arange(new_counter[0],
+                                                         new_counter[0] + new.n_times))
+    check_rows(new.get_data(), new_counter)
+    for folder, n in zip(folders, (old.n_times, new.n_times)):
+        assert read_timestamps(folder).size == n
+    old_events = read_events(folders[0])
+    assert [e["type"] for e in old_events if e["type"] in ("layout", "segment_end")] == [
+        "layout", "segment_end"]
+    new_events = read_events(folders[1])
+    assert new_events[0]["type"] == "segment_start"
+    assert new_events[0]["previous"] == str(folders[0])
+    assert session.n_images > 0
+
+
+def test_layout_change_can_stop_the_session(stream_name, decoder, tmp_path):
+    first = phase(stream_name, n_channels=16, n_samples=600, pause_after=0.5)
+    second = phase(stream_name, n_channels=8, first=900, n_samples=600)
+    outlet = Outlet([first, second])
+    try:
+        session, _, states = run_session(
+            lsl_config(stream_name, tmp_path, on_layout_change="stop"), decoder,
+            lambda s: s.state == "ended")
+    finally:
+        outlet.close()
+    assert any(s[1] == "ended" and "16 -> 8 channels" in s[2] for s in states)
+    (folder,) = tmp_path.iterdir()
+    raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", preload=True, verbose="error")
+    np.testing.assert_array_equal(raw.get_data()[0], np.arange(600))
+
+
+def test_same_name_new_source_id_is_picked_up_by_name(stream_name, decoder):
+    first = phase(stream_name, n_samples=600, pause_after=0.5)
+    second = phase(stream_name, source_id=f"{stream_name}-restarted", first=1000,
+                   n_samples=600)
+    outlet = Outlet([first, second])
+    try:
+        session, events, _ = run_session(
+            lsl_config(stream_name, reconnect="name"), decoder,
+            lambda s: s.raw is not None and s.raw.n_written >= 1100)
+    finally:
+        outlet.close()
+    kinds = [e.kind for e in events if e.kind in ("disconnect", "gap", "reconnect")]
+    assert kinds == ["disconnect", "gap", "reconnect"]
+    assert session.source.info.source_id == f"{stream_name}-restarted"
+    data, _ = session.raw.get(600, 1100)
+    assert data[0, 0] >= 1000
+    np.testing.assert_array_equal(data[0], np.arange(data[0, 0], data[0, 0] + 500))
+    assert "battery" not in session.source.stall_hint
