@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
@@ -103,7 +104,7 @@ def load_classifier(folder: str | Path) -> StateClassifier:
         config = StateClassifierConfig(**{**config, "widths": tuple(config["widths"])})
         model = StateClassifier(config, tuple(meta["class_names"]))
         model.load_state_dict(load_file(folder / WEIGHTS_FILE))  # strict: every key checked
-    except (OSError, KeyError, TypeError, json.JSONDecodeError, RuntimeError) as error:
+    except (OSError, KeyError, TypeError, json.JSONDecodeError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"{folder} is not a state classifier folder ({CONFIG_FILE} + "
                               f"{WEIGHTS_FILE}): {error}") from error
     return model.eval()

@@ -6,6 +6,7 @@ Torch runs on one thread here: on a busy 2-core machine two OpenMP threads that 
 core to another process make small models ~20x slower.
 """
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,13 @@ def test_generated_images_follow_the_state(world, decoder, classifier):
 def test_load_classifier_refuses_a_folder_without_one(tmp_path):
     with pytest.raises(CheckpointError, match="not a state classifier folder"):
         load_classifier(tmp_path)
+    # truncated weights (an interrupted copy): a CheckpointError naming the folder, too
+    broken = tmp_path / "classifier"
+    shutil.copytree(DEMO / "classifier", broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match=f"{broken} is not a state classifier folder"):
+        load_classifier(broken)
 
 
 #: Floors for the demo through the app: every thought, and all of them together.
