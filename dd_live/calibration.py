@@ -17,8 +17,9 @@ Everything is written as it happens: an aborted run (Esc, closed window, Ctrl+C,
 ``max_trials``) leaves a valid session folder whose rows all point at recorded samples.
 
 :func:`session_epochs` is the one preprocessing path from a recorded session to the model's
-input: the live app's filter (:func:`dd_live.session.make_filter`), ring buffer, marker
-windows (:class:`~dd_live.stream.MarkerWindower`) and :class:`~dd_live.stream.WindowPreprocessor`.
+input: the session replayed through the live app's acquisition (its filter, gap handling, ring
+buffers), marker windows (:class:`~dd_live.stream.MarkerWindower`) and
+:class:`~dd_live.stream.WindowPreprocessor`.
 Training (``training.data.calibration``) calls it, so training and inference cannot drift.
 
 No Qt here: the full-screen window is :mod:`dd_live.gui.presenter`; :class:`HeadlessPresenter`
@@ -44,7 +45,8 @@ import numpy as np
 
 from dd_live.config import AppConfig
 from dd_live.errors import ConfigError
-from dd_live.sources.base import Source, StreamInfo
+from dd_live.sources.base import Source
+from dd_live.sources.readers import Recording
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ MARKER_PREFIX = "image:"
 MARKER_STREAM = "dd-live-calibration"
 TABLE_COLUMNS = ("trial", "image_id", "file", "sha256", "onset_sample", "onset_time", "split")
 ONSET_LOOKBACK = 2.0  # s of received samples searched for an onset stamped before they arrived
+REPLAY_CHUNK = 0.02  # s per chunk when a session is replayed for training (dd-live replay's)
 ID_LENGTH = 12  # hex digits of the content hash that make an image id
 #: (on, blank, blank jitter) seconds per design: THINGS-EEG2-like rapid serial presentation, or
 #: a slow design with a jittered blank.
@@ -561,43 +564,49 @@ class CalibrationSession:
                                   f"(its content no longer matches {hashes[image_id][:12]}...)")
 
 
-def session_epochs(data: np.ndarray, info: StreamInfo, onsets: Sequence[int], app_config: AppConfig,
-                   n_channels: int, n_times: int, *, gaps: Sequence[int] = (),
-                   target_names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The model inputs of the windows after ``onsets``, exactly as the live app makes them.
+def session_epochs(recording: Recording, onsets: Sequence[int], app_config: AppConfig,
+                   n_channels: int, n_times: int, *, target_names: Sequence[str] | None = None,
+                   chunk_duration: float = REPLAY_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """The model inputs of the windows after ``onsets``, made by the live app's own code.
 
-    The live path, piece by piece: the ``[filter]`` of :func:`dd_live.session.make_filter`
-    (reset at each of ``gaps``, as the acquisition thread does), a ring buffer, a
-    :class:`~dd_live.stream.MarkerWindower` with ``[window] length/offset`` and a
-    :class:`~dd_live.stream.WindowPreprocessor` with ``[generator] channel_method``.
+    The recording is replayed (:class:`~dd_live.sources.ReplaySource`, as fast as possible,
+    ``chunk_duration`` chunks as ``dd-live replay``) through an
+    :class:`~dd_live.stream.AcquisitionThread` stepped on this thread, with the online filter of
+    :func:`dd_live.session.make_filter` (gaps restart it as they do live; an automatic mains
+    notch decides as it does live), into ring buffers; the windows are cut by a
+    :class:`~dd_live.stream.MarkerWindower` with ``[window] length/offset`` and made into model
+    inputs by a :class:`~dd_live.stream.WindowPreprocessor` with ``[generator] channel_method``.
 
     Args:
-        data: ``(n_source_channels, n_samples)`` raw samples as received (volts).
-        info: what the source delivered (names, types, rate).
-        onsets: sample indices of the stimulus onsets.
+        recording: the raw samples as received (a session folder read by
+            :func:`dd_live.sources.readers.read_recording`).
+        onsets: sample indices of the stimulus onsets in ``recording``.
         n_channels, n_times: the model's input shape.
-        gaps: sample indices where the live filter restarted.
 
     Returns:
         ``(epochs, kept)``: ``(n_kept, n_channels, n_times)`` float32 and the indices into
         ``onsets`` whose window lies inside the recording.
     """
     from dd_live.session import make_filter
-    from dd_live.stream import MarkerWindower, RingBuffer, WindowPreprocessor
+    from dd_live.sources.replay import ReplaySource
+    from dd_live.stream import AcquisitionThread, MarkerWindower, RingBuffer, WindowPreprocessor
 
-    n_total = data.shape[1]
-    filt = make_filter(app_config.filter, info.sfreq, info.n_channels)
-    filtered = np.asarray(data, dtype=np.float64)
-    if filt is not None:
-        pieces = []
-        bounds = [0, *sorted(g for g in set(gaps) if 0 < g < n_total), n_total]
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            if lo > 0:
-                filt.reset()
-            pieces.append(filt(filtered[:, lo:hi]))
-        filtered = np.concatenate(pieces, axis=1)
-    ring = RingBuffer(info.n_channels, max(n_total, 1))
-    ring.write(filtered, np.arange(n_total) / info.sfreq)
+    source = ReplaySource(recording, speed=0, chunk_duration=chunk_duration)
+    info = source.info
+    capacity = max(recording.n_times, 1)
+    raw, filtered = RingBuffer(info.n_channels, capacity), RingBuffer(info.n_channels, capacity)
+    eeg_rows = [k for k, kind in enumerate(info.ch_types) if kind == "eeg"]
+    filt = make_filter(app_config.filter, info.sfreq, info.n_channels, rows=eeg_rows)
+    if filt is None:
+        filtered = None
+    acquisition = AcquisitionThread(source, raw, filtered, filt,
+                                    stall_timeout=app_config.buffer.stall_timeout)
+    source.start()
+    try:
+        while not source.finished:
+            acquisition.step()
+    finally:
+        source.stop()
     w = app_config.window
     windower = MarkerWindower(info.sfreq, w.length, w.offset)
     for k, onset in enumerate(onsets):
@@ -606,7 +615,7 @@ def session_epochs(data: np.ndarray, info: StreamInfo, onsets: Sequence[int], ap
                                       target_names=target_names,
                                       channel_method=app_config.generator.channel_method)
     epochs, kept = [], []
-    for window in windower.poll(ring):
+    for window in windower.poll(filtered if filtered is not None else raw):
         epochs.append(preprocessor(window))
         kept.append(int(window.description))
     if not epochs:

@@ -18,7 +18,7 @@ from dd_live.model import PRESET_NAMES
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 SCHEDULES = ("cosine", "constant")
-CLIP_LOSSES = ("cosine", "infonce")
+CLIP_LOSSES = ("auto", "cosine", "infonce", "infonce+cosine")
 UNET_TRAINING = ("auto", "cross_attention", "all")
 SYNTHETIC = "synthetic"
 
@@ -98,7 +98,18 @@ class FinetuneConfig:
     model config registered under ``clip_model`` (tests: a tiny random CLIP).
     ``vae_epochs``: from scratch, first train the VAE alone for this many epochs, then set its
     latent scale and freeze it (the LDM recipe; 0 keeps the VAE random).
-    ``data``: "synthetic" or "imagenet-eeg" (``eeg_file``, ``splits_file``, ``image_root``).
+    ``data``: "synthetic", "imagenet-eeg" (``eeg_file``, ``splits_file``, ``image_root``), or
+    a ``dd-live calibrate`` session folder (or a folder of them): a personal model, with a
+    channel adapter from the person's montage to the encoder folded into the saved encoder.
+    ``clip_loss``: "cosine" (the reference), "infonce", "infonce+cosine" (contrastive plus
+    regression), or "auto": "infonce+cosine" for calibration data, else "cosine".
+    ``align_epochs``: first train the EEG side alone (adapter, encoder, image-embedding head) on
+    the image-embedding loss for this many epochs (None: 20 for calibration data, else 0);
+    ``eeg_noise``: Gaussian noise (sd, in standardised units) added to training EEG
+    (None: 0.5 for calibration data, else 0).
+    ``time_conditioning``: build and train the reference's time-embedding conditioning
+    (``time_embed_condtion``: the context squeezed to one vector added to the UNet's time
+    embedding, ``class_embed_type="identity"``); saved as ``model/time_cond``.
     """
 
     model: str = "reference"
@@ -110,10 +121,13 @@ class FinetuneConfig:
     clip_model: str = "ViT-L-14"
     clip_pretrained: str | None = "openai"
     clip_config: str | None = None
-    clip_loss: str = "cosine"
+    clip_loss: str = "auto"
     clip_weight: float = 1.0
     clip_temperature: float = 0.07
     uncond_prob: float = 0.0
+    time_conditioning: bool = True
+    align_epochs: int | None = None
+    eeg_noise: float | None = None
     vae_epochs: int = 0
     epochs: int = 300
     warmup_epochs: int = 0
@@ -146,12 +160,15 @@ class FinetuneConfig:
             raise ConfigError(f"FinetuneConfig.clip_loss must be one of {CLIP_LOSSES}, got {self.clip_loss!r}")
         if self.train_unet not in UNET_TRAINING:
             raise ConfigError(f"FinetuneConfig.train_unet must be one of {UNET_TRAINING}, got {self.train_unet!r}")
+        if (self.align_epochs or 0) < 0 or (self.eeg_noise or 0) < 0:
+            raise ConfigError("FinetuneConfig: align_epochs and eeg_noise must be >= 0")
         if self.vae_epochs < 0 or self.clip_weight < 0:
             raise ConfigError("FinetuneConfig: vae_epochs and clip_weight must be >= 0")
         if not 0 <= self.uncond_prob < 1:
             raise ConfigError(f"FinetuneConfig.uncond_prob must be in [0, 1), got {self.uncond_prob}")
-        if self.data not in (SYNTHETIC, "imagenet-eeg"):
-            raise ConfigError(f"FinetuneConfig.data must be 'synthetic' or 'imagenet-eeg', got {self.data!r}")
+        if not self.data.strip():
+            raise ConfigError("FinetuneConfig.data must be 'synthetic', 'imagenet-eeg' or a calibration "
+                              "session folder (or a folder of them)")
 
 
 PRETRAIN_PRESETS = {

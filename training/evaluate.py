@@ -8,16 +8,24 @@ For each EEG of a split: ``samples`` images are generated; metrics (``results.js
   sample's scores. Mean over samples (and the mean of each EEG's best sample, "max");
 - CLIP similarity (cosine) between each sample and its ground truth;
 - ``grid.png``: rows of ground truth beside its samples.
+
+``--metric retrieval`` (no images are generated): n-way zero-shot retrieval among the held-out
+images: each test EEG's image-embedding vector (the conditioner's CLIP head) ranks the embeddings
+(by the image embedder the model was trained against) of all test images; top-1/top-5 accuracy
+of the true image, under ``retrieval: {top1, top5, n_way, n_trials}`` in ``results.json``, and
+``retrieval_matrix.png`` (mean similarity of each true image's EEG to each gallery image).
+``--data`` evaluates other data than the training run's (e.g. a calibration session folder).
 """
 
 import argparse
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from accelerate.utils import gather_object
 from PIL import Image
 
@@ -28,12 +36,15 @@ from training.common import CONFIG_FILE, make_accelerator
 from training.config import FinetuneConfig, load_config
 from training.finetune import CONDITIONER, build_paired
 from training.metrics import build_classifier, classify, clip_embed, n_way_top_k
-from training.models import build_clip
+from training.models import build_clip, image_embedding_mean, load_image_embedder
 
 logger = logging.getLogger(__name__)
 
 RESULTS = "results.json"
 GRID = "grid.png"
+RETRIEVAL_PLOT = "retrieval_matrix.png"
+METRICS = ("generation", "retrieval")
+RETRIEVAL_TOP_K = (1, 5)
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--train-config", type=Path, default=None,
                         help=f"the fine-tuning {CONFIG_FILE} naming the data (default: beside --model)")
+    parser.add_argument("--data", default=None,
+                        help="evaluate on this data instead of the training run's: 'synthetic', "
+                        "'imagenet-eeg' or a calibration session folder (or a folder of them)")
+    parser.add_argument("--metric", choices=METRICS, default="generation",
+                        help="generation: images + classifier/CLIP metrics; retrieval: n-way "
+                        "zero-shot retrieval among the held-out images")
+    parser.add_argument("--average-repeats", action=argparse.BooleanOptionalAction, default=True,
+                        help="retrieval on calibration data: average the repetitions of each test "
+                        "image first")
     defaults = EvaluateConfig()
     for name, value in asdict(defaults).items():
         kind = int if isinstance(value, int) or name == "limit" else str
@@ -73,6 +93,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     config = EvaluateConfig(**{name: getattr(args, name) for name in asdict(defaults)})
     train_config = load_config(FinetuneConfig, args.train_config or args.model.parent / CONFIG_FILE)
+    if args.data is not None:
+        train_config = replace(train_config, data=args.data)
+    if args.metric == "retrieval":
+        return evaluate_retrieval(args.model, train_config, config, args.output_dir, args.average_repeats)
 
     accelerator = make_accelerator("no", 1)
     device = accelerator.device
@@ -118,6 +142,69 @@ def evaluate_item(config, dataset, index, conditioner, generator, classifier, tr
     similarity = (embeds[1:] @ embeds[0]).tolist()
     return {"index": index, "true_class": true_class, "accuracy": accuracy, "clip_similarity": similarity,
             "truth": truth, "images": images}
+
+
+@torch.no_grad()
+def evaluate_retrieval(model_dir: Path, train_config: FinetuneConfig, config: EvaluateConfig, output_dir: Path,
+                       average_repeats: bool = True) -> dict:
+    """n-way zero-shot retrieval among the test split's images; writes results.json and the plot."""
+    conditioner = load(model_dir / CONDITIONER)
+    clip_model, preprocess = load_image_embedder(model_dir)
+    enc = conditioner.config.encoder
+    dataset = build_paired(train_config, config.split, enc.n_channels, enc.n_times,
+                           average_repeats=average_repeats)
+    gallery = list(dataset.image_ids)  # the held-out images, [n_way]
+    if len(gallery) < 2:
+        raise ConfigError(f"retrieval needs at least 2 {config.split} images, the data has {len(gallery)}")
+    pixels = torch.stack([preprocess(dataset.load_image(i)) for i in gallery])  # [n_way, 3, H, W]
+    images = F.normalize(clip_model.encode_image(pixels).float(), dim=-1)  # [n_way, D]
+    mean = image_embedding_mean(model_dir)  # the centring the targets had in training, if any
+    if mean is not None:
+        images = F.normalize(images - mean, dim=-1)
+    eeg = torch.stack([dataset[i]["eeg"] for i in range(len(dataset))])  # [n_trials, C, T]
+    vectors = F.normalize(conditioner(eeg)["clip"].float(), dim=-1)  # [n_trials, D]
+    scores = (vectors @ images.T).numpy()  # [n_trials, n_way]
+    truth = np.array([gallery.index(dataset.labels[i]) for i in range(len(dataset))])  # [n_trials]
+    rank = (scores > scores[np.arange(len(truth)), truth][:, None]).sum(axis=1)  # 0 = best
+    n_way = len(gallery)
+    retrieval = {"n_way": n_way, "n_trials": int(len(truth)), "averaged_repeats": bool(average_repeats)}
+    for k in RETRIEVAL_TOP_K:
+        retrieval[f"top{k}"] = float((rank < k).mean())
+        retrieval[f"chance_top{k}"] = min(k, n_way) / n_way
+    matrix = np.stack([scores[truth == j].mean(axis=0) for j in range(n_way)])  # [n_way, n_way]
+    results = {"metric": "retrieval", "split": config.split, "data": train_config.data,
+               "retrieval": retrieval, "matrix": matrix.tolist()}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RESULTS).write_text(json.dumps(results, indent=1))
+    write_retrieval_plot(matrix, output_dir / RETRIEVAL_PLOT, retrieval)
+    logger.info("%d-way zero-shot retrieval over %d trials: top-1 %.3f (chance %.3f), top-5 %.3f",
+                n_way, len(truth), retrieval["top1"], retrieval["chance_top1"], retrieval["top5"])
+    return results
+
+
+def write_retrieval_plot(matrix: np.ndarray, path: Path, retrieval: dict) -> None:
+    """The retrieval matrix as a PNG: matplotlib when installed, else a plain PIL heat map."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        low, high = float(matrix.min()), float(matrix.max())
+        scaled = ((matrix - low) / max(high - low, 1e-12) * 255).astype(np.uint8)
+        cell = max(1, 256 // len(matrix))
+        Image.fromarray(scaled).resize((cell * len(matrix),) * 2, Image.Resampling.NEAREST).save(path)
+        return
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    shown = ax.imshow(matrix, cmap="viridis")
+    ax.set_xlabel("gallery image")
+    ax.set_ylabel("true image (its EEG)")
+    ax.set_title(f"{retrieval['n_way']}-way retrieval: top-1 {retrieval['top1']:.2f}, "
+                 f"top-5 {retrieval['top5']:.2f}")
+    fig.colorbar(shown, ax=ax, label="cosine similarity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def summarize(config: EvaluateConfig, rows: list[dict]) -> dict:

@@ -13,6 +13,7 @@ the optimizer state beside it for ``--resume``.
 
 import dataclasses
 import logging
+import shutil
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from diffusers import DDPMScheduler
 
 from dd_live.errors import CheckpointError, ConfigError
 from dd_live.generate.loading import load_components
+from dd_live.generate.timecond import TimeConditioner
 from dd_live.model import ConditionerConfig, EEGConditioner, get_preset, load, save
 from training.common import (
     CONFIG_FILE,
@@ -40,15 +42,23 @@ from training.config import (
     save_config,
 )
 from training.data import ImageNetEEG, SyntheticPairs
+from training.data.calibration import CalibrationPairs, eeg_channel_count
 from training.engine import train_one_epoch
 from training.models import (
+    IMAGE_EMBEDDER_FILE,
+    IMAGE_EMBEDDER_WEIGHTS,
     SD_NOISE_SCHEDULE,
+    AdaptedConditioner,
+    ChannelAdapter,
     ClipAlignLoss,
     EEGDiffusion,
+    EmbeddingAlignment,
     VAEReconstruction,
     build_clip,
     clip_image_table,
+    image_embedding_mean,
     pretrained_encoder,
+    save_image_embedder,
     scratch_unet_vae,
     set_latent_scale,
     set_trainable_unet,
@@ -58,6 +68,11 @@ logger = logging.getLogger(__name__)
 
 MODEL = "model"
 CONDITIONER = "conditioner"
+TIME_COND = "time_cond"
+IMAGENET_EEG = "imagenet-eeg"
+#: Personal models (calibration data): epochs of the EEG side alone first, and training EEG noise.
+PERSONAL_ALIGN_EPOCHS = 20
+PERSONAL_EEG_NOISE = 0.5
 CLIP_CACHE = "clip_embeddings.pt"
 #: Seed offset of the synthetic held-out split (different EEG and images than training).
 SYNTHETIC_TEST_SEED_OFFSET = 7919
@@ -65,8 +80,18 @@ SYNTHETIC_TEST_SEED_OFFSET = 7919
 LATENT_SCALE_IMAGES = 64
 
 
-def build_paired(config, split: str, n_channels: int, n_times: int, augment: bool = False):
-    """The paired data set of ``config`` (synthetic, or ImageNet-EEG) for ``split``."""
+def is_calibration(config) -> bool:
+    """``config.data`` names calibration session(s), not a built-in data set."""
+    return config.data not in (SYNTHETIC, IMAGENET_EEG)
+
+
+def build_paired(config, split: str, n_channels: int | None, n_times: int, augment: bool = False,
+                 average_repeats: bool = False):
+    """The paired data set of ``config`` (synthetic, ImageNet-EEG or calibration sessions) for
+    ``split``. Calibration epochs are ``n_channels`` = the sessions' EEG channels when None."""
+    if is_calibration(config):
+        return CalibrationPairs(config.data, split, n_channels, n_times, config.image_size,
+                                augment=augment, average_repeats=average_repeats, seed=config.seed)
     if config.data == SYNTHETIC:
         seed = config.seed + (SYNTHETIC_TEST_SEED_OFFSET if split != "train" else 0)
         return SyntheticPairs(
@@ -85,7 +110,11 @@ def build_paired(config, split: str, n_channels: int, n_times: int, augment: boo
 
 
 def cached_clip_table(config: FinetuneConfig, dataset, output_dir: Path, accelerator) -> torch.Tensor:
-    """CLIP image embeddings ``[n_images, D]``, computed once and kept in ``output_dir``."""
+    """CLIP image embeddings ``[n_images, D]``, computed once and kept in ``output_dir``.
+
+    For calibration data they are centred on the training images' mean embedding and normalised
+    again (image embeddings share a large common part; its removal leaves what tells images
+    apart); the mean is kept in ``image_embedder.json`` for evaluation and live retrieval."""
     cache = output_dir / CLIP_CACHE
     with accelerator.main_process_first():
         if cache.is_file():
@@ -93,8 +122,15 @@ def cached_clip_table(config: FinetuneConfig, dataset, output_dir: Path, acceler
         else:
             clip_model, preprocess = build_clip(config.clip_model, config.clip_pretrained, config.clip_config)
             table = clip_image_table(clip_model, preprocess, dataset, "cpu").cpu()
+            mean = table[list(dataset.image_ids)].mean(0) if is_calibration(config) else None
             if accelerator.is_main_process:
                 torch.save(table, cache)
+                # the targets' embedder, so evaluation and live retrieval embed images alike
+                save_image_embedder(output_dir, clip_model, config.clip_model, config.clip_pretrained,
+                                    config.clip_config, mean)
+    mean = image_embedding_mean(output_dir)
+    if mean is not None:
+        table = torch.nn.functional.normalize(table - mean, dim=-1)
     return table.to(accelerator.device)
 
 
@@ -120,7 +156,12 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         conditioner = EEGConditioner(conditioner_config)
     enc = conditioner.config.encoder
-    dataset = build_paired(config, "train", enc.n_channels, enc.n_times, augment=config.augment)
+    n_input = enc.n_channels
+    if is_calibration(config) and not args.resume:
+        # the person's montage -> the encoder's channels, learned; folded into the encoder on save
+        n_input = eeg_channel_count(config.data)
+        conditioner = AdaptedConditioner(ChannelAdapter(n_input, enc.n_channels), conditioner)
+    dataset = build_paired(config, "train", n_input, enc.n_times, augment=config.augment)
     clip_table = cached_clip_table(config, dataset, output_dir, accelerator)  # [n_images, D]
 
     if args.resume:
@@ -128,21 +169,40 @@ def main(argv: list[str] | None = None) -> Path:
             raise CheckpointError(f"--resume: {model_dir} does not exist; run without --resume first")
         parts = load_components(model_dir, torch_dtype=torch.float32)
         unet, vae, scheduler_config = parts.unet, parts.vae, parts.scheduler_config
-        conditioner.load_state_dict(load(model_dir / CONDITIONER).state_dict())
+        time_cond = parts.time_cond
+        saved = load(model_dir / CONDITIONER)
+        if is_calibration(config):
+            conditioner = saved.train()  # the adapter is already folded into its encoder
+        else:
+            conditioner.load_state_dict(saved.state_dict())
     elif config.base is not None:
         parts = load_components(config.base, torch_dtype=torch.float32)
         unet, vae, scheduler_config = parts.unet, parts.vae, parts.scheduler_config
+        time_cond = parts.time_cond
     else:
-        unet, vae = scratch_unet_vae(config.unet_config, config.image_size)
+        unet, vae = scratch_unet_vae(config.unet_config, config.image_size, config.time_conditioning)
+        time_cond = None
         scheduler_config = SD_NOISE_SCHEDULE
         if config.vae_epochs:
             train_vae(vae, dataset, config, accelerator, RunLog(output_dir, accelerator.is_main_process))
+    if config.time_conditioning and time_cond is None:
+        time_cond = build_time_conditioner(unet, conditioner)
     noise_scheduler = DDPMScheduler.from_config(scheduler_config)
     mode = config.train_unet if config.train_unet != "auto" else ("all" if config.base is None else "cross_attention")
     n_unet = set_trainable_unet(unet, mode)
+    clip_loss = config.clip_loss
+    if clip_loss == "auto":
+        clip_loss = "infonce+cosine" if is_calibration(config) else "cosine"
+    personal = is_calibration(config)
+    eeg_noise = config.eeg_noise if config.eeg_noise is not None else (PERSONAL_EEG_NOISE if personal else 0.0)
+    align_epochs = config.align_epochs if config.align_epochs is not None else (PERSONAL_ALIGN_EPOCHS if personal else 0)
+    if align_epochs and not args.resume:
+        align_embedding_head(conditioner, ClipAlignLoss(clip_loss, config.clip_temperature), eeg_noise,
+                             dataset, clip_table, config, align_epochs, accelerator,
+                             RunLog(output_dir, accelerator.is_main_process))
     model = EEGDiffusion(conditioner, unet, vae, noise_scheduler,
-                         ClipAlignLoss(config.clip_loss, config.clip_temperature), config.clip_weight,
-                         config.uncond_prob)
+                         ClipAlignLoss(clip_loss, config.clip_temperature), config.clip_weight,
+                         config.uncond_prob, time_cond=time_cond, eeg_noise=eeg_noise)
     logger.info("trainable: %d UNet (%s) + %d conditioner parameters", n_unet, mode,
                 sum(p.numel() for p in conditioner.parameters() if p.requires_grad))
     loader = make_loader(dataset, config.batch_size, config.seed, config.num_workers)
@@ -167,6 +227,51 @@ def main(argv: list[str] | None = None) -> Path:
     log.close()
     accelerator.end_training()
     return output_dir
+
+
+def align_embedding_head(conditioner, loss: ClipAlignLoss, eeg_noise: float, dataset, clip_table: torch.Tensor,
+                         config: FinetuneConfig, epochs: int, accelerator, log: RunLog) -> None:
+    """Train the EEG side alone (adapter, encoder, image-embedding head) on the image-embedding
+    loss for ``epochs`` before the diffusion stage: cheap, and most of what retrieval needs."""
+    align_config = dataclasses.replace(config, epochs=epochs, warmup_epochs=0, schedule="constant")
+    model = EmbeddingAlignment(conditioner, loss, eeg_noise)
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas)
+    loader = make_loader(_EEGView(dataset) if hasattr(dataset, "eeg_item") else dataset, config.batch_size,
+                         config.seed, config.num_workers)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        stats = train_one_epoch(model, lambda m, b: m(b["eeg"], clip_table[b["image_id"]]), loader,
+                                optimizer, accelerator, epoch, align_config)
+        log.write({"align_epoch": epoch, **{f"train_{k}": v for k, v in stats.items()}})
+    logger.info("image-embedding head aligned for %d epochs (cosine %.3f)", epochs, stats["cosine"])
+
+
+class _EEGView(torch.utils.data.Dataset):
+    """A paired data set's EEG and image ids only (no image decoding)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.dataset.eeg_item(index)
+
+
+def build_time_conditioner(unet, conditioner) -> TimeConditioner:
+    """The reference's ``time_embed_condtion`` for ``unet`` (its class embedding becomes the
+    identity, so the vector is added to the time embedding as-is)."""
+    if unet.config.class_embed_type is None:
+        unet.register_to_config(class_embed_type="identity")
+        unet.class_embedding = torch.nn.Identity()
+    elif unet.config.class_embed_type != "identity":
+        raise ConfigError(f"time conditioning needs a UNet with class_embed_type 'identity' (or none), "
+                          f"this one has {unet.config.class_embed_type!r}: use --no-time-conditioning")
+    cond = conditioner.inner.config if isinstance(conditioner, AdaptedConditioner) else conditioner.config
+    return TimeConditioner(n_tokens=cond.conditioning.context_tokens, context_dim=cond.conditioning.context_dim,
+                           time_embed_dim=unet.time_embedding.linear_2.out_features)
 
 
 def train_vae(vae, dataset, config: FinetuneConfig, accelerator, log: RunLog) -> None:
@@ -195,7 +300,15 @@ def save_model_folder(accelerator, model, optimizer, scheduler_config, model_dir
         unwrapped.unet.save_pretrained(tmp / "unet")
         unwrapped.vae.save_pretrained(tmp / "vae")
         DDPMScheduler.from_config(scheduler_config).save_pretrained(tmp / "scheduler")
-        save(unwrapped.conditioner, tmp / CONDITIONER)
+        conditioner = unwrapped.conditioner
+        if isinstance(conditioner, AdaptedConditioner):
+            conditioner = conditioner.folded()  # a plain EEGConditioner reading the person's channels
+        save(conditioner, tmp / CONDITIONER)
+        for name in (IMAGE_EMBEDDER_FILE, IMAGE_EMBEDDER_WEIGHTS):
+            if (model_dir.parent / name).is_file():
+                shutil.copyfile(model_dir.parent / name, tmp / name)
+        if unwrapped.time_cond is not None:
+            unwrapped.time_cond.save_pretrained(tmp / TIME_COND)
         save_train_state(tmp, optimizer, epoch, step)
         replace_folder(tmp, model_dir)
     accelerator.wait_for_everyone()

@@ -59,7 +59,7 @@ VIEWER_FEATURE_NAMES = (
 )
 VIEWER_IMAGE_SIZE = 16  # pixels per side the viewer "sees"
 VIEWER_RESPONSE = 0.6  # seconds an evoked response lasts
-VIEWER_GAIN = 1.5  # evoked peak per unit feature, relative to the background amplitude
+VIEWER_GAIN = 2.0  # evoked peak per unit feature, relative to the background amplitude
 VIEWER_ONSET_GAIN = 1.0  # the feature-independent onset response, same units
 VIEWER_LATENCY_JITTER = 0.01  # s, sd of the per-trial latency shift
 VIEWER_AMPLITUDE_JITTER = 0.2  # sd of the per-trial log-amplitude

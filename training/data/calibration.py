@@ -5,6 +5,9 @@ preprocessing (its filter, marker windows, channel mapping, resampling, standard
 the settings the session was recorded with (its ``config.toml``), so a model trained here sees
 exactly what it will see live.
 
+Sessions are read with :func:`dd_live.sources.readers.read_recording` (what ``dd-live replay``
+streams) and replayed through the live acquisition code by ``session_epochs``.
+
 The split is by image, as the session recorded it: a ``test`` image is never in ``train``.
 ``average_repeats`` averages the repetitions of each image (the usual evaluation of test
 images, which a calibration shows several times).
@@ -23,8 +26,7 @@ from PIL import Image
 from dd_live.calibration import STIMULI_FILE, CalibrationSession, session_epochs
 from dd_live.config import AppConfig
 from dd_live.errors import ConfigError
-from dd_live.recording import CONFIG_FILE, read_events
-from dd_live.sources.base import StreamInfo
+from dd_live.recording import CONFIG_FILE
 from dd_live.sources.readers import read_recording
 from training.data.images import image_to_tensor
 
@@ -57,18 +59,10 @@ def is_calibration_data(path: str | Path) -> bool:
     return (path / STIMULI_FILE).is_file() or (path.is_dir() and any(path.rglob(STIMULI_FILE)))
 
 
-def session_info(folder: Path) -> tuple[np.ndarray, StreamInfo]:
-    """The raw samples ``(n_channels, n_samples)`` volts of a session folder and its stream info."""
-    recording = read_recording(folder)
-    info = StreamInfo(recording.name, recording.sfreq, recording.ch_names, recording.ch_types,
-                      recording.units)
-    return recording.data, info
-
-
 def eeg_channel_count(folder: str | Path) -> int:
     """EEG channels of the first session under ``folder``."""
-    _, info = session_info(find_sessions(folder)[0])
-    return sum(kind.lower() == "eeg" for kind in info.ch_types)
+    recording = read_recording(find_sessions(folder)[0])
+    return sum(kind.lower() == "eeg" for kind in recording.ch_types)
 
 
 class CalibrationPairs(torch.utils.data.Dataset):
@@ -99,16 +93,14 @@ class CalibrationPairs(torch.utils.data.Dataset):
         for folder in self.sessions:
             session = CalibrationSession.open(folder)
             session.check_images()
-            data, info = session_info(folder)
+            recording = read_recording(folder)
             if n_channels is None:
-                n_channels = sum(kind.lower() == "eeg" for kind in info.ch_types)
+                n_channels = sum(kind.lower() == "eeg" for kind in recording.ch_types)
             config = app_config or (AppConfig.from_toml(folder / CONFIG_FILE)
                                     if (folder / CONFIG_FILE).is_file() else AppConfig())
-            gaps = [int(e["sample"]) for e in read_events(folder)
-                    if e.get("type") == "gap" and isinstance(e.get("sample"), int)]
             rows = [r for r in session.rows if split == "all" or r["split"] == split]
-            x, kept = session_epochs(data, info, [r["onset_sample"] for r in rows], config,
-                                     n_channels, n_times, gaps=gaps)
+            x, kept = session_epochs(recording, [r["onset_sample"] for r in rows], config,
+                                     n_channels, n_times)
             if len(kept) < len(rows):
                 logger.info("%s: %d of %d %s epochs run past the end of the recording (aborted "
                             "run?) and are left out", folder, len(rows) - len(kept), len(rows), split)
@@ -149,6 +141,10 @@ class CalibrationPairs(torch.utils.data.Dataset):
             with Image.open(self.image_paths[image_id]) as image:
                 self._cache[image_id] = image.convert("RGB")
         return self._cache[image_id]
+
+    def eeg_item(self, index: int) -> dict:
+        """An item without its image tensor (training the EEG side alone needs none)."""
+        return {"eeg": torch.from_numpy(self.eeg[index]), "image_id": self.labels[index]}
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, index, torch.randint(2**31, ()).item()])

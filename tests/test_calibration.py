@@ -1,0 +1,195 @@
+"""dd-live calibrate: schedule, stimulus table, markers, aborts, and the one preprocessing path.
+
+Everything runs for real: the simulated viewer (``synthetic?viewer=1``) in simulated time
+(``--speed 0``), the real SessionRecorder files read back (MNE for the BrainVision markers), the
+real LiveSession replaying the recorded folder. The only stand-in is ``ProbeDecoder`` in the
+parity test: it takes the place of the image model to capture exactly what the live app would
+feed it (the model itself is not what that test is about).
+"""
+
+import csv
+import json
+
+import mne
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from dd_live import cli
+from dd_live.calibration import (
+    CALIBRATION_FILE,
+    MARKER_PREFIX,
+    STIMULI_FILE,
+    CalibrationConfig,
+    CalibrationSession,
+    calibrate,
+    find_images,
+    make_schedule,
+    make_stimuli,
+)
+from dd_live.config import AppConfig
+from dd_live.decoding import DecodedImages
+from dd_live.errors import ConfigError
+from dd_live.recording import read_events
+from dd_live.session import LiveSession
+from dd_live.sources import open_source
+from dd_live.sources.replay import ReplaySource
+from training.data.calibration import CalibrationPairs
+
+VIEWER = "synthetic?viewer=1&n_channels=8"
+
+
+def draw_images(folder, n, seed=0, size=32):
+    """``n`` images of a coloured shape on a coloured ground, written as PNG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        ground, colour = (tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(2))
+        image = Image.new("RGB", (size, size), ground)
+        x, y = (int(v) for v in rng.integers(0, size * 5 // 8, 2))
+        r = int(rng.integers(size // 5, size // 2))
+        shape = ImageDraw.Draw(image).ellipse if rng.random() < 0.5 else ImageDraw.Draw(image).rectangle
+        shape([x, y, x + r, y + r], fill=colour)
+        image.save(folder / f"{i:03d}.png")
+    return folder
+
+
+def read_table(folder):
+    with (folder / STIMULI_FILE).open(newline="") as file:
+        return list(csv.DictReader(file, delimiter="\t"))
+
+
+def app_config(tmp_path):
+    return AppConfig().replace(source={"spec": VIEWER}, record={"root": str(tmp_path / "runs")})
+
+
+def test_schedule_splits_by_image_repeats_tests_and_is_randomised(tmp_path):
+    files = find_images(draw_images(tmp_path / "img", 12))
+    config = CalibrationConfig(test_images=3, test_repeats=4, seed=1)
+    stimuli = make_stimuli(files, config)
+    assert sum(s.split == "test" for s in stimuli) == 3
+    trials = make_schedule(stimuli, config)
+    assert len(trials) == 9 + 3 * 4  # one block
+    shown = [t.stimulus.image_id for t in trials]
+    for s in stimuli:
+        assert shown.count(s.image_id) == (4 if s.split == "test" else 1)
+    # randomised: not in file order, and another seed gives another order
+    assert shown != [s.image_id for s in stimuli for _ in range(4 if s.split == "test" else 1)]
+    other = make_schedule(stimuli, CalibrationConfig(test_images=3, test_repeats=4, seed=2))
+    assert [t.stimulus.image_id for t in other] != shown
+    slow = make_schedule(stimuli, CalibrationConfig(design="slow", n_trials=50, seed=1))
+    assert len(slow) == 50 and len({t.blank for t in slow}) > 1  # jittered blanks
+    assert all(0.4 <= t.blank <= 0.8 and t.on == 1.0 for t in slow)
+    with pytest.raises(ConfigError, match="keep at least one for training"):
+        make_stimuli(files, CalibrationConfig(test_images=12))
+    with pytest.raises(ConfigError, match="design must be one of"):
+        CalibrationConfig(design="blocked")
+
+
+def test_table_events_markers_and_the_eeg_agree_sample_for_sample(tmp_path):
+    images = draw_images(tmp_path / "img", 10)
+    source = open_source(VIEWER, realtime=False)
+    run = calibrate(images, CalibrationConfig(test_images=2, test_repeats=3, seed=3),
+                    app_config(tmp_path), headless=True, speed=0, source=source)
+    folder = run.folder
+    rows = read_table(folder)
+    assert len(rows) == run.n_presented == 8 + 2 * 3 and not run.aborted
+    assert list(rows[0]) == ["trial", "image_id", "file", "sha256", "onset_sample", "onset_time",
+                             "split"]
+    onsets = [int(r["onset_sample"]) for r in rows]
+    # ground truth: where the simulated viewer's responses really start in the signal
+    assert onsets == [sample for sample, _ in source.presented]
+    assert [r["image_id"] for r in rows] == [label for _, label in source.presented]
+    # rsvp: 100 ms + 100 ms at 250 Hz = 50 samples apart, after a 2 s lead-in
+    assert onsets[0] == 500 and np.all(np.diff(onsets) == 50)
+    markers = [e for e in read_events(folder) if e["type"] == "marker"]
+    assert [(m["sample"], m["description"]) for m in markers] == [
+        (int(r["onset_sample"]), MARKER_PREFIX + r["image_id"]) for r in rows]
+    # the markers are in the BrainVision file too, at the same samples, for MNE users
+    raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", preload=False, verbose="error")
+    annotations = [(round(a["onset"] * raw.info["sfreq"]), a["description"].removeprefix("Comment/"))
+                   for a in raw.annotations if MARKER_PREFIX in a["description"]]
+    assert annotations == [(m["sample"], m["description"]) for m in markers]
+    # the stamp is the timestamp of that sample, and every row names the right file and split
+    timestamps = np.fromfile(folder / "timestamps.f64")
+    for row in rows:
+        assert float(row["onset_time"]) == pytest.approx(timestamps[int(row["onset_sample"])])
+    summary = json.loads((folder / CALIBRATION_FILE).read_text())
+    split = {i["image_id"]: i["split"] for i in summary["images"]}
+    assert all(split[r["image_id"]] == r["split"] for r in rows)
+    assert summary["n_placed"] == len(rows) and summary["aborted"] is False
+
+
+def test_an_aborted_calibration_is_valid_training_data(tmp_path):
+    images = draw_images(tmp_path / "img", 10)
+    run = calibrate(images, CalibrationConfig(test_images=2, test_repeats=3, seed=4),
+                    app_config(tmp_path), headless=True, speed=0, max_trials=7)
+    assert run.aborted and run.n_presented == 7 and len(run.rows) == 7
+    folder = run.folder
+    assert json.loads((folder / CALIBRATION_FILE).read_text())["aborted"] is True
+    session = CalibrationSession.open(folder)
+    assert len(session.rows) == 7
+    pairs = CalibrationPairs(folder, "all", n_times=64, image_size=16)
+    # the images whose 0.02 + 0.44 s window runs past the end of the recording are left out
+    n_samples = len(np.fromfile(folder / "timestamps.f64"))
+    complete = [r for r in session.rows if r["onset_sample"] + 5 + 110 <= n_samples]
+    assert 0 < len(complete) < 7
+    assert len(pairs) == len(complete) and pairs[0]["eeg"].shape == (8, 64)
+    assert np.isfinite(pairs.eeg).all() and np.allclose(pairs.eeg.std(axis=2), 1, atol=1e-3)
+    loaded = [pairs.image_keys[label] for label in pairs.labels]
+    assert loaded == [r["sha256"] for r in complete]
+
+
+class ProbeDecoder:
+    """Stands in for the image model: keeps each window's model input (nothing is generated)."""
+
+    n_channels, n_times = 8, 64
+
+    def __init__(self):
+        self.inputs = []
+
+    def __call__(self, eeg, seed):
+        self.inputs.append(np.array(eeg, copy=True))
+        return DecodedImages(images=[], seeds=[], timings={})
+
+
+def test_live_and_training_preprocessing_are_identical(tmp_path):
+    images = draw_images(tmp_path / "img", 8)
+    run = calibrate(images, CalibrationConfig(design="slow", n_trials=12, test_images=2, seed=5),
+                    app_config(tmp_path), headless=True, speed=0)
+    folder = run.folder
+    # live: the app replays the recorded raw samples, cutting windows at the image markers
+    config = AppConfig.from_toml(folder / "config.toml").replace(quality={"mode": "off"},
+                                                                record={"enabled": False})
+    assert config.window.mode == "marker"
+    probe = ProbeDecoder()
+    session = LiveSession(config, source=ReplaySource(folder, speed=0), decoder=probe, threaded=False)
+    session.start()
+    for _ in range(100_000):
+        session.step()
+        if session.source.finished and len(probe.inputs) >= 12:
+            break
+    session.stop()
+    # training: the calibration loader on the same folder
+    pairs = CalibrationPairs(folder, "all", n_channels=8, n_times=64, image_size=16,
+                             app_config=config)
+    assert len(probe.inputs) == len(pairs) == 12
+    np.testing.assert_array_equal(np.stack(probe.inputs), pairs.eeg)
+
+
+def test_cli_calibrate_writes_a_session_folder(tmp_path, capsys):
+    images = draw_images(tmp_path / "img", 6)
+    code = cli.main(["calibrate", "--source", VIEWER, "--images", str(images), "--headless",
+                     "--speed", "0", "--trials", "9", "--out", str(tmp_path / "runs"),
+                     "--copy-images"])
+    assert code == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert len(read_table(folder)) == 9 and "9 of 9 images placed" in capsys.readouterr().out
+    copies = list((folder / "stimuli").iterdir())
+    assert len(copies) == 6  # referenced by content hash
+    assert cli.main(["calibrate", "--images", str(tmp_path / "nothing"), "--headless", "--speed",
+                     "0", "--out", str(tmp_path / "runs")]) != 0
+    assert "does not exist" in capsys.readouterr().err
+    assert cli.main(["calibrate", "--source", "brainflow:-1", "--images", str(images), "--headless",
+                     "--speed", "0", "--out", str(tmp_path / "runs")]) != 0
+    assert "--speed 0" in capsys.readouterr().err
