@@ -151,7 +151,8 @@ class GeneratorConfig:
     """The EEG model and image sampler.
 
     ``model``: ``"tiny"`` (random tiny models, images carry no meaning), ``"demo"`` (the
-    shipped demo model when present), a dd-live model folder, a diffusers folder or hub id,
+    demo model shipped in the package; a broken install without it is an error), a dd-live
+    model folder, a diffusers folder or hub id,
     or ``"none"`` (no generation: a viewer and recorder).
     ``threads``: CPU threads for the model (0: torch's default); on a 2-core laptop 1 leaves a
     core to acquisition and the window.
