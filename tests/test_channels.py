@@ -8,6 +8,7 @@ from dd_live.errors import ConfigError, MontageError
 from dd_live.sources.base import StreamInfo
 from dd_live.stream import (
     ChannelMapper,
+    ChannelRepair,
     Window,
     WindowPreprocessor,
     resample_window,
@@ -150,4 +151,80 @@ def test_window_preprocessor_mismatches_say_how_to_fix():
     window = make_window(info)
     window.data[3, 5:9] = np.nan
     with pytest.raises(ConfigError, match="NaN/Inf samples; check it with QualityChecker"):
+        prep(window)
+
+
+# -- names, aliases, non-EEG channels, the map described (issue 10) ---------------------------
+def test_names_match_through_file_decorations_and_10_20_aliases():
+    sources = ["EEG Fp1-REF", "T3", "T4", "EEG T5-LE", "T6", "Cz"]
+    mapper = ChannelMapper(sources, ["Fp1", "T7", "T8", "P7", "P8", "CZ", "Oz"])
+    out = mapper(np.arange(6.0)[:, None])[:, 0]
+    assert out[:6].tolist() == [0, 1, 2, 3, 4, 5]
+    rows = mapper.describe()
+    assert rows[0] == ("Fp1", "EEG Fp1-REF", "name")
+    assert rows[1] == ("T7", "T3", "alias") and rows[4] == ("P8", "T6", "alias")
+    assert rows[6] == ("Oz", "EEG Fp1-REF", "replicated")
+    assert "6 of 7 model channels fed directly" in mapper.describe_text()
+    assert "1 copies of source channels (Oz<-EEG Fp1-REF)" in mapper.describe_text()
+
+
+def test_only_eeg_feeds_the_model_unless_asked():
+    names = ("Fp1", "Fp2", "HEOG", "ECG", "M1", "M2", "Cz", "Status", "EMG-chin", "Pz")
+    info = StreamInfo("edf", SFREQ, names, ("eeg",) * 7 + ("stim", "eeg", "eeg"))  # EDF-like
+    prep = WindowPreprocessor(info, n_channels=4)
+    assert [names[i] for i in prep.picks] == ["Fp1", "Fp2", "Cz", "Pz"]
+    asked = WindowPreprocessor(info, n_channels=4, include=["M1"], exclude=["fp2"])
+    assert [names[i] for i in asked.picks] == ["Fp1", "M1", "Cz", "Pz"]
+    with pytest.raises(MontageError, match=r"no EEG channel to feed the model .* excluded"):
+        WindowPreprocessor(info, n_channels=4, exclude=["Fp1", "Fp2", "Cz", "Pz"])
+
+
+def test_mapping_by_count_says_what_is_used_and_what_is_copied():
+    many = ChannelMapper([f"E{i}" for i in range(88)], 16)
+    assert many.used.tolist() == list(range(16))
+    assert "16 of 16 model channels fed directly" in many.describe_text()
+    assert "72 source channel(s) not used (E16, E17" in many.describe_text()
+    few = ChannelMapper(CYTON16[:8], 16)
+    assert [how for _, _, how in few.describe()] == ["count"] * 8 + ["replicated"] * 8
+    assert "8 copies of source channels (#8<-Fp1, #9<-Fp2" in few.describe_text()
+    spline = ChannelMapper(CYTON16, list(CYTON16[:14]) + ["Fz", "Cz"], method="spline")
+    rows = spline.describe()
+    assert rows[14][0] == "Fz" and rows[14][2] == "interpolated" and "F3" in rows[14][1]
+    assert spline.used.tolist() == list(range(16))
+
+
+def test_channel_repair_splines_a_smooth_field_and_falls_back_to_the_mean():
+    montage = mne.channels.make_standard_montage("colin27_1020")
+    positions = montage.get_positions()["ch_pos"]
+    field = np.array([[3.0 * positions[n][0] / 0.1 + 2.0 * positions[n][1] / 0.1
+                       + positions[n][2] / 0.1] for n in CYTON16])
+    repair = ChannelRepair(CYTON16)
+    assert repair.method == "spline"
+    for bad in ([2], [10, 11]):  # C3; F3 and F4
+        out = repair(field, bad)
+        np.testing.assert_array_equal(np.delete(out, bad, 0), np.delete(field, bad, 0))
+        assert np.max(np.abs(out[bad] - field[bad])) < 0.05 * np.ptp(field)
+        mean = np.delete(field, bad, 0).mean()  # the fallback would be far off here
+        assert np.max(np.abs(out[bad] - field[bad])) < 0.5 * np.max(np.abs(mean - field[bad]))
+    odd = ChannelRepair(["EXG1", "EXG2", "EXG3"])
+    assert odd.method == "mean"
+    np.testing.assert_allclose(odd(np.array([[1.0], [5.0], [3.0]]), [1])[:, 0], [1, 2, 3])
+    with pytest.raises(MontageError, match="spline interpolation needs standard"):
+        ChannelRepair(["EXG1", "Cz"], method="spline")
+
+
+def test_window_preprocessor_replaces_bad_channels_before_mapping():
+    info = make_info()
+    prep = WindowPreprocessor(info, n_channels=8, repair=True)
+    assert prep.used_rows.tolist() == list(range(8))
+    window = make_window(info)
+    window.data[3] = np.nan  # C4 gone entirely: replaced, so the window is usable
+    out = prep(window, bad=[3])
+    assert out.shape == (8, 512) and np.isfinite(out).all()
+    expected = prep.repair(window.data[:8], [3])[3]
+    np.testing.assert_allclose(out[3], standardize(resample_window(expected[None]))[0],
+                               atol=1e-5)
+    window.data[12] = np.nan  # T7: the 8-channel model never reads it
+    prep(window, bad=[3])
+    with pytest.raises(ConfigError, match="NaN/Inf samples"):
         prep(window)

@@ -118,8 +118,9 @@ class ChannelMapper:
             if method == "spline":
                 raise MontageError(
                     "ChannelMapper: method='spline' needs the model's channel names "
-                    "(target=[...names...]) to know where to interpolate; with only a count "
-                    "use method='replicate'"
+                    "(target=[...names...]; in dd-live: [channels] model_names, or a model "
+                    "folder whose dd_live.json lists \"channels\") to know where to "
+                    "interpolate; with only a count use method='replicate'"
                 )
             self._index = np.arange(n_target) % n_source
             self._matrix = None

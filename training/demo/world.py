@@ -84,7 +84,9 @@ class DemoWorld:
         source = SyntheticSource(self.n_channels, self.sfreq, state=name, seed=seed,
                                  chunk_duration=CHUNK_SECONDS, realtime=False)
         filt = FilterConfig()
-        sos = design_filter(self.sfreq, l_freq=filt.l_freq, h_freq=filt.h_freq, notch=filt.notch, order=filt.order)
+        # the demo model was built with a fixed 50 Hz notch (the app's default is now "auto")
+        sos = design_filter(self.sfreq, l_freq=filt.l_freq, h_freq=filt.h_freq, notch=50.0,
+                            order=filt.order)
         online = StreamingFilter(sos, self.n_channels)
         n_total = int(round((seconds + SETTLE_SECONDS) * self.sfreq))
         chunks, n_read = [], 0
