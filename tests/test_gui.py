@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import mne
 import numpy as np
@@ -178,10 +179,15 @@ def test_window_runs_live_session(make_window, tmp_path):
     assert window.traces.window_region.isVisible() == on_screen
     shot = window.save_screenshot(tmp_path / "main_window.png")
     assert shot.stat().st_size > 10_000
+    window.channel_combo.setCurrentIndex(1)
+    window.gain_spin.setValue(2.5)
+    assert window.traces.gains[1] == 2.5
+    channel = window.channel_combo.currentText()
     session = window.session
     close_window(window)
     assert session.state == "stopped"
     assert not session.acquisition._thread or not session.acquisition._thread.is_alive()
+    assert make_window(AppConfig())._gains == {channel: 2.5}  # a view preference: remembered
 
 
 def test_generation_error_is_shown(make_window):
@@ -564,3 +570,45 @@ def test_traces_show_while_the_model_loads(make_window):
     assert not window.status.progress.isVisible()
     assert wait_until(lambda: len(window.gallery.results) >= 1, 60), window.banner.text()
     close_window(window)
+
+
+def test_controls_dock_collapses_and_the_layout_switches(make_window):
+    window = make_window(AppConfig())
+    window.resize(1280, 720)
+    window.show()
+    assert wait_until(lambda: window.gallery.image.width() > 0, 5)
+    window.set_layout("picture")
+    wait_until(lambda: False, 0.05)
+    picture = window.gallery.image.width()
+    window.controls_action.trigger()  # View -> Controls panel (Ctrl+B)
+    assert wait_until(lambda: not window.dock.isVisible(), 5)
+    window.set_layout("signals")
+    wait_until(lambda: False, 0.05)
+    assert window.gallery.width() < window.signals.width()
+    window.set_layout("picture")
+    wait_until(lambda: False, 0.05)
+    assert window.gallery.image.width() >= picture and window.gallery.width() >= 0.45 * 1280
+    window.controls_action.trigger()
+    assert wait_until(lambda: window.dock.isVisible(), 5)
+    close_window(window)
+
+
+def test_reset_settings_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from dd_live.cli import main
+    from dd_live.gui.settings import default_settings
+
+    for fmt in (QtCore.QSettings.Format.NativeFormat, QtCore.QSettings.Format.IniFormat):
+        QtCore.QSettings.setPath(fmt, QtCore.QSettings.Scope.UserScope, str(tmp_path))
+    try:
+        remembered = default_settings()
+        remembered.setValue("view/span", 20)
+        remembered.sync()
+        assert main(["run", "--reset-settings", "--headless", "--source",
+                     "synthetic?n_channels=2&sfreq=250", "--model", "none",
+                     "--duration", "0.3"]) == 0
+        assert "forgot the remembered window settings" in capsys.readouterr().err
+        assert not default_settings().contains("view/span")
+    finally:
+        default = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        for fmt in (QtCore.QSettings.Format.NativeFormat, QtCore.QSettings.Format.IniFormat):
+            QtCore.QSettings.setPath(fmt, QtCore.QSettings.Scope.UserScope, default)
