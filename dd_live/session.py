@@ -19,7 +19,9 @@ samples to the recorder, close the recorder.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -30,13 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from dd_live.config import AppConfig
+from dd_live.config import AppConfig, FilterConfig
 from dd_live.errors import ConfigError, DDLiveError
 from dd_live.sources import Source, open_source
+from dd_live.stimuli import StimulusImages
 from dd_live.stream import (
     AcquisitionThread,
-    MarkerWindower,
-    PeriodicWindower,
+    BadChannelTracker,
+    MainsFilter,
     QualityChecker,
     RingBuffer,
     StreamEvent,
@@ -45,11 +48,12 @@ from dd_live.stream import (
     WindowPreprocessor,
     design_filter,
 )
+from dd_live.triggers import Trigger, make_trigger
 from dd_live.worker import GenerationWorker
 
 logger = logging.getLogger(__name__)
 
-DISPATCH_PERIOD = 0.01  # s between two polls of the ring buffer by the dispatch thread
+DISPATCH_PERIOD = 0.01  # s between two polls of the ring buffer (sooner when an image is done)
 RATE_MARKS = 8  # stats() calls over which the arrival rate is measured (~2-8 s at 1-4 Hz)
 NYQUIST_MARGIN = 0.9  # h_freq is lowered to this fraction of Nyquist when the board is too slow
 
@@ -72,6 +76,8 @@ class GeneratedImage:
             filtering happens per chunk as samples arrive, ~30 µs each: see
             benchmarks/streaming.py.)
         matches: retrieval mode: ``(path, score)`` per image.
+        stimulus: the image the window's marker names (``[window] marker_images``), the ground
+            truth to show beside the generated one; None when there is none.
     """
 
     index: int
@@ -84,6 +90,7 @@ class GeneratedImage:
     seed: int | None
     timings: dict[str, float]
     matches: list[tuple[str, float]] = field(default_factory=list)
+    stimulus: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +176,11 @@ class LiveSession:
         self._events: deque[StreamEvent] = deque()
         self._dispatch_thread: threading.Thread | None = None
         self._dispatch_stop = threading.Event()
+        self._dispatch_wake = threading.Event()  # set when the generator becomes free
         self._lock = threading.Lock()
+        self.trigger: Trigger | None = None
+        self._waiting: deque[Window] = deque()  # cut, waiting for the generator to be free
+        self._backpressure = False  # the source waits for the generator (replays)
         self._recorded_until = 0
         self.recording_error: str | None = None  # why the recording stopped by itself
         self._segment = 1  # a stream that comes back with another layout starts segment 2...
@@ -178,9 +189,17 @@ class LiveSession:
         self.n_windows = 0
         self.n_rejected = 0
         self.n_images = 0
+        # the channel stage (issue 10): see bad_channels, channel_map, mains_freq
+        self.preprocessor: WindowPreprocessor | None = None
+        self.bad_tracker: BadChannelTracker | None = None
+        self.mains: MainsFilter | None = None
+        self.channel_map: list[tuple[str, str, str]] = []
+        self._judged_rows: list[int] = []
+        self._replaced: tuple[int, ...] = ()  # indices into _judged_rows, the last window's
         self._last_timings: dict[str, float] = {}
         self._t_start = 0.0
         self._rate_marks: deque[tuple[float, int]] = deque(maxlen=RATE_MARKS)
+        self.stimuli: StimulusImages | None = None  # marker -> the image it names
 
     def __repr__(self) -> str:
         src = self._source.info.name if self._source is not None and hasattr(
@@ -225,9 +244,9 @@ class LiveSession:
                     progress=lambda message: self._set_state("starting", message))
             if self._generate:
                 validate_model_fits(info.sfreq, cfg.window.length, self.decoder.n_times)
-                self.preprocessor = WindowPreprocessor(
-                    info, n_channels=self.decoder.n_channels, n_times=self.decoder.n_times,
-                    channel_method=cfg.generator.channel_method)
+                if cfg.window.marker_images:
+                    self.stimuli = StimulusImages(cfg.window.marker_images)
+                self.preprocessor = self._make_preprocessor(info)
                 self.worker = GenerationWorker(
                     self._decode, on_result=self._on_result, on_error=self._on_decode_error,
                     on_drop=lambda job: self._on_drop(job.window), on_take=self._rearm_decoder)
@@ -266,43 +285,68 @@ class LiveSession:
         capacity = int(round(cfg.buffer.seconds * info.sfreq))
         self.raw = RingBuffer(info.n_channels, capacity)
         self.filtered = RingBuffer(info.n_channels, capacity)
-        filt = self._make_filter(info.sfreq, info.n_channels)
+        filt = make_filter(cfg.filter, info.sfreq, info.n_channels,
+                           rows=[k for k, kind in enumerate(info.ch_types) if kind == "eeg"])
+        self.mains = filt if isinstance(filt, MainsFilter) else None
+        if filt is None:  # [filter] off (or nothing to filter): windows come from the raw samples
+            self.filtered = self.raw
         self.acquisition = AcquisitionThread(
-            self._source, self.raw, self.filtered, filt,
+            self._source, self.raw, self.filtered if filt is not None else None, filt,
             stall_timeout=cfg.buffer.stall_timeout,
             on_state=self._on_acquisition_state,
             on_events=self._on_events,
             on_error=lambda exc: self.callbacks.emit("error", "acquisition", exc),
         )
-        # 4. triggers, quality check
-        w = cfg.window
-        if w.mode == "marker":
-            match = w.marker_match or None
-            self.windower: Any = MarkerWindower(info.sfreq, w.length, w.offset, match=match)
-        else:
-            self.windower = PeriodicWindower(info.sfreq, w.length, w.hop)
-        # only EEG channels are judged (a counter, trigger or misc channel is not EEG)
+        # 4. the trigger policy (dd_live.triggers), back-pressure, quality check
+        self._backpressure = self._generate and hasattr(self._source, "hold_at") and (
+            cfg.window.mode == "recorded"
+            or math.isinf(float(getattr(self._source, "speed", 1.0))))
+        if self._generate:
+            window = cfg.window
+            if self._backpressure and window.mode == "latest":
+                # a full-speed replay waits for the generator: nothing is "newest" there, so
+                # its windows come every hop (as interval windows, anchored at the start)
+                window = dataclasses.replace(window, min_hop=max(window.min_hop, window.hop))
+            self.trigger = make_trigger(window, info.sfreq, self._source)
+        if self._backpressure:
+            self._source.hold_at(self.trigger.next_stop())
+        # only EEG channels are judged (a counter, trigger or misc channel is not EEG), and
+        # of those only the ones the model reads after mapping
         self._eeg_rows = [k for k, kind in enumerate(info.ch_types) if kind == "eeg"]
+        self._judged_rows = (self.preprocessor.used_rows.tolist()
+                             if self.preprocessor is not None else self._eeg_rows)
+        judged_names = [info.ch_names[k] for k in self._judged_rows]
         self.quality = None if cfg.quality.mode == "off" else QualityChecker(
             info.sfreq, mode=cfg.quality.mode, max_ptp=cfg.quality.max_ptp,
-            z_threshold=cfg.quality.z_threshold,
-            ch_names=[info.ch_names[k] for k in self._eeg_rows])
+            z_threshold=cfg.quality.z_threshold, ch_names=judged_names)
+        self.bad_tracker = None if cfg.channels.bad == "off" or self.preprocessor is None \
+            else BadChannelTracker(info.sfreq, judged_names, max_bad=cfg.channels.max_bad,
+                                   bad_seconds=cfg.channels.bad_seconds)
 
-    def _make_filter(self, sfreq: float, n_channels: int) -> StreamingFilter | None:
-        f = self.config.filter
-        if not f.enabled:
-            return None
-        nyquist = sfreq / 2
-        h_freq = f.h_freq
-        if h_freq is not None and h_freq >= nyquist:
-            h_freq = round(NYQUIST_MARGIN * nyquist, 1)
-            logger.warning("band-pass upper edge %.1f Hz is above Nyquist (%.1f Hz) of this "
-                           "stream: using %.1f Hz", f.h_freq, nyquist, h_freq)
-        notch = f.notch if f.notch is not None and f.notch < nyquist else None
-        sos = design_filter(sfreq, l_freq=f.l_freq, h_freq=h_freq, notch=notch, order=f.order)
-        if sos is None:
-            return None
-        return StreamingFilter(sos, n_channels)
+    def _make_filter(self, sfreq: float, n_channels: int) -> StreamingFilter | MainsFilter | None:
+        return make_filter(self.config.filter, sfreq, n_channels)
+
+    def _make_preprocessor(self, info) -> WindowPreprocessor:
+        """Pick, repair and map the channels for the model; the mapping is logged and kept in
+        :attr:`channel_map`."""
+        ch = self.config.channels
+        names = list(ch.model_names) or getattr(self.decoder, "ch_names", None) or None
+        if names is not None and len(names) != self.decoder.n_channels:
+            raise ConfigError(
+                f"[channels] model_names lists {len(names)} names but the model reads "
+                f"{self.decoder.n_channels} channels: give one name per model channel")
+        prep = WindowPreprocessor(
+            info, n_channels=self.decoder.n_channels, n_times=self.decoder.n_times,
+            target_names=names, channel_method=self.config.generator.channel_method,
+            exclude=ch.exclude, include=ch.include, repair=ch.bad == "auto")
+        self.channel_map = prep.describe()
+        logger.info("channel map (%s, %s): %s", "by name" if names else "by count",
+                    prep.mapper.method, prep.mapper.describe_text())
+        if prep.repair is not None:
+            logger.info("bad channels will be replaced by %s interpolation",
+                        prep.repair.method if prep.repair.method == "spline"
+                        else "mean-of-the-good-channels (no standard positions for the names)")
+        return prep
 
     def _close_after_failed_start(self) -> None:
         if self.recorder is not None:
@@ -331,7 +375,11 @@ class LiveSession:
         return n
 
     def _dispatch_loop(self) -> None:
-        while not self._dispatch_stop.wait(DISPATCH_PERIOD):
+        while not self._dispatch_stop.is_set():
+            self._dispatch_wake.wait(DISPATCH_PERIOD)
+            self._dispatch_wake.clear()
+            if self._dispatch_stop.is_set():
+                break
             try:
                 self._dispatch()
             except Exception as exc:  # never die silently
@@ -346,22 +394,21 @@ class LiveSession:
                 self.callbacks.emit("samples", self._announced_until,
                                     n_written - self._announced_until)
                 self._announced_until = n_written
+            if self.mains is not None:
+                self._announce_mains()
             layout = None
             while self._events:
                 event = self._events.popleft()
-                if event.kind == "marker" and isinstance(self.windower, MarkerWindower):
-                    self.windower.add_marker(event.sample_index, event.description)
+                if event.kind == "marker" and self.trigger is not None:
+                    self.trigger.add_marker(event.sample_index, event.description)
                 elif event.kind == "layout":
                     layout = event
             if layout is not None:
                 self._change_layout(layout)
                 return
-            if self.worker is None or not self._triggers_on:
-                if self.worker is None and self.raw is not None:
-                    self.windower.poll(self.raw)  # keep the windower's position current
+            if self.worker is None or self.trigger is None or not self._triggers_on:
                 return
-            for window in self.windower.poll(self.filtered):
-                self._on_window(window)
+            self._trigger_windows(self.trigger)
 
     def _change_layout(self, event: StreamEvent) -> None:
         """The stream came back with other channels, rate or format (under the lock): the old
@@ -385,9 +432,7 @@ class LiveSession:
         info = self._source.accept_layout()
         if self._generate:
             validate_model_fits(info.sfreq, self.config.window.length, self.decoder.n_times)
-            self.preprocessor = WindowPreprocessor(
-                info, n_channels=self.decoder.n_channels, n_times=self.decoder.n_times,
-                channel_method=self.config.generator.channel_method)
+            self.preprocessor = self._make_preprocessor(info)
         self._build_core(info)
         self._recorded_until = self._announced_until = 0
         self._segment += 1
@@ -407,6 +452,26 @@ class LiveSession:
             self.acquisition.start()
         where = f"; recording goes on in {self.recorder.folder}" if self.recorder else ""
         self._set_state("running", f"the stream changed ({change}): new segment{where}")
+
+    def _trigger_windows(self, trigger: Trigger) -> None:
+        """Hand the trigger's windows to the generator (under the lock).
+
+        ``latest`` and ``recorded`` (and every policy while the source waits for the generator)
+        hand over one window whenever the generator is free; ``interval`` and ``marker`` live
+        submit each window at once (the worker keeps the newest and drops the older)."""
+        if not (trigger.waits_for_generator or self._backpressure):
+            for window in trigger.poll(self.filtered):
+                self._on_window(window)
+            return
+        if trigger.fixed_windows:  # copied out now, so the ring buffer may move on
+            self._waiting.extend(trigger.poll(self.filtered))
+        while self._waiting and not self.worker.busy:
+            self._on_window(self._waiting.popleft())
+        if not trigger.fixed_windows and not self.worker.busy:
+            for window in trigger.poll(self.filtered):
+                self._on_window(window)
+        if self._backpressure:  # the replay goes on up to the sample completing the next window
+            self._source.hold_at(self.raw.n_written if self._waiting else trigger.next_stop())
 
     def _on_recorder_failure(self, message: str) -> None:
         """The recorder's first write error (its thread): recording has stopped, live goes on."""
@@ -435,21 +500,127 @@ class LiveSession:
 
     def _on_window(self, window: Window) -> None:
         self.n_windows += 1
-        if self.quality is not None:
-            result = self.quality.check(window.data[self._eeg_rows])
-            if not result.ok:
-                self.n_rejected += 1
-                self._record_event({"type": "window_rejected", "start": window.start,
-                                    "stop": window.stop, "reasons": list(result.reasons)})
-                self.callbacks.emit("window_rejected", window, tuple(result.reasons))
-                return
+        data = window.data[self._judged_rows]
+        replace: tuple[int, ...] = ()
+        reasons: tuple[str, ...] = ()
+        if self.bad_tracker is not None:
+            verdict = self.bad_tracker.update(data, window.stop)
+            self._announce_bad_channels(verdict, window)
+            replace = verdict.replace
+            if verdict.too_many:
+                reasons = (verdict.too_many,)
+        if not reasons and self.quality is not None:
+            result = self.quality.check(data, skip=replace)
+            reasons = result.reasons
+        if not reasons:  # NaN/Inf never reaches the model, whatever the quality mode
+            kept = np.setdiff1d(np.arange(len(self._judged_rows)), replace)
+            n_bad = int((~np.isfinite(data[kept])).sum())
+            if n_bad:
+                reasons = (f"{n_bad} NaN/Inf samples (non-finite samples from the source: the "
+                           "window overlaps them)",)
+        self._replaced = replace
+        if reasons:
+            self.n_rejected += 1
+            self._record_event({"type": "window_rejected", "start": window.start,
+                                "stop": window.stop, "reasons": list(reasons)})
+            self.callbacks.emit("window_rejected", window, tuple(reasons))
+            return
         t0 = time.perf_counter()
-        eeg = self.preprocessor(window)
+        eeg = self.preprocessor(window, bad=replace)
         t_preprocess = time.perf_counter() - t0
+        self.worker.submit(_Job(window, eeg, self.seed_for(window), time.monotonic(),
+                                t_preprocess))
+
+    def _announce_bad_channels(self, verdict, window: Window) -> None:
+        """Events for channels newly marked bad or good again (dispatch thread)."""
+        events = []
+        names = self.bad_tracker.ch_names
+        timestamp = float(window.timestamps[-1])
+        method = self.preprocessor.repair.method if self.preprocessor.repair else "mean"
+        for ch, reason in verdict.newly_bad:
+            logger.warning("channel %s marked bad: %s; %s-interpolated for the model",
+                           names[ch], reason, method)
+            events.append(StreamEvent(
+                "bad_channel", window.stop - 1, timestamp,
+                f"channel {names[ch]} marked bad: {reason}; replaced for the model "
+                f"({method} interpolation)", extra={"channel": names[ch], "reason": reason}))
+        for ch in verdict.newly_good:
+            logger.info("channel %s is good again", names[ch])
+            events.append(StreamEvent(
+                "channel_ok", window.stop - 1, timestamp, f"channel {names[ch]} is good again",
+                extra={"channel": names[ch]}))
+        if events:
+            self._on_events(events)
+
+    def _announce_mains(self) -> None:
+        """An event for each mains choice the filter made (dispatch thread)."""
+        changes = self.mains.pop_changes()
+        if changes:
+            timestamp = self.acquisition.last_timestamp or 0.0
+            self._on_events([StreamEvent(
+                "mains", change.sample_index, timestamp, change.message,
+                extra={"freq": change.freq, "ratios": {f"{f:g}": round(r, 2)
+                                                       for f, r in change.ratios.items()}})
+                for change in changes])
+
+    # -- the channel stage, for the window ------------------------------------------------------
+    @property
+    def bad_channels(self) -> tuple[str, ...]:
+        """Names of the input channels marked bad now (replaced for the model)."""
+        if self.bad_tracker is None:
+            return ()
+        return tuple(self.bad_tracker.ch_names[ch] for ch in self.bad_tracker.marked)
+
+    @property
+    def replaced_channels(self) -> tuple[str, ...]:
+        """Names of the input channels replaced in the last window sent to the model (marked
+        bad, or broken in that window)."""
+        if self.bad_tracker is None:
+            return ()
+        return tuple(self.bad_tracker.ch_names[ch] for ch in self._replaced)
+
+    @property
+    def judged_channels(self) -> tuple[str, ...]:
+        """Names of the input channels the model reads (after mapping); only these are judged."""
+        if self._source is None:
+            return ()
+        return tuple(self.info.ch_names[k] for k in self._judged_rows)
+
+    def set_channel_bad(self, name: str, bad: bool) -> None:
+        """Mark an input channel bad by hand (the window's per-channel toggle), or unmark it.
+
+        Raises:
+            ConfigError: the channel is not one the model reads, or bad channels are off.
+        """
+        if self.bad_tracker is None:
+            raise ConfigError("bad channels are off ([channels] bad = \"off\") or no model "
+                              "runs: nothing to replace")
+        names = [n.lower() for n in self.bad_tracker.ch_names]
+        if name.lower() not in names:
+            raise ConfigError(f"channel {name!r} is not one the model reads "
+                              f"({', '.join(self.bad_tracker.ch_names)})")
+        forced = set(self.bad_tracker.forced)
+        index = names.index(name.lower())
+        forced = forced | {index} if bad else forced - {index}
+        self.bad_tracker.set_forced(sorted(forced))
+
+    @property
+    def mains_freq(self) -> float | str | None:
+        """The notched mains frequency: ``"measuring"`` until the automatic notch decided, a
+        frequency in Hz, or None (no notch)."""
+        if self.mains is not None:
+            return self.mains.freq if self.mains.decided else "measuring"
+        notch = self.config.filter.notch
+        return None if notch == "off" or not self.config.filter.enabled else notch
+
+    def seed_for(self, window: Window) -> int:
+        """The sampler seed of a window: the recorded one (a replayed window), else ``[generator]
+        seed`` (``fixed_seed``: the same seed for every window, so the picture changes only when
+        the EEG does), else ``seed`` + the window's first sample index."""
+        if window.seed is not None:
+            return int(window.seed)
         seed = self.config.generator.seed
-        if not self.config.generator.fixed_seed:
-            seed += window.start
-        self.worker.submit(_Job(window, eeg, seed, time.monotonic(), t_preprocess))
+        return seed if self.config.generator.fixed_seed else seed + window.start
 
     def _on_drop(self, window: Window) -> None:
         self._record_event({"type": "window_dropped", "start": window.start, "stop": window.stop})
@@ -477,9 +648,12 @@ class LiveSession:
             index=index, images=decoded.images, window_start=w.start, window_stop=w.stop,
             t_first=float(w.timestamps[0]), t_last=float(w.timestamps[-1]), trigger=w.trigger,
             seed=job.seed if decoded.seeds else None, timings=timings,
-            matches=list(decoded.matches))
+            matches=list(decoded.matches),
+            stimulus=str(path) if self.stimuli is not None and (
+                path := self.stimuli.path_for(w.description)) is not None else None)
 
     def _on_result(self, job: _Job, result: GeneratedImage | None) -> None:
+        self._dispatch_wake.set()  # the generator is free: the next window goes now
         if result is None:
             self._record_event({"type": "generation_interrupted", "start": job.window.start,
                                 "stop": job.window.stop})
@@ -490,6 +664,7 @@ class LiveSession:
         self.callbacks.emit("image", result)
 
     def _on_decode_error(self, job: _Job, exc: BaseException) -> None:
+        self._dispatch_wake.set()
         self._record_event({"type": "generation_failed", "start": job.window.start,
                             "stop": job.window.stop, "error": f"{type(exc).__name__}: {exc}"})
         self.callbacks.emit("error", "generation", exc)
@@ -525,8 +700,8 @@ class LiveSession:
 
     def resume_generation(self) -> None:
         with self._lock:
-            if self.filtered is not None:
-                self.windower.poll(self.filtered)  # skip what passed while paused
+            if self.filtered is not None and self.trigger is not None:
+                self.trigger.skip(self.filtered)  # skip what passed while paused
             self._triggers_on = True
 
     def stats(self) -> SessionStats:
@@ -553,6 +728,23 @@ class LiveSession:
             n_failed=self.worker.n_failed if self.worker is not None else 0,
             last_timings=dict(self._last_timings),
         )
+
+    @property
+    def finished(self) -> bool:
+        """True once a finite source (a replay without loop) has delivered everything, the
+        acquisition has written it, and every window the trigger cuts from it has been
+        generated (a replay ends after its last image, not before)."""
+        if self._source is None or not self._source.finished:
+            return False
+        if self.acquisition is not None and self.acquisition.state != "stopped":
+            return False
+        if self.worker is None or self.trigger is None or self.filtered is None:
+            return True
+        with self._lock:
+            if self._waiting or self.worker.busy:
+                return False
+            next_stop = self.trigger.next_stop()
+            return next_stop is None or next_stop > self.filtered.n_written
 
     def run_for(self, seconds: float) -> None:
         """Block for ``seconds`` (threaded), or step until that much signal arrived (not)."""
@@ -625,6 +817,37 @@ class LiveSession:
                 self._feed_recorder()
             self.recorder.close()
         self._set_state("stopped")
+
+
+def make_filter(f: FilterConfig, sfreq: float, n_channels: int, *,
+                rows: list[int] | None = None) -> StreamingFilter | MainsFilter | None:
+    """The online filter ``[filter]`` describes for a stream (None when it filters nothing).
+
+    The live session and the training data (``training.data.calibration``) both build their
+    filter here, so training and inference filter alike. ``notch = "auto"`` gives a
+    :class:`~dd_live.stream.MainsFilter` that measures the mains hum on ``rows`` (the EEG
+    channels; default all) and notches it.
+    """
+    if not f.enabled:
+        return None
+    nyquist = sfreq / 2
+    h_freq = f.h_freq
+    if h_freq is not None and h_freq >= nyquist:
+        h_freq = round(NYQUIST_MARGIN * nyquist, 1)
+        logger.warning("band-pass upper edge %.1f Hz is above Nyquist (%.1f Hz) of this "
+                       "stream: using %.1f Hz", f.h_freq, nyquist, h_freq)
+    if f.notch == "auto":
+        band = design_filter(sfreq, l_freq=f.l_freq, h_freq=h_freq, order=f.order)
+        return MainsFilter(band, n_channels, sfreq, rows=rows, harmonics=f.notch_harmonics)
+    notch = f.notch if isinstance(f.notch, float) and f.notch < nyquist else None
+    if isinstance(f.notch, float) and notch is None:
+        logger.warning("notch %.1f Hz is above Nyquist (%.1f Hz) of this stream: no notch",
+                       f.notch, nyquist)
+    sos = design_filter(sfreq, l_freq=f.l_freq, h_freq=h_freq, notch=notch, order=f.order,
+                        notch_harmonics=f.notch_harmonics)
+    if sos is None:
+        return None
+    return StreamingFilter(sos, n_channels)
 
 
 def _source_options(source) -> dict[str, Any]:

@@ -21,7 +21,9 @@ N_EEG = 16
 
 
 def _config(tmp_path=None, **window):
-    config = AppConfig(window=WindowConfig(**{"length": 0.44, "hop": 0.5, **window}),
+    """Interval windows (a fixed grid the tests can predict) unless ``mode`` says otherwise."""
+    config = AppConfig(window=WindowConfig(**{"mode": "interval", "length": 0.44, "hop": 0.5,
+                                              **window}),
                        generator=GeneratorConfig(model="tiny", steps=2))
     if tmp_path is not None:
         config = config.replace(record=RecordConfig(enabled=True, root=str(tmp_path), name="t"))
@@ -91,12 +93,15 @@ class SlowDecoder:
         time.sleep(self.delay)
         return self.decoder(eeg, seed)
 
+    def __getattr__(self, name):  # interrupt / clear_interrupt: the real decoder's
+        return getattr(self.decoder, name)
 
-def test_slow_generator_drops_windows_but_no_sample_is_lost(decoder):
+
+def test_interval_mode_with_a_slow_generator_drops_windows_but_no_sample_is_lost(decoder):
     slow = SlowDecoder(decoder, delay=0.6)
     session = LiveSession(_config(hop=0.1), source=_source(realtime=True), decoder=slow)
     session.start()
-    _wait_for(lambda: session.worker.n_dropped >= 3)
+    _wait_for(lambda: session.worker.n_dropped >= 3 and session.n_images >= 1)
     session.stop()
     stats = session.stats()
     assert stats.n_dropped >= 3
@@ -105,6 +110,50 @@ def test_slow_generator_drops_windows_but_no_sample_is_lost(decoder):
     assert counter[0] == session.raw.first_index
     np.testing.assert_array_equal(np.diff(counter), 1)  # nothing lost, nothing duplicated
     assert session.raw.n_written == counter[-1] + 1
+
+
+def test_latest_mode_by_default_draws_the_newest_window_whenever_the_generator_is_free(decoder):
+    config = AppConfig(generator=GeneratorConfig(model="tiny", steps=2))  # default windows
+    assert config.window.mode == "latest"
+    session = LiveSession(config, source=_source(), decoder=decoder, threaded=False)
+    results, newest = [], []
+    session.callbacks.image.append(results.append)
+    session.callbacks.image.append(lambda result: newest.append(session.raw.n_written))
+    session.start()
+    while len(results) < 6:
+        session.step()
+    session.stop()
+    length = round(config.window.length * SFREQ)
+    min_hop = round(config.window.min_hop * SFREQ)
+    for result, n_written in zip(results, newest):
+        assert result.trigger == "latest"
+        # the window ends at the newest sample there was when the generator took it
+        assert (result.window_start, result.window_stop) == (n_written - length, n_written)
+    starts = [r.window_start for r in results]
+    assert min(np.diff(starts)) >= min_hop
+    assert [r.seed for r in results] == starts  # the default seed policy: seed 0 + first sample
+    stats = session.stats()
+    assert stats.n_dropped == 0 and stats.n_windows == stats.n_images == 6
+
+
+def test_latest_mode_with_a_slow_generator_drops_nothing_and_skips_to_the_newest(decoder):
+    slow = SlowDecoder(decoder, delay=0.3)
+    config = AppConfig(generator=GeneratorConfig(model="tiny", steps=2))
+    session = LiveSession(config, source=_source(realtime=True), decoder=slow)
+    results = []
+    session.callbacks.image.append(results.append)
+    session.start()
+    _wait_for(lambda: len(results) >= 4)
+    session.stop()
+    stats = session.stats()
+    assert stats.n_dropped == 0  # nothing is dropped by construction
+    assert stats.n_windows - stats.n_images <= 1  # at most the one being made at stop()
+    # each image was drawn from the newest window once the previous image was done, so
+    # windows are about one generation (0.3 s here: > 50 samples) apart, not min_hop
+    gaps = np.diff([r.window_start for r in results])
+    assert gaps.min() > 50
+    counter = _counter(session)
+    np.testing.assert_array_equal(np.diff(counter), 1)  # and no sample lost
 
 
 def test_a_generator_that_raises_is_reported_and_the_session_goes_on(decoder):
@@ -117,6 +166,7 @@ def test_a_generator_that_raises_is_reported_and_the_session_goes_on(decoder):
         return decoder(eeg, seed)
 
     flaky.n_channels, flaky.n_times = decoder.n_channels, decoder.n_times
+    flaky.clear_interrupt = decoder.clear_interrupt  # the session re-arms it for each window
     session = LiveSession(_config(), source=_source(), decoder=flaky, threaded=False)
     errors, results = [], []
     session.callbacks.error.append(lambda part, exc: errors.append((part, str(exc))))
@@ -142,15 +192,15 @@ def test_shutdown_mid_generation_leaves_a_complete_session_folder(decoder, tmp_p
     session = LiveSession(_config(tmp_path), source=_source(realtime=True), decoder=blocking)
     session.start()
     assert blocking.started.wait(30)  # a generation is running now
-    threading.Timer(0.3, gate.set).start()  # it finishes while stop() drains it
+    threading.Timer(0.3, gate.set).start()  # it ends while stop() waits for it
     session.stop()
     folder = session.recording_path
     raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", preload=True, verbose="error")
     assert raw.n_times == session.raw.n_written
     np.testing.assert_array_equal(raw.get_data()[-1], np.arange(raw.n_times))
-    events = read_events(folder)
-    assert any(e["type"] == "image" for e in events)
-    assert session.state == "stopped"
+    events = read_events(folder)  # every line complete; the interrupted image is not one
+    assert [e for e in events if e["type"] == "image"] == []
+    assert session.state == "stopped" and not session.worker.running
 
 
 def test_recording_started_mid_session_indexes_its_own_file(decoder, tmp_path):

@@ -1,10 +1,20 @@
-"""Periodic and marker windows: exact ranges, hop across wrap-around, data = buffer content."""
+"""Periodic and marker windows: exact ranges, hop across wrap-around, data = buffer content.
+The trigger policies (dd_live.triggers): latest, recorded, and where a held source may stop."""
 
 import numpy as np
 import pytest
 
+from dd_live.config import WindowConfig
 from dd_live.errors import ConfigError
 from dd_live.stream import MarkerWindower, PeriodicWindower, RingBuffer, Window
+from dd_live.triggers import (
+    IntervalTrigger,
+    LatestTrigger,
+    MarkerTrigger,
+    RecordedTrigger,
+    RecordedWindow,
+    make_trigger,
+)
 
 SFREQ = 250.0
 N_CHANNELS = 2
@@ -93,3 +103,68 @@ def test_window_validation_and_bad_lengths():
         Window(0, 3, np.zeros((2, 4)), np.zeros(3), SFREQ, "periodic")
     with pytest.raises(ConfigError, match="is 0 samples at 250 Hz; it must be at least 1"):
         PeriodicWindower(SFREQ, length=0.001)
+
+
+def test_latest_trigger_takes_the_newest_complete_window_at_least_min_hop_apart():
+    buffer = RingBuffer(N_CHANNELS, CAPACITY)
+    trigger = LatestTrigger(SFREQ, length=0.44, min_hop=0.1)  # 110 samples, hop >= 25
+    assert trigger.waits_for_generator and not trigger.fixed_windows
+    write_ramp(buffer, 100)
+    assert trigger.poll(buffer) == []  # not one whole window yet
+    assert trigger.next_stop() == 110
+    write_ramp(buffer, 100)
+    (first,) = trigger.poll(buffer)
+    assert (first.start, first.stop, first.trigger) == (90, 200, "latest")
+    assert_window_is_buffer_content(first)
+    assert trigger.poll(buffer) == []  # nothing new
+    write_ramp(buffer, 24)
+    assert trigger.poll(buffer) == []  # 24 new samples < min_hop
+    assert trigger.next_stop() == 90 + 25 + 110
+    write_ramp(buffer, 400)  # the buffer wrapped: still the newest window, none "missed"
+    (second,) = trigger.poll(buffer)
+    assert (second.start, second.stop) == (624 - 110, 624)
+    assert_window_is_buffer_content(second)
+    assert trigger.n_windows == 2 and trigger.n_missed == 0
+
+
+def test_recorded_trigger_hands_out_the_recorded_windows_one_at_a_time_with_their_seeds():
+    buffer = RingBuffer(N_CHANNELS, CAPACITY)
+    recorded = [RecordedWindow(130, 240, seed=7, index=1), RecordedWindow(20, 130, seed=5, index=0),
+                RecordedWindow(500, 610, seed=9, index=2), RecordedWindow(5, 115, index=9)]
+    trigger = RecordedTrigger(SFREQ, recorded, offset=10)  # the replay starts at file sample 10
+    assert trigger.n_pending == 3  # the window before the replay's first sample is left out
+    assert trigger.next_stop() == 120
+    write_ramp(buffer, 250)
+    (first,) = trigger.poll(buffer)  # both are complete: one per poll, in order
+    assert (first.start, first.stop, first.seed, first.trigger) == (10, 120, 5, "recorded")
+    (second,) = trigger.poll(buffer)
+    assert (second.start, second.stop, second.seed) == (120, 230, 7)
+    assert_window_is_buffer_content(second)
+    assert trigger.poll(buffer) == [] and trigger.next_stop() == 600
+    write_ramp(buffer, 700)  # 950 written, capacity 300: [490, 600) was overwritten
+    assert trigger.poll(buffer) == []
+    assert trigger.n_missed == 1 and trigger.next_stop() is None
+
+
+def test_fixed_grid_triggers_say_where_a_held_source_may_stop():
+    buffer = RingBuffer(N_CHANNELS, CAPACITY)
+    interval = IntervalTrigger(SFREQ, length=0.44, hop=0.5)
+    assert interval.next_stop() == 110
+    write_ramp(buffer, 110)
+    assert [w.start for w in interval.poll(buffer)] == [0]
+    assert interval.next_stop() == 125 + 110
+    marker = MarkerTrigger(SFREQ, length=0.44, offset=0.02, match="stim")
+    assert marker.next_stop() is None  # no marker yet: nothing to wait for
+    marker.add_marker(40, "stim")
+    marker.add_marker(50, "other")  # not matched
+    assert marker.next_stop() == 45 + 110
+
+
+def test_make_trigger_builds_each_mode_and_recorded_needs_a_session_folder():
+    assert isinstance(make_trigger(WindowConfig(), SFREQ), LatestTrigger)  # the default
+    assert isinstance(make_trigger(WindowConfig(mode="interval"), SFREQ), IntervalTrigger)
+    assert isinstance(make_trigger(WindowConfig(mode="marker"), SFREQ), MarkerTrigger)
+    with pytest.raises(ConfigError, match="dd-live replay SESSION_FOLDER"):
+        make_trigger(WindowConfig(mode="recorded"), SFREQ, source=None)
+    with pytest.raises(ConfigError, match="min_hop"):
+        WindowConfig(min_hop=0)
