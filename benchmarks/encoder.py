@@ -4,12 +4,19 @@ Ours: ``EEGEncoder`` (fused ``scaled_dot_product_attention``, inference mode, bf
 CUDA). Baseline: the same weights run through an explicit ``softmax(Q K^T / sqrt(d)) V`` in
 eager PyTorch. Prints best-of-N latency per batch size, the speed ratio and the largest output
 difference. Usage: ``python benchmarks/encoder.py [--preset reference] [--repeats 3]``.
+
+``--cpu-runtimes``: the encoder at batch 1 on CPU in optimised runtimes against eager fp32 in the
+same run (interleaved, best of N): bf16 weights, bf16 autocast, int8 dynamic quantisation of the
+linear layers, ``torch.compile`` (inductor). Each is judged: kept only when at least
+``KEEP_SPEEDUP`` faster than eager with its output within ``KEEP_TOLERANCE`` (relative RMS error
+of the output tokens against eager fp32).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import math
 import time
 
@@ -84,11 +91,61 @@ def bench(
     )
 
 
+KEEP_SPEEDUP = 1.10  # at least 10 % faster than eager fp32 ...
+KEEP_TOLERANCE = 2e-2  # ... with a relative RMS output error of at most 2 %
+
+
+def cpu_runtimes(encoder: EEGEncoder, repeats: int) -> None:
+    """Batch-1 CPU latency of optimised runtimes vs eager fp32, each judged keep / drop."""
+    config = encoder.config
+    eeg = torch.randn(1, config.n_channels, config.n_times)
+    bf16 = copy.deepcopy(encoder).to(torch.bfloat16)
+    int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(encoder), {torch.nn.Linear}, dtype=torch.qint8)
+    compiled = torch.compile(copy.deepcopy(encoder))
+    variants = {
+        "eager fp32": lambda: encoder(eeg),
+        "bf16 weights": lambda: bf16(eeg.to(torch.bfloat16)),
+        "bf16 autocast": lambda: _autocast_cpu(encoder, eeg),
+        "int8 dynamic (Linear)": lambda: int8(eeg),
+        "torch.compile fp32": lambda: compiled(eeg),
+    }
+    with torch.inference_mode():
+        reference = encoder(eeg).float()
+        errors, usable = {}, {}
+        for name, fn in variants.items():
+            try:
+                t0 = time.perf_counter()
+                out = fn().float()  # first call: compiles where it compiles
+                usable[name] = fn
+                errors[name] = ((out - reference).pow(2).mean().sqrt() / reference.pow(2).mean().sqrt()).item()
+                if name.startswith("torch.compile"):
+                    print(f"torch.compile: first call (compilation) {time.perf_counter() - t0:.1f} s")
+            except Exception as exc:  # a runtime this machine lacks is reported, not fatal
+                print(f"{name}: not available here ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+        names = list(usable)
+        times = dict(zip(names, _best_seconds([usable[n] for n in names], repeats, torch.device("cpu")), strict=True))
+    base = times["eager fp32"]
+    print(f"CPU runtimes, batch 1, {torch.get_num_threads()} threads, best of {repeats} "
+          f"(keep: >= {KEEP_SPEEDUP:.2f}x faster and relative RMS error <= {KEEP_TOLERANCE:g}):")
+    for name in names:
+        speedup = base / times[name]
+        verdict = "baseline" if name == "eager fp32" else (
+            "KEEP" if speedup >= KEEP_SPEEDUP and errors[name] <= KEEP_TOLERANCE else "drop")
+        print(f"  {name:<24}{times[name] * 1e3:9.1f} ms  {speedup:5.2f}x  rel. RMS error {errors[name]:.1e}  {verdict}")
+
+
+def _autocast_cpu(encoder: EEGEncoder, eeg: torch.Tensor) -> torch.Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return encoder(eeg)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="reference")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--cpu-runtimes", action="store_true",
+                        help="only: optimised CPU runtimes (bf16, int8, torch.compile) vs eager, batch 1")
     args = parser.parse_args()
     torch.manual_seed(0)
     config = get_preset(args.preset)
@@ -98,6 +155,9 @@ def main() -> None:
     )
     encoder = EEGEncoder(config).eval()
     print(repr(encoder))
+    if args.cpu_runtimes:
+        cpu_runtimes(encoder, args.repeats)
+        return
     for batch in args.batches:
         bench(encoder, batch, torch.device("cpu"), None, args.repeats)
     if torch.cuda.is_available():
