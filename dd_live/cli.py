@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dd_live import __version__
@@ -55,13 +55,21 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
         p.add_argument("--source", help="source spec: synthetic[:STATE], brainflow:BOARD, "
                        "lsl:NAME, lsl-type:TYPE, lsl-id:ID, file:PATH (default: synthetic)")
     p.add_argument("--config", type=Path, help="a TOML config file (see README)")
-    p.add_argument("--model", help="a dd-live model folder, 'demo', 'tiny' (random, for tests) "
+    p.add_argument("--model", help="a dd-live model folder, the DreamDiffusion release's "
+                   "generation checkpoint file, 'demo', 'tiny' (random, for tests) "
                    "or 'none' (no images); default: 'demo' for synthetic sources, 'none' else")
+    p.add_argument("--model-config", metavar="DIR",
+                   help="component configs (unet/, vae/, scheduler/) of a single-file --model "
+                   "(default: Stable Diffusion 1.5's)")
+    p.add_argument("--images", metavar="DIR",
+                   help="the images markers 'image:<id>' name (ImageNet layout "
+                   "<synset>/<id>.JPEG): each is shown beside the image made from its window")
     p.add_argument("--scheduler", choices=SCHEDULER_NAMES)
     p.add_argument("--steps", type=int, help="sampler steps (1 with a one-step model: --scheduler lcm)")
     p.add_argument("--preset", choices=tuple(PRESETS),
                    help="cpu: 256 px, 4 steps, tiny decoder; gpu: native size, 4 steps, tiny "
-                   "decoder, CUDA graphs (only for settings you did not give)")
+                   "decoder, CUDA graphs; release: the DreamDiffusion release's sampling (PLMS, "
+                   "250 steps, no guidance, full VAE) (only for settings you did not give)")
     p.add_argument("--unet", help="a distilled SD 1.5 UNet (folder or file) replacing the model's, "
                    "e.g. a one-step DMD2 UNet")
     p.add_argument("--lora", help="a few-step LoRA (LCM, TCD, Hyper-SD), fused at load")
@@ -90,7 +98,7 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
     gen = {}
     for arg, key in (("model", "model"), ("scheduler", "scheduler"), ("steps", "steps"),
                      ("guidance", "guidance_scale"), ("seed", "seed"), ("preset", "preset"),
-                     ("unet", "unet"), ("lora", "lora")):
+                     ("unet", "unet"), ("lora", "lora"), ("model_config", "model_config")):
         value = getattr(args, arg, None)
         if value is not None:
             gen[key] = value
@@ -98,6 +106,8 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
         cli["generator"] = gen
     if getattr(args, "source", None):
         cli["source"] = {"spec": args.source}
+    if getattr(args, "images", None):
+        cli["window"] = {"marker_images": str(Path(args.images).expanduser().resolve())}
     if getattr(args, "record", None):
         cli["record"] = {"enabled": True, "root": str(args.record)}
     # a replayed session folder records again only with --record
@@ -123,6 +133,11 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
     # the preset fills only what no layer set (a model folder may recommend a preset itself)
     explicit = {*model_layer.get("generator", {}), *merged.get("generator", {})}
     return config.replace(generator=apply_preset(config.generator, explicit))
+
+
+def _import_window() -> None:
+    """Import the window's modules (slow: Qt, pyqtgraph, scipy) while Qt is being checked."""
+    import dd_live.gui.app  # noqa: F401
 
 
 def _has_display() -> bool:
@@ -158,11 +173,12 @@ def _missing_qt_libraries() -> list[str]:
     return missing
 
 
-def window_problem() -> str | None:
+def window_problem(while_waiting: Callable[[], object] | None = None) -> str | None:
     """Why Qt cannot open a window here (one line with the fix), or None when it can.
 
     Qt aborts the whole process (SIGABRT) when its platform plugin fails, so the check runs
-    Qt in a short subprocess before the window is built."""
+    Qt in a short subprocess before the window is built; ``while_waiting()`` runs meanwhile
+    (importing the window's modules: they load no platform plugin)."""
     import subprocess
 
     if os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal"):
@@ -171,19 +187,27 @@ def window_problem() -> str | None:
         return "no display found (DISPLAY and WAYLAND_DISPLAY are unset)"
     probe = ("import sys\nfrom PySide6.QtWidgets import QApplication\n"
              "app = QApplication(sys.argv[:1])\nprint(app.platformName())\n")
+    proc = subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
-        proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                              timeout=QT_PROBE_TIMEOUT)
+        if while_waiting is not None:
+            while_waiting()
+        _, err = proc.communicate(timeout=QT_PROBE_TIMEOUT)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         return (f"Qt did not open a window within {QT_PROBE_TIMEOUT:g} s (is the display "
                 f"{os.environ.get('DISPLAY', '')!r} answering?)")
+    finally:
+        if proc.poll() is None:  # while_waiting raised
+            proc.kill()
+            proc.communicate()
     if proc.returncode == 0:
         return None
     missing = _missing_qt_libraries()
     if missing:
         return (f"Qt's window plugin needs missing system libraries ({', '.join(missing)}); "
                 + QT_INSTALL_HINT)
-    err = proc.stderr
     if "could not connect to display" in err:
         where = os.environ.get("WAYLAND_DISPLAY") or os.environ.get("DISPLAY", "")
         return (f"Qt could not connect to the display {where!r} (is the X server running, and "
@@ -202,7 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"dd-live: forgot the remembered window settings ({reset_settings()})",
               file=sys.stderr)
-    problem = None if args.headless else window_problem()
+    problem = None if args.headless else window_problem(while_waiting=_import_window)
     if args.headless or problem:
         if problem:
             print(f"dd-live: the window cannot open: {problem}; running headless (text status)",
@@ -330,9 +354,22 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from dd_live.errors import CheckpointError
+    from dd_live.imagenet_eeg import convert_imagenet_eeg, is_imagenet_eeg
+
+    data_options = (args.subject, args.split, args.splits, args.images)
+    if any(option is not None for option in data_options) or is_imagenet_eeg(args.src):
+        out = convert_imagenet_eeg(args.src, args.dst, subject=args.subject, split=args.split,
+                                   splits=args.splits, images=args.images)
+        print(f"wrote {out} (replay it: dd-live replay {out} --model CHECKPOINT)")
+        return 0
     from dd_live.model import convert
 
-    out = convert(args.src, args.dst)
+    try:
+        out = convert(args.src, args.dst)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (convert also takes an ImageNet-EEG data file such as "
+                              "eeg_5_95_std.pth)") from None
     print(f"wrote {out}")
     return 0
 
@@ -489,9 +526,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also list every board type BrainFlow knows (connected or not)")
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("convert", help="convert a DreamDiffusion checkpoint to dd-live's format")
-    p.add_argument("src")
-    p.add_argument("dst")
+    p = sub.add_parser("convert", help="convert a DreamDiffusion checkpoint to dd-live's format, "
+                       "or the ImageNet-EEG data file to a session folder to replay")
+    p.add_argument("src", help="a DreamDiffusion checkpoint, or eeg_5_95_std.pth")
+    p.add_argument("dst", help="a new folder")
+    p.add_argument("--subject", type=int, help="(data) only this subject's items (1-6)")
+    p.add_argument("--split", choices=("train", "val", "test"),
+                   help="(data) only this split's items (with --splits)")
+    p.add_argument("--splits", help="(data) the splits file, e.g. "
+                   "block_splits_by_image_single.pth (with --subject 4)")
+    p.add_argument("--images", help="(data) the ImageNet image folder (<synset>/<name>.JPEG), "
+                   "shown beside each generated image in the replay")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("sys-info", help="versions and devices, for bug reports")
