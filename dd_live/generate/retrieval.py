@@ -3,6 +3,12 @@
 Instead of sampling a new image, the EEG's CLIP projection [B, D] is compared with the open_clip
 image embeddings of a folder of images; the embeddings are cached in the folder
 (``embeddings.npz``, keyed by file name and modification time, and by the CLIP model).
+
+The embedder must have real weights (``pretrained``: an open_clip tag or a local file): with
+random weights the gallery would be ranked by noise, so :meth:`ImageRetriever.from_folder`
+refuses. A personal model folder (``training.finetune --data SESSION``) names the embedder its
+image-embedding head was trained against in ``image_embedder.json`` (with the weights file and
+the mean embedding its targets were centred on); :func:`retrieval_embedder` reads it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dd_live.errors import ConfigError, GenerationError, require_extra
 logger = logging.getLogger(__name__)
 
 CACHE_FILE = "embeddings.npz"
+EMBEDDER_FILE = "image_embedder.json"  # in a personal model folder (written by training.finetune)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 EMBED_BATCH = 16
 
@@ -35,9 +42,14 @@ class _Cache:
 class ImageRetriever:
     """Nearest images of a folder to CLIP vectors. Build with ``from_folder``."""
 
-    def __init__(self, paths: list[Path], embeddings: np.ndarray, model_id: str, n_embedded: int = 0):
+    def __init__(self, paths: list[Path], embeddings: np.ndarray, model_id: str, n_embedded: int = 0,
+                 center: np.ndarray | None = None):
         if embeddings.shape[0] != len(paths):
             raise GenerationError(f"{len(paths)} images but {embeddings.shape[0]} embeddings")
+        if center is not None:  # the centring a personal model's targets had in training
+            embeddings = embeddings - np.asarray(center, dtype=np.float32)[None, :]
+            embeddings = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+            embeddings = embeddings.astype(np.float32)
         self.paths, self.embeddings, self.model_id = paths, embeddings, model_id
         self.n_embedded = n_embedded  # images embedded when built (the rest came from the cache)
 
@@ -49,12 +61,30 @@ class ImageRetriever:
         clip_model: str = "ViT-L-14",
         pretrained: str | Path | None = None,
         device: str = "cpu",
+        model_config: dict | None = None,
+        center: np.ndarray | None = None,
     ) -> ImageRetriever:
         """Embed every image of ``folder`` with open_clip ``clip_model`` (weights: ``pretrained``,
-        a local file or an open_clip tag), reusing ``folder/embeddings.npz`` where still valid."""
+        a local file or an open_clip tag), reusing ``folder/embeddings.npz`` where still valid.
+
+        ``model_config`` registers ``clip_model`` with open_clip first (a model config dict);
+        ``center`` is subtracted from every embedding (then normalised again).
+
+        Raises:
+            ConfigError: no real weights (``pretrained`` unset, a missing file, an unknown tag).
+        """
         require_extra("open_clip", "retrieval", "retrieval mode (embedding an image folder)")
+        check_weights(clip_model, pretrained)
         import open_clip  # heavy and only needed here
 
+        if model_config is not None and clip_model not in open_clip.list_models():
+            import json
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"{clip_model}.json"
+                path.write_text(json.dumps(model_config))
+                open_clip.add_model_config(path)
         folder = Path(folder)
         if not folder.is_dir():
             raise GenerationError(f"image folder {folder} does not exist; pass a folder of {'/'.join(IMAGE_SUFFIXES)} images")
@@ -85,7 +115,7 @@ class ImageRetriever:
         else:
             embeddings = np.stack([rows[i] for i in range(len(paths))]).astype(np.float32)
         logger.info("retriever over %s: %d images, %d embedded now", folder, len(paths), len(todo))
-        return cls(paths, embeddings, model_id, n_embedded=len(todo))
+        return cls(paths, embeddings, model_id, n_embedded=len(todo), center=center)
 
     def query(self, clip_vec: np.ndarray | torch.Tensor, k: int = 4) -> list[list[tuple[Path, float]]]:
         """For each row of clip_vec [B, D]: the ``k`` nearest images as (path, cosine similarity)."""
@@ -118,3 +148,41 @@ def _read_cache(path: Path, model_id: str) -> _Cache | None:
         logger.info("embedding cache %s was made with %s, not %s: recomputing", path, cache.model, model_id)
         return None
     return cache
+
+
+def check_weights(clip_model: str, pretrained: str | Path | None) -> None:
+    """Refuse an image embedder without real weights (a tag open_clip knows, or a file)."""
+    fix = ("set [generator] clip_pretrained to an open_clip tag (e.g. 'openai' for ViT-L-14) or "
+           "a local weights file, or use a personal model folder that names its embedder")
+    if pretrained is None or not str(pretrained).strip():
+        raise ConfigError(f"retrieval needs real image-embedding weights: {clip_model!r} has none "
+                          f"(random weights would rank the gallery by noise); {fix}")
+    text = str(pretrained)
+    if Path(text).expanduser().is_file():
+        return
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(clip_model)
+    if text not in tags:
+        known = f" (known tags for {clip_model}: {', '.join(tags)})" if tags else ""
+        raise ConfigError(f"retrieval: clip_pretrained {text!r} is neither a file nor an open_clip "
+                          f"tag of {clip_model!r}{known}; {fix}")
+
+
+def retrieval_embedder(config, model_folder: str | Path | None = None) -> dict:
+    """``from_folder`` keyword arguments from ``[generator]`` settings (``clip_model``,
+    ``clip_pretrained``), or, when ``clip_pretrained`` is unset, from the
+    ``image_embedder.json`` of a personal model folder."""
+    import json
+
+    path = Path(model_folder) / EMBEDDER_FILE if model_folder is not None else None
+    if config.clip_pretrained is None and path is not None and path.is_file():
+        entry = json.loads(path.read_text(encoding="utf-8"))
+        pretrained = entry.get("clip_pretrained")
+        if pretrained and (path.parent / pretrained).is_file():
+            pretrained = str(path.parent / pretrained)
+        mean = entry.get("embedding_mean")
+        return {"clip_model": entry["clip_model"], "pretrained": pretrained,
+                "model_config": entry.get("clip_config"),
+                "center": None if mean is None else np.asarray(mean, dtype=np.float32)}
+    return {"clip_model": config.clip_model, "pretrained": config.clip_pretrained}
