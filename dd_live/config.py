@@ -162,6 +162,10 @@ class GeneratorConfig:
     UNet (folder or file, e.g. a one-step DMD2 SD 1.5 UNet; run with ``scheduler = "lcm"``,
     ``steps = 1``); ``lora``: a few-step LoRA (LCM, TCD, Hyper-SD), fused at load.
     ``cuda_graphs``: capture the sampler as CUDA graphs on CUDA (off: eager, for debugging).
+    ``clip_model`` / ``clip_pretrained``: the image embedder of retrieval mode (an open_clip
+    model name, and its weights: an open_clip tag such as ``"openai"`` or a local file).
+    Retrieval refuses to start without real weights; a personal model folder (from
+    ``training.finetune --data SESSION``) names its own embedder, used when these are unset.
     """
 
     model: str = "tiny"
@@ -185,6 +189,8 @@ class GeneratorConfig:
     unet: str | None = None
     lora: str | None = None
     cuda_graphs: bool = True
+    clip_model: str = "ViT-L-14"
+    clip_pretrained: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.preset in ("", *PRESETS),

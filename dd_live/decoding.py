@@ -146,7 +146,11 @@ class EEGDecoder:
                 "description", getattr(generator, "description", str(folder)))
         retriever = None
         if config.mode == "retrieve":
-            retriever = ImageRetriever.from_folder(config.gallery)
+            from dd_live.generate.retrieval import retrieval_embedder
+
+            model_folder = Path(config.model).expanduser() if config.model != TINY_MODEL else None
+            retriever = ImageRetriever.from_folder(config.gallery,
+                                                   **retrieval_embedder(config, model_folder))
             generator = None
         return cls(conditioner, generator, retriever, description=description)
 
