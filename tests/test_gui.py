@@ -612,3 +612,22 @@ def test_reset_settings_from_the_command_line(tmp_path, monkeypatch, capsys):
         default = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
         for fmt in (QtCore.QSettings.Format.NativeFormat, QtCore.QSettings.Format.IniFormat):
             QtCore.QSettings.setPath(fmt, QtCore.QSettings.Scope.UserScope, default)
+
+
+def test_full_screen_keys_and_typing_an_f(make_window):
+    """F11 shows the image full screen and Esc leaves; an F typed into a text field is text."""
+    from PySide6 import QtTest
+
+    window = make_window(AppConfig())
+    window.show()
+    window.controls.kind_combo.setCurrentIndex(3)  # file replay: a path field
+    edit = window.controls.file_edit
+    edit.setFocus()
+    QtTest.QTest.keyClick(edit, QtCore.Qt.Key.Key_F)
+    assert edit.text() == "f" and not window.image_fullscreen
+    window.traces.setFocus()
+    QtTest.QTest.keyClick(window, QtCore.Qt.Key.Key_F11)
+    assert window.image_fullscreen and not window.signals.isVisible()
+    QtTest.QTest.keyClick(window, QtCore.Qt.Key.Key_Escape)
+    assert not window.image_fullscreen and window.signals.isVisible()
+    close_window(window)
