@@ -253,6 +253,28 @@ class StreamingFilter:
         self._zi = None
         self._holding[:] = False
 
+    def replace_tail(
+        self, n_keep: int, sos_tail: np.ndarray | None, zi_tail: np.ndarray | None = None
+    ) -> StreamingFilter:
+        """A filter of this one's first ``n_keep`` sections, state included, followed by
+        ``sos_tail`` (``(n_tail, 6)`` or None) whose state is ``zi_tail``
+        ``(n_tail, n_channels, 2)`` (a warm start) or, when None, the steady state for the last
+        input sample. Used to swap a notch without restarting the band-pass."""
+        parts = [self._sos[:n_keep]] + ([np.atleast_2d(sos_tail)] if sos_tail is not None else [])
+        new = StreamingFilter(np.concatenate(parts, axis=0), self._n_channels, self._init,
+                              sfreq=self._sfreq, dtype=self._dtype)
+        new._last_finite = self._last_finite.copy()
+        new._holding = self._holding.copy()
+        new._n_isolated = self._n_isolated
+        if self._zi is not None:
+            head = self._zi[:n_keep]
+            if sos_tail is not None:
+                if zi_tail is None:
+                    zi_tail = new.initial_state(self._last_finite)[n_keep:]
+                head = np.concatenate([head, np.asarray(zi_tail, self._dtype)], axis=0)
+            new._zi = head.copy()
+        return new
+
     @property
     def n_isolated(self) -> int:
         """Non-finite input samples (channel x time) isolated so far."""
@@ -270,6 +292,11 @@ class StreamingFilter:
     @property
     def sos(self) -> np.ndarray:
         return self._sos
+
+    @property
+    def state(self) -> np.ndarray | None:
+        """A copy of the state ``(n_sections, n_channels, 2)``, None before the first chunk."""
+        return None if self._zi is None else self._zi.copy()
 
     @property
     def n_channels(self) -> int:

@@ -4,8 +4,9 @@ A 50 Hz notch on a recording made in America (60 Hz) leaves the hum in: the mode
 mains. :class:`MainsFilter` measures the line power at 50 and 60 Hz against the spectrum just
 around it in the first seconds of the stream, notches the one that hums (both until it knows,
 none when neither does), and keeps measuring every ``watch_seconds``: a new hum that wins two
-measurements in a row replaces the notch. A new notch starts warm (run over the last second of
-its input), so the switch leaves no transient. Each choice is queued for the session
+measurements in a row replaces the notch. Band-pass and notch run as one cascade (one
+``sosfilt`` call per chunk); a new notch takes over the band-pass's state and starts warm (run
+over the last second of output), so the switch leaves no transient. Each choice is queued for the session
 (:meth:`MainsFilter.pop_changes`) and logged.
 
 ``__call__``, ``reset`` and ``n_channels`` are those of
@@ -31,6 +32,7 @@ LINE_FREQS = (50.0, 60.0)
 DETECT_SECONDS = 2.0  # s of signal measured for the first choice
 WATCH_SECONDS = 10.0  # s between two later measurements
 MIN_RATIO = 4.0  # line power over the power around it (median over channels) that is hum
+MEASURED_CHANNELS = 16  # at most this many channels (evenly spread) are measured
 WARM_SECONDS = 1.0  # s of history a new notch is run over before it takes over
 PEAK_HALF_WIDTH = 1.0  # Hz around the line frequency counted as the line
 REF_BAND = (2.0, 6.0)  # Hz away from the line frequency, both sides: the reference spectrum
@@ -126,17 +128,15 @@ class MainsFilter:
         self._harmonics = bool(harmonics)
         self._dtype = dtype
         self._candidates = tuple(f for f in LINE_FREQS if f + PEAK_HALF_WIDTH < sfreq / 2)
-        self._band = (
-            StreamingFilter(band_sos, n_channels, sfreq=sfreq, dtype=dtype)
-            if band_sos is not None else None
-        )
+        self._n_band = 0 if band_sos is None else np.atleast_2d(band_sos).shape[0]
+        self._band_sos = band_sos
         self._detect_n = int(round(detect_seconds * sfreq))
         self._watch_n = int(round(watch_seconds * sfreq))
         self._min_ratio = float(min_ratio)
         self._warm_n = int(round(WARM_SECONDS * sfreq))
         self._raw: deque[np.ndarray] = deque()  # recent raw chunks, for measuring
         self._n_raw = 0
-        self._history: deque[np.ndarray] = deque()  # recent notch input, for warm starts
+        self._history: deque[np.ndarray] = deque()  # recent output, for warm starts
         self._n_history = 0
         self._n_seen = 0
         self._next_check = self._detect_n
@@ -144,18 +144,19 @@ class MainsFilter:
         self._freq: float | None = None
         self._challenger: float | None = None
         self._changes: deque[MainsChoice] = deque()
-        self._notch = self._make_notch(self._candidates)  # both until it knows
+        notch = self._notch_sos(self._candidates)  # both until it knows
+        parts = [p for p in (band_sos, notch) if p is not None]
+        self._filt = (StreamingFilter(np.concatenate(parts, axis=0), n_channels, sfreq=sfreq,
+                                      dtype=dtype) if parts else None)
 
     # -- filtering -------------------------------------------------------------------------
     def __call__(self, chunk: np.ndarray) -> np.ndarray:
         """Filter the next chunk ``(n_channels, n_times)`` (see :class:`StreamingFilter`)."""
-        out = self._band(chunk) if self._band is not None else np.asarray(chunk, np.float64)
+        out = self._filt(chunk) if self._filt is not None else np.array(chunk, np.float64)
         if chunk.shape[1] == 0:
             return out
         self._keep(self._raw, chunk, "_n_raw", max(self._detect_n, 1))
         self._keep(self._history, out, "_n_history", self._warm_n)
-        if self._notch is not None:
-            out = self._notch(out)
         self._n_seen += chunk.shape[1]
         if self._n_seen >= self._next_check and self._candidates:
             self._measure()
@@ -168,22 +169,21 @@ class MainsFilter:
             total -= store.popleft().shape[1]
         setattr(self, counter, total)
 
-    def _make_notch(self, freqs: Sequence[float]) -> StreamingFilter | None:
+    def _notch_sos(self, freqs: Sequence[float]) -> np.ndarray | None:
         sections = [
             design_filter(self._sfreq, None, None, notch=f, notch_harmonics=self._harmonics,
                           notch_q=NOTCH_Q)
             for f in freqs
         ]
-        if not sections:
-            return None
-        sos = np.concatenate(sections, axis=0)
-        return StreamingFilter(sos, self._n_channels, sfreq=self._sfreq, dtype=self._dtype)
+        return np.concatenate(sections, axis=0) if sections else None
 
     def _measure(self) -> None:
         self._next_check = self._n_seen + (self._watch_n if self._watch_n > 0 else 1 << 62)
         block = np.concatenate(list(self._raw), axis=1)[:, -self._detect_n:]
-        if self._rows is not None:
-            block = block[self._rows]
+        rows = np.arange(block.shape[0]) if self._rows is None else self._rows
+        if len(rows) > MEASURED_CHANNELS:  # the median over 16 channels is enough
+            rows = rows[np.linspace(0, len(rows) - 1, MEASURED_CHANNELS).round().astype(int)]
+        block = block[rows]
         ratios = line_noise_ratios(block, self._sfreq, self._candidates)
         if not ratios:  # nothing usable (NaN everywhere): measure again soon
             self._next_check = self._n_seen + self._detect_n
@@ -215,18 +215,23 @@ class MainsFilter:
     def _switch(self, freq: float | None, ratios: dict, message: str) -> None:
         logger.info("%s", message)
         self._freq = freq
-        notch = self._make_notch([] if freq is None else [freq])
-        if notch is not None and self._history:
-            notch(np.concatenate(list(self._history), axis=1))  # warm start, output unused
-        self._notch = notch
+        sos = self._notch_sos([] if freq is None else [freq])
+        zi = None
+        if sos is not None and self._history:  # warm start: the new notch over recent output
+            warm = StreamingFilter(sos, self._n_channels, sfreq=self._sfreq, dtype=self._dtype)
+            warm(np.concatenate(list(self._history), axis=1))
+            zi = warm.state
+        if self._filt is not None:
+            self._filt = self._filt.replace_tail(self._n_band, sos, zi)
+        elif sos is not None:
+            self._filt = StreamingFilter(sos, self._n_channels, sfreq=self._sfreq,
+                                         dtype=self._dtype)
         self._changes.append(MainsChoice(self._n_seen, freq, dict(ratios), message))
 
     def reset(self) -> None:
         """Forget the filter state (a gap); the mains choice stays."""
-        if self._band is not None:
-            self._band.reset()
-        if self._notch is not None:
-            self._notch.reset()
+        if self._filt is not None:
+            self._filt.reset()
         self._history.clear()
         self._n_history = 0
 
@@ -246,6 +251,11 @@ class MainsFilter:
     @property
     def decided(self) -> bool:
         return self._decided
+
+    @property
+    def sos(self) -> np.ndarray | None:
+        """The cascade running now: band-pass sections, then the notch's."""
+        return None if self._filt is None else self._filt.sos
 
     @property
     def n_channels(self) -> int:
