@@ -3,6 +3,9 @@
 - LSL discovery stays on the loopback interface: liblsl reads ``LSLAPICFG`` when pylsl is
   imported.
 - Qt runs offscreen, so the window tests need no display.
+- Tests write only under their ``tmp_path``: at the end of the run, a file created or changed in
+  the folders programs write to by default (``out/``, ``runs/``, ``build/`` of the checkout)
+  fails the run.
 """
 
 import os
@@ -17,6 +20,39 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 import uuid  # noqa: E402
 
 import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+#: where dd-live and tools write when not told otherwise (record root, screenshots, builds)
+DEFAULT_OUTPUT_FOLDERS = ("out", "runs", "build")
+_BEFORE = pytest.StashKey[dict]()
+
+
+def _output_files() -> dict[Path, int]:
+    files = {}
+    for name in DEFAULT_OUTPUT_FOLDERS:
+        for path in (REPO / name).rglob("*"):
+            if path.is_file():
+                files[path] = path.stat().st_mtime_ns
+    return files
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_BEFORE] = _output_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(_BEFORE, None)
+    if before is None:
+        return
+    written = sorted(str(p.relative_to(REPO)) for p, mtime in _output_files().items()
+                     if before.get(p) != mtime)
+    if written:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(f"tests wrote into the checkout instead of tmp_path: {', '.join(written[:10])}",
+                                red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
