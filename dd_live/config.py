@@ -42,6 +42,8 @@ SCHEDULER_NAMES = ("dpm++", "ddim", "ddim-trailing", "euler-a", "plms", "lcm", "
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"image_size": 256, "steps": 4, "tiny_decoder": True},
     "gpu": {"image_size": None, "steps": 4, "tiny_decoder": True, "cuda_graphs": True},
+    # the DreamDiffusion release's own sampling: PLMS, 250 steps, no guidance, the full VAE
+    "release": {"scheduler": "plms", "steps": 250, "guidance_scale": 1.0, "tiny_decoder": False},
 }
 WINDOW_MODES = ("interval", "marker")
 QUALITY_MODES = ("adaptive", "fixed", "off")
@@ -115,7 +117,10 @@ class WindowConfig:
 
     ``interval``: a window of ``length`` every ``hop``. ``marker``: a window of ``length``
     starting ``offset`` after each marker whose text matches ``marker_match`` (all if empty).
-    Reference: 0.44 s starting 0.02 s after stimulus onset.
+    Reference: 0.44 s starting 0.02 s after stimulus onset. ``marker_images``: a folder of
+    the images markers ``image:<id>`` name (ImageNet layout ``<synset>/<id>.JPEG``, or
+    ``<id>.<ext>`` in the folder): each image made from a marker's window is shown beside the
+    image the marker stands for, and its path is recorded (``stimulus`` in events.jsonl).
     """
 
     mode: str = "interval"
@@ -123,6 +128,7 @@ class WindowConfig:
     hop: float = 0.5
     offset: float = 0.02
     marker_match: str = ""
+    marker_images: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.mode in WINDOW_MODES,
@@ -166,6 +172,9 @@ class GeneratorConfig:
     model name, and its weights: an open_clip tag such as ``"openai"`` or a local file).
     Retrieval refuses to start without real weights; a personal model folder (from
     ``training.finetune --data SESSION``) names its own embedder, used when these are unset.
+    ``model_config``: a folder with ``unet/``, ``vae/`` and ``scheduler/`` configs describing
+    the architecture of a single-file ``model`` (a DreamDiffusion release checkpoint, an SD
+    checkpoint); default: the packaged SD 1.5 configs.
     """
 
     model: str = "tiny"
@@ -189,6 +198,7 @@ class GeneratorConfig:
     unet: str | None = None
     lora: str | None = None
     cuda_graphs: bool = True
+    model_config: str | None = None
     clip_model: str = "ViT-L-14"
     clip_pretrained: str | None = None
 

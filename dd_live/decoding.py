@@ -124,14 +124,20 @@ class EEGDecoder:
                     guidance_scale=config.guidance_scale, image_size=config.image_size,
                     tiny_decoder=config.tiny_decoder or config.tiny_vae is not None))
             description = "tiny random models: images carry no meaning"
+        elif Path(config.model).expanduser().is_file():  # the DreamDiffusion release's file
+            from dd_live.generate.release import load_release
+
+            conditioner, generator, description = load_release(
+                Path(config.model).expanduser(), config, settings)
         else:
             folder = demo_model_dir() if config.model == DEMO_MODEL else Path(config.model).expanduser()
             if not (folder / CONDITIONER_FOLDER).is_dir():
                 raise CheckpointError(
                     f"{folder} is not a dd-live model folder: it has no '{CONDITIONER_FOLDER}/' "
                     "subfolder with the EEG encoder. Train one with `python -m training.finetune` "
-                    "or convert a DreamDiffusion checkpoint with `dd-live convert SRC DST`; "
-                    "use --model tiny for random tiny models."
+                    "or convert a DreamDiffusion checkpoint with `dd-live convert SRC DST` (or "
+                    "give its generation checkpoint file itself); use --model tiny for random "
+                    "tiny models."
                 )
             conditioner = load(folder / CONDITIONER_FOLDER)
             has_tiny = config.tiny_vae is not None or (folder / "tiny_vae").is_dir()

@@ -304,6 +304,7 @@ class SessionRecorder:
             "t_first": result.t_first, "t_last": result.t_last, "trigger": result.trigger,
             "seed": result.seed, "timings": result.timings,
             "matches": [list(m) for m in result.matches],
+            **({"stimulus": result.stimulus} if getattr(result, "stimulus", None) else {}),
         })
 
     def close(self, timeout: float = 30.0) -> None:

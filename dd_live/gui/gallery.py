@@ -1,11 +1,14 @@
 """The newest image, large, above a strip of the previous ones.
 
 Clicking a thumbnail shows that image large and tells which window it came from: the
-absolute sample range, the timestamps, the trigger, the seed and the stage timings.
+absolute sample range, the timestamps, the trigger, the seed and the stage timings. When the
+window's marker names an image (``GeneratedImage.stimulus``: what the person saw), that image is
+shown beside the generated one.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -17,6 +20,7 @@ THUMBNAIL_SIZE = 72  # px
 IMAGE_MIN_SIZE = 256  # px
 DETAIL_LINES = 6  # lines of text kept free under the image for its window and timings
 TIMING_STAGES = ("encode", "sample", "decode", "total", "latency")
+logger = logging.getLogger(__name__)
 
 
 def pil_to_qimage(image) -> QtGui.QImage:
@@ -43,6 +47,8 @@ def describe_result(result) -> str:
     ]
     for path, score in result.matches[:1]:
         lines.append(f"nearest gallery image: {path} (score {score:.3f})")
+    if getattr(result, "stimulus", None):
+        lines.append(f"seen (right): {result.stimulus}")
     return "\n".join(lines)
 
 
@@ -103,11 +109,22 @@ class ImageGallery(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.note)
-        layout.addWidget(self.image, 1)
+        # the image the window's marker names, beside the generated one (hidden without one)
+        self.stimulus = QtWidgets.QLabel()
+        self.stimulus.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.stimulus.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                    QtWidgets.QSizePolicy.Policy.Ignored)
+        self.stimulus.setToolTip("the image the marker names: what was seen")
+        self.stimulus.hide()
+        pair = QtWidgets.QHBoxLayout()
+        pair.addWidget(self.image, 1)
+        pair.addWidget(self.stimulus, 1)
+        layout.addLayout(pair, 1)
         layout.addWidget(self.details)
         layout.addLayout(history)
         layout.addWidget(self.strip)
         self._pixmap: QtGui.QPixmap | None = None
+        self._stimulus_pixmap: QtGui.QPixmap | None = None
         self.shown_index: int | None = None  # running number of the result shown large
         self.pinned = False  # True while the user looks at an older image
 
@@ -159,6 +176,9 @@ class ImageGallery(QtWidgets.QWidget):
         self.results.clear()
         self.strip.clear()
         self._pixmap = None
+        self._stimulus_pixmap = None
+        self.stimulus.clear()
+        self.stimulus.hide()
         self.shown_index = None
         self.pinned = False
         self.live_button.hide()
@@ -171,17 +191,33 @@ class ImageGallery(QtWidgets.QWidget):
 
     def _show(self, result, pixmap: QtGui.QPixmap) -> None:
         self._pixmap = pixmap
+        self._stimulus_pixmap = _load_pixmap(getattr(result, "stimulus", None))
+        self.stimulus.setVisible(self._stimulus_pixmap is not None)
         self.shown_index = result.index
         self.details.setText(describe_result(result))
         self._fit()
 
     def _fit(self) -> None:
-        if self._pixmap is not None:
-            size = self.image.contentsRect().size()
-            self.image.setPixmap(self._pixmap.scaled(
-                size, QtCore.Qt.AspectRatioMode.KeepAspectRatio,
-                QtCore.Qt.TransformationMode.SmoothTransformation))
+        for label, pixmap in ((self.image, self._pixmap), (self.stimulus, self._stimulus_pixmap)):
+            if pixmap is not None:
+                label.setPixmap(pixmap.scaled(
+                    label.contentsRect().size(), QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                    QtCore.Qt.TransformationMode.SmoothTransformation))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         super().resizeEvent(event)
         self._fit()
+
+
+def _load_pixmap(path: str | None) -> QtGui.QPixmap | None:
+    """The image file at ``path`` as a pixmap (read with PIL: JPEG, PNG, ...), or None."""
+    if not path:
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return QtGui.QPixmap.fromImage(pil_to_qimage(image))
+    except OSError as exc:
+        logger.warning("could not show the marker's image %s: %s", path, exc)
+        return None

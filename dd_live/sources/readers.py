@@ -57,6 +57,7 @@ SUPPORTED = {**MNE_FORMATS, **OTHER_FORMATS}
 TRUNCATION_HINTS = ("does not match the file size", "truncated", "file is smaller")
 SESSION_EEG_NAMES = ("eeg.vhdr", "raw.fif", "eeg.fif")
 SESSION_EVENTS = "events.jsonl"
+SESSION_MARKER_TYPE = "Comment/"  # how MNE prefixes the BrainVision markers dd-live records
 OPENBCI_MAGIC = "%OpenBCI"
 # raw values beyond this are not measurements but a damaged file (a float read from the
 # wrong bytes); no amplifier's numbers come near it in any unit
@@ -188,6 +189,16 @@ def _session_gaps(path: Path, n_times: int) -> tuple[FileEvent, ...]:
     return tuple(gaps)
 
 
+def _session_markers(recording: Recording) -> Recording:
+    """A session folder's markers with the text the live session had: dd-live writes them as
+    BrainVision "Comment" markers, which MNE reads as ``"Comment/<text>"``."""
+    if not recording.source.endswith(".vhdr"):
+        return recording
+    annotations = tuple((onset, duration, text.removeprefix(SESSION_MARKER_TYPE))
+                        for onset, duration, text in recording.annotations)
+    return dataclasses.replace(recording, annotations=annotations)
+
+
 def _session_file(folder: Path) -> Path:
     """The EEG file of a session folder: raw.fif / eeg.fif, else the first readable file."""
     for name in SESSION_EEG_NAMES:
@@ -222,7 +233,8 @@ def read_recording(
     if not path.exists():
         raise FileFormatError(f"no such file or folder: {path.resolve()}")
     if path.is_dir():
-        recording = read_recording(_session_file(path), board=board, stream=stream)
+        recording = _session_markers(read_recording(_session_file(path), board=board,
+                                                    stream=stream))
         gaps = _session_gaps(path / SESSION_EVENTS, recording.n_times)
         if not gaps:
             return recording
