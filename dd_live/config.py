@@ -11,10 +11,14 @@ A config file mirrors the dataclasses (every section and key optional)::
     [filter]
     l_freq = 5.0
     h_freq = 95.0
-    notch = 50.0
+    notch = "auto"      # or 50, 60, "off"
+
+    [channels]
+    exclude = []        # e.g. ["M1", "M2"]
+    bad = "auto"        # or "off"
 
     [window]
-    mode = "interval"   # or "marker"
+    mode = "latest"     # or "interval", "marker", "recorded"
     length = 0.44
     hop = 0.5
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -45,11 +50,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the DreamDiffusion release's own sampling: PLMS, 250 steps, no guidance, the full VAE
     "release": {"scheduler": "plms", "steps": 250, "guidance_scale": 1.0, "tiny_decoder": False},
 }
-WINDOW_MODES = ("interval", "marker")
+WINDOW_MODES = ("latest", "interval", "marker", "recorded")  # policies: dd_live/triggers.py
 QUALITY_MODES = ("adaptive", "fixed", "off")
 GENERATION_MODES = ("generate", "retrieve")
 NO_MODEL = "none"  # generator.model: show (and record) the signal, make no images
 CHANNEL_METHODS = ("replicate", "spline")
+BAD_CHANNEL_MODES = ("auto", "off")
 RECONNECT_MODES = ("source-id", "name")
 LAYOUT_CHANGE_MODES = ("new-segment", "stop")
 
@@ -91,12 +97,16 @@ class FilterConfig:
 
     The defaults are the reference method's 5-95 Hz band; ``h_freq`` is lowered to just
     under Nyquist for boards too slow for it (and the log says so).
+    ``notch``: ``"auto"`` (default: measure 50 vs 60 Hz mains hum in the first seconds and keep
+    watching; notch the one found), a frequency in Hz (e.g. 50 or 60: a value you set wins),
+    or ``"off"`` (None means off too). ``notch_harmonics``: notch its multiples as well.
     """
 
     enabled: bool = True
     l_freq: float | None = 5.0
     h_freq: float | None = 95.0
-    notch: float | None = 50.0
+    notch: float | str | None = "auto"
+    notch_harmonics: bool = False
     order: int = 4
 
     def __post_init__(self) -> None:
@@ -105,27 +115,80 @@ class FilterConfig:
         if self.l_freq is not None and self.h_freq is not None:
             _check(self.l_freq < self.h_freq,
                    f"[filter] l_freq ({self.l_freq:g} Hz) must be below h_freq ({self.h_freq:g} Hz)")
-        if self.notch is not None:
-            _check(self.notch in (50.0, 60.0) or self.notch > 0,
-                   f"[filter] notch must be the mains frequency (50 or 60 Hz), got {self.notch}")
+        notch = self.notch
+        if notch is None or (isinstance(notch, str) and notch.strip().lower() in ("off", "none")):
+            object.__setattr__(self, "notch", "off")
+        elif isinstance(notch, str) and notch.strip().lower() == "auto":
+            object.__setattr__(self, "notch", "auto")
+        else:
+            try:
+                value = float(notch)
+            except (TypeError, ValueError):
+                value = math.nan
+            _check(value > 0 and not isinstance(notch, bool),
+                   f"[filter] notch must be \"auto\", \"off\" or the mains frequency in Hz "
+                   f"(50 or 60), got {notch!r}")
+            object.__setattr__(self, "notch", value)
         _check(1 <= self.order <= 10, f"[filter] order must be 1..10, got {self.order}")
+
+
+@dataclass(frozen=True)
+class ChannelsConfig:
+    """Which input channels feed the model, and what happens to bad ones.
+
+    ``exclude``: input channel names never used. ``include``: names used even though their
+    type or name says non-EEG (EOG, ECG, mastoid, trigger channels are left out otherwise).
+    ``bad``: ``"auto"`` marks a channel the model reads bad when it is flat, railed or far
+    noisier than the others for ``bad_seconds`` and interpolates it (spherical splines for
+    standard 10-20/10-05 names, else the mean of the good channels); ``"off"`` rejects such
+    windows instead. ``max_bad``: most channels replaced in one window, a fraction of the
+    channels the model reads (< 1) or a count (>= 1); more rejects the window.
+    ``model_names``: the model's channel names in order, for models that do not carry them
+    (map by name, with T3/T7-style aliases; by count otherwise).
+    """
+
+    exclude: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    bad: str = "auto"
+    max_bad: float = 0.25
+    bad_seconds: float = 2.0
+    model_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for key in ("exclude", "include", "model_names"):
+            value = getattr(self, key)
+            _check(isinstance(value, list | tuple) and all(isinstance(v, str) for v in value),
+                   f"[channels] {key} must be a list of channel names, got {value!r}")
+            object.__setattr__(self, key, tuple(value))
+        _check(self.bad in BAD_CHANNEL_MODES,
+               f"[channels] bad must be one of {BAD_CHANNEL_MODES}, got {self.bad!r}")
+        _check(self.max_bad >= 0 and (self.max_bad < 1 or float(self.max_bad).is_integer()),
+               f"[channels] max_bad must be a fraction below 1 or a whole count, "
+               f"got {self.max_bad}")
+        _check(0 <= self.bad_seconds <= 60,
+               f"[channels] bad_seconds must be 0..60 s, got {self.bad_seconds}")
 
 
 @dataclass(frozen=True)
 class WindowConfig:
     """How the stream is cut into windows for the model (seconds).
 
-    ``interval``: a window of ``length`` every ``hop``. ``marker``: a window of ``length``
-    starting ``offset`` after each marker whose text matches ``marker_match`` (all if empty).
-    Reference: 0.44 s starting 0.02 s after stimulus onset. ``marker_images``: a folder of
-    the images markers ``image:<id>`` name (ImageNet layout ``<synset>/<id>.JPEG``, or
-    ``<id>.<ext>`` in the folder): each image made from a marker's window is shown beside the
-    image the marker stands for, and its path is recorded (``stimulus`` in events.jsonl).
+    ``latest`` (default): whenever the generator is free, the newest complete window of
+    ``length``, at least ``min_hop`` after the previous one: images as fast as the machine
+    allows, nothing dropped. ``interval``: a window of ``length`` every ``hop``. ``marker``: a
+    window of ``length`` starting ``offset`` after each marker whose text matches
+    ``marker_match`` (all if empty). ``recorded``: the windows a replayed session folder made
+    its images from (``dd-live replay`` uses it). Reference: 0.44 s starting 0.02 s after
+    stimulus onset. ``marker_images``: a folder of the images markers ``image:<id>`` name
+    (ImageNet layout ``<synset>/<id>.JPEG``, or ``<id>.<ext>`` in the folder): each image made
+    from a marker's window is shown beside the image the marker stands for, and its path is
+    recorded (``stimulus`` in events.jsonl).
     """
 
-    mode: str = "interval"
+    mode: str = "latest"
     length: float = 0.44
     hop: float = 0.5
+    min_hop: float = 0.02
     offset: float = 0.02
     marker_match: str = ""
     marker_images: str | None = None
@@ -135,6 +198,8 @@ class WindowConfig:
                f"[window] mode must be one of {WINDOW_MODES}, got {self.mode!r}")
         _check(0.05 <= self.length <= 10, f"[window] length must be 0.05..10 s, got {self.length}")
         _check(0.02 <= self.hop <= 60, f"[window] hop must be 0.02..60 s, got {self.hop}")
+        _check(0.001 <= self.min_hop <= 60,
+               f"[window] min_hop must be 0.001..60 s, got {self.min_hop}")
         _check(0 <= self.offset <= 5, f"[window] offset must be 0..5 s, got {self.offset}")
 
 
@@ -160,21 +225,27 @@ class GeneratorConfig:
     demo model shipped in the package; a broken install without it is an error), a dd-live
     model folder, a diffusers folder or hub id,
     or ``"none"`` (no generation: a viewer and recorder).
-    ``threads``: CPU threads for the model (0: torch's default); on a 2-core laptop 1 leaves a
+    ``threads``: CPU threads for the model (0: automatic, the cores this process may use minus
+    one, at least 1: see :func:`resolve_threads`); on a 2-core laptop 1 leaves a
     core to acquisition and the window.
+    ``seed`` / ``fixed_seed``: the sampler's noise seed. By default each window gets its own,
+    ``seed`` + the window's first sample index (reproducible: a replay makes the same images);
+    ``fixed_seed = true`` uses ``seed`` for every image, so the picture changes only when the
+    EEG does, but one noise pattern's bias then shows in every image (with the demo model,
+    seed 0 drew *motor* as another thought in every image).
     ``preset``: ``"cpu"`` or ``"gpu"`` (see ``PRESETS``; a model folder may recommend one),
     applied by :func:`apply_preset` to the keys nobody set. ``tiny_decoder``: decode with the
     model's tiny autoencoder (its ``tiny_vae/`` folder or ``tiny_vae``). ``unet``: a distilled
     UNet (folder or file, e.g. a one-step DMD2 SD 1.5 UNet; run with ``scheduler = "lcm"``,
     ``steps = 1``); ``lora``: a few-step LoRA (LCM, TCD, Hyper-SD), fused at load.
     ``cuda_graphs``: capture the sampler as CUDA graphs on CUDA (off: eager, for debugging).
+    ``model_config``: a folder with ``unet/``, ``vae/`` and ``scheduler/`` configs describing
+    the architecture of a single-file ``model`` (a DreamDiffusion release checkpoint, an SD
+    checkpoint); default: the packaged SD 1.5 configs.
     ``clip_model`` / ``clip_pretrained``: the image embedder of retrieval mode (an open_clip
     model name, and its weights: an open_clip tag such as ``"openai"`` or a local file).
     Retrieval refuses to start without real weights; a personal model folder (from
     ``training.finetune --data SESSION``) names its own embedder, used when these are unset.
-    ``model_config``: a folder with ``unet/``, ``vae/`` and ``scheduler/`` configs describing
-    the architecture of a single-file ``model`` (a DreamDiffusion release checkpoint, an SD
-    checkpoint); default: the packaged SD 1.5 configs.
     """
 
     model: str = "tiny"
@@ -183,7 +254,7 @@ class GeneratorConfig:
     steps: int = 20
     guidance_scale: float = 1.0
     seed: int = 0
-    fixed_seed: bool = True
+    fixed_seed: bool = False
     image_size: int | None = None
     tiny_vae: str | None = None
     device: str = "auto"
@@ -213,7 +284,7 @@ class GeneratorConfig:
         _check(0 <= self.guidance_scale <= 30 and math.isfinite(self.guidance_scale),
                f"[generator] guidance_scale must be 0..30, got {self.guidance_scale}")
         _check(0 <= self.threads <= 256,
-               f"[generator] threads must be 0 (torch's default) or a count, got {self.threads}")
+               f"[generator] threads must be 0 (automatic) or a count, got {self.threads}")
         _check(self.channel_method in CHANNEL_METHODS,
                f"[generator] channel_method must be one of {CHANNEL_METHODS}, "
                f"got {self.channel_method!r}")
@@ -230,6 +301,19 @@ def apply_preset(gen: GeneratorConfig, explicit: frozenset[str] | set[str] = fro
     changes = {key: value for key, value in PRESETS[gen.preset].items()
                if key not in explicit and getattr(gen, key) == getattr(defaults, key)}
     return dataclasses.replace(gen, **changes) if changes else gen
+
+
+def resolve_threads(threads: int) -> int:
+    """Torch intra-op threads for ``[generator] threads``: the number itself, or for 0 the cores
+    this process may use minus one (at least 1), leaving a core to acquisition and the window.
+    (Letting torch take every core made the demo 5.6 images/s on 2 cores instead of 9.1.)"""
+    if threads > 0:
+        return threads
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 @dataclass(frozen=True)
@@ -263,6 +347,7 @@ class AppConfig:
 
     source: SourceConfig = field(default_factory=SourceConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
+    channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
