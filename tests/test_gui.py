@@ -620,6 +620,8 @@ def test_full_screen_keys_and_typing_an_f(make_window):
 
     window = make_window(AppConfig())
     window.show()
+    window.activateWindow()
+    assert wait_until(window.isActiveWindow, 5)  # shortcuts reach the active window only
     window.controls.kind_combo.setCurrentIndex(3)  # file replay: a path field
     edit = window.controls.file_edit
     edit.setFocus()
