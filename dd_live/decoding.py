@@ -56,7 +56,7 @@ class EEGDecoder:
     """Turns an EEG window ``[n_channels, n_times]`` (float32, standardised) into images."""
 
     def __init__(self, conditioner: Any, generator: Any = None, retriever: Any = None,
-                 *, description: str = "") -> None:
+                 *, description: str = "", ch_names: Any = None) -> None:
         if generator is None and retriever is None:
             raise GenerationError("EEGDecoder needs an image generator or a retriever")
         self.conditioner = conditioner.eval()
@@ -66,6 +66,9 @@ class EEGDecoder:
         self.n_channels: int = enc.n_channels
         self.n_times: int = enc.n_times
         self.description = description or getattr(generator, "description", "")
+        # the model's channel names in order (a model folder's dd_live.json "channels"), or None:
+        # the session then maps the input by count
+        self.ch_names: tuple[str, ...] | None = tuple(ch_names) if ch_names else None
         self.device, self.dtype = self._place_conditioner()
         self._staging: Any = None  # pinned host buffer [1, n_channels, n_times] (CUDA only)
         self._encode_call: Any = None
@@ -93,10 +96,10 @@ class EEGDecoder:
 
         from dd_live.generate import GeneratorSettings, ImageGenerator, ImageRetriever
 
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        set_torch_threads(config.threads)
         from dd_live.model import EEGConditioner, get_preset, load
 
+        ch_names = None  # a model folder may name its channels (dd_live.json "channels")
         settings = dict(
             scheduler=config.scheduler,
             num_inference_steps=config.steps,
@@ -150,6 +153,7 @@ class EEGDecoder:
                 **settings)
             description = read_model_settings(folder).get(
                 "description", getattr(generator, "description", str(folder)))
+            ch_names = read_model_settings(folder).get("channels")
         retriever = None
         if config.mode == "retrieve":
             from dd_live.generate.retrieval import retrieval_embedder
@@ -158,7 +162,8 @@ class EEGDecoder:
             retriever = ImageRetriever.from_folder(config.gallery,
                                                    **retrieval_embedder(config, model_folder))
             generator = None
-        return cls(conditioner, generator, retriever, description=description)
+        return cls(conditioner, generator, retriever, description=description,
+                   ch_names=ch_names)
 
     def __call__(self, eeg: np.ndarray, seed: int) -> DecodedImages:
         """Decode one window.
@@ -239,10 +244,10 @@ class EEGDecoder:
         (kernel selection, memory allocation; on CUDA the capture of the hot path's graphs, one
         per guidance variant). ``progress(message)`` is told each step."""
         t0 = time.perf_counter()
-        if self.generator is not None and hasattr(self.generator, "warmup"):
+        if getattr(self.generator, "use_graphs", False):  # capture both guidance variants
             self.generator.warmup(progress=progress)
         if progress is not None:
-            progress("warming up the EEG encoder")
+            progress("warming up the model")
         self(np.zeros((self.n_channels, self.n_times), np.float32), seed=0)
         logger.info("model warmed up in %.2f s", time.perf_counter() - t0)
 
@@ -277,9 +282,30 @@ def place_conditioner(conditioner: Any, device: Any, dtype: Any) -> Any:
     return conditioner.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
+def set_torch_threads(threads: int) -> int:
+    """Torch's threads for ``[generator] threads`` (0: cores - 1, see
+    :func:`~dd_live.config.resolve_threads`) and one inter-op thread (one window at a time has
+    no independent operators to overlap). Returns the intra-op count."""
+    import torch
+
+    from dd_live.config import resolve_threads
+
+    n = resolve_threads(threads)
+    torch.set_num_threads(n)
+    if torch.get_num_interop_threads() != 1:
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # only possible before torch's first parallel work
+            logger.debug("torch's inter-op threads are already in use: left at %d",
+                         torch.get_num_interop_threads())
+    return n
+
+
 def read_model_settings(folder: str | Path) -> dict[str, Any]:
     """The optional ``dd_live.json`` of a model folder: ``{"description": str, "generator":
-    {setting: value}}`` with the settings it is meant to run with (e.g. its step count)."""
+    {setting: value}}`` with the settings it is meant to run with (e.g. its step count), and
+    optionally ``"channels": [names]``, the model's channel names in order (the input is then
+    mapped by name)."""
     path = Path(folder) / MODEL_SETTINGS_FILE
     if not path.is_file():
         return {}

@@ -21,6 +21,7 @@ from dd_live.errors import ConfigError, MontageError
 from dd_live.sources.base import Source, SourceEvent
 from dd_live.stream.events import StreamEvent
 from dd_live.stream.filters import StreamingFilter
+from dd_live.stream.nonfinite import NonFiniteWatch
 from dd_live.stream.ringbuffer import RingBuffer
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class AcquisitionThread:
         self._n_errors = 0
         self._events: deque[StreamEvent] = deque(maxlen=EVENT_HISTORY)
         self._pending: list[SourceEvent] = []  # popped from the source, not yet placed
+        self._nonfinite = NonFiniteWatch(info.ch_names, info.sfreq)  # NaN/Inf -> events
         self._n_samples = 0
         self.n_filter_resets = 0  # the filter restarted after a gap or a clock jump
         self._last_timestamp: float | None = None
@@ -161,6 +163,8 @@ class AcquisitionThread:
         elif self._source.finished:
             new_events.extend(self._end_events())
             self._set_state("stopped", "the source delivered everything")
+        elif getattr(self._source, "held", False):  # a replay waiting for the generator
+            self._last_data_time = now
         elif (
             self._state in ("idle", "running") and now - self._last_data_time > self._stall_timeout
         ):
@@ -204,6 +208,7 @@ class AcquisitionThread:
             self._filtered.write(filtered, timestamps)
         self._last_timestamp = float(timestamps[-1])
         self._n_samples += n_times
+        gap_events.extend(self._nonfinite.update(data, first_index, timestamps))
         self._emit(gap_events)
         return n_times
 
