@@ -76,3 +76,14 @@ def test_training_without_its_extra_names_it():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "MissingExtraError" in proc.stderr and "pip install -e '.[train]'" in proc.stderr
+
+
+def test_lora_without_peft_names_the_extra(tmp_path, monkeypatch):
+    """peft hidden as if not installed: loading LoRA weights says which extra brings it."""
+    from dd_live.errors import MissingExtraError
+    from dd_live.generate import ImageGenerator
+
+    monkeypatch.setitem(sys.modules, "peft", None)
+    generator = ImageGenerator.tiny(image_size=32, lora=tmp_path / "lora.safetensors")
+    with pytest.raises(MissingExtraError, match=r"pip install 'dd-live\[lcm\]'"):
+        generator.prepare()
