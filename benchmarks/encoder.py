@@ -120,7 +120,7 @@ def cpu_runtimes(encoder: EEGEncoder, repeats: int) -> None:
                 errors[name] = ((out - reference).pow(2).mean().sqrt() / reference.pow(2).mean().sqrt()).item()
                 if name.startswith("torch.compile"):
                     print(f"torch.compile: first call (compilation) {time.perf_counter() - t0:.1f} s")
-            except Exception as exc:  # a runtime this machine lacks is reported, not fatal
+            except Exception as exc:  # a runtime the computer lacks is reported, not fatal
                 print(f"{name}: not available here ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
         names = list(usable)
         times = dict(zip(names, _best_seconds([usable[n] for n in names], repeats, torch.device("cpu")), strict=True))
