@@ -1,0 +1,67 @@
+"""The full-screen presenter, offscreen, in real time: the synthetic viewer streams on its own
+threads while the real Qt window shows the images; the onsets it stamps land on the samples
+where the viewer's responses start."""
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+from test_calibration import VIEWER, draw_images, read_table
+
+from dd_live.calibration import (
+    CalibrationConfig,
+    CalibrationRun,
+    find_images,
+    make_schedule,
+    make_stimuli,
+)
+from dd_live.config import AppConfig
+from dd_live.gui.presenter import present_fullscreen
+from dd_live.sources import open_source
+
+
+def test_presenter_stamps_onsets_at_the_flip_and_esc_keeps_the_session(tmp_path):
+    QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    files = find_images(draw_images(tmp_path / "img", 6))
+    config = CalibrationConfig(n_trials=12, lead_in=0.3, test_images=1, break_every=5, break_duration=0.1,
+                               seed=0)
+    stimuli = make_stimuli(files, config)
+    trials = make_schedule(stimuli, config)
+    source = open_source(VIEWER)
+    app = AppConfig().replace(record={"root": str(tmp_path / "runs")})
+    run = CalibrationRun(config, stimuli, app, source=source).start()
+    try:
+        log = present_fullscreen(run, trials, max_trials=8, photodiode=True)  # stops as Esc would
+    finally:
+        run.stop()
+    assert run.aborted and run.n_presented == 8 and len(log.stamped) == 8
+    # every stamp follows the end of its paint (the flush returned after it), within a frame
+    errors = np.array(log.stamped) - np.array(log.painted)
+    assert (errors >= 0).all() and (errors < log.frame_period).all()
+    rows = read_table(run.folder)
+    assert [int(r["onset_sample"]) for r in rows] == [sample for sample, _ in source.presented]
+    assert [r["image_id"] for r in rows] == [t.stimulus.image_id for t in trials[:8]]
+
+
+def test_escape_aborts(tmp_path):
+    QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    files = find_images(draw_images(tmp_path / "img", 4))
+    config = CalibrationConfig(n_trials=500, lead_in=0.2, test_images=1, seed=0)
+    stimuli = make_stimuli(files, config)
+    app = AppConfig().replace(source={"spec": VIEWER}, record={"root": str(tmp_path / "runs")})
+    run = CalibrationRun(config, stimuli, app).start()
+
+    def press_escape():
+        window = QtWidgets.QApplication.activeWindow() or next(
+            w for w in QtWidgets.QApplication.topLevelWidgets() if w.isVisible())
+        QtWidgets.QApplication.sendEvent(window, _key_press(QtCore.Qt.Key.Key_Escape))
+
+    QtCore.QTimer.singleShot(900, press_escape)
+    try:
+        present_fullscreen(run, make_schedule(stimuli, config))
+    finally:
+        run.stop()
+    assert run.aborted and 0 < run.n_presented < 500
+    assert len(read_table(run.folder)) == len(run.rows) >= run.n_presented - 1
+
+
+def _key_press(key):
+    return QtGui.QKeyEvent(QtCore.QEvent.Type.KeyPress, key, QtCore.Qt.KeyboardModifier.NoModifier)
