@@ -41,7 +41,7 @@ def test_preset_fills_only_what_nobody_set(tmp_path):
 
 
 def test_preset_values_and_bad_names():
-    assert set(PRESETS) == {"cpu", "gpu"}
+    assert set(PRESETS) == {"cpu", "gpu", "release"}  # release: tests/test_release_live.py
     assert apply_preset(GeneratorConfig()) == GeneratorConfig()
     with pytest.raises(ConfigError, match="preset must be one of"):
         GeneratorConfig(preset="laptop")
