@@ -20,7 +20,7 @@ from PIL import Image
 
 from dd_live import cli
 from dd_live.config import AppConfig
-from dd_live.decoding import EEGDecoder
+from dd_live.decoding import EEGDecoder, conditioner_dtype, place_conditioner
 from dd_live.generate import ImageGenerator
 from dd_live.model import import_reference
 from dd_live.recording import read_events
@@ -177,9 +177,11 @@ def test_paper_model_on_paper_data_through_the_command_line(release, data, tmp_p
     images = [e for e in events if e["type"] == "image"]
     assert len(markers) == len(images) == 5
     table = json.loads((out / "imagenet_eeg.json").read_text())["items"]
-    conditioner = import_reference(checkpoint, kind="conditioner")
-    generator = ImageGenerator.from_pretrained(checkpoint, config=configs, device="cpu",
-                                               scheduler="ddim", num_inference_steps=2)
+    # the same weights built apart from the app, on the device the app chose (auto)
+    generator = ImageGenerator.from_pretrained(checkpoint, config=configs, scheduler="ddim",
+                                               num_inference_steps=2).prepare()
+    conditioner = place_conditioner(import_reference(checkpoint, kind="conditioner"),
+                                    generator.device, conditioner_dtype(generator.device))
     for row, image in zip(table, images, strict=True):
         assert (image["start"], image["stop"]) == (row["sample"] + 20, row["sample"] + 460)
         assert image["trigger"] == "marker"
@@ -187,7 +189,8 @@ def test_paper_model_on_paper_data_through_the_command_line(release, data, tmp_p
         assert Path(image["stimulus"]) == seen.resolve()
         # the release's crop of the item, resampled and standardised, through the same weights
         crop = data["dataset"][row["item"]]["eeg"].numpy()[:, 20:460]
-        window = torch.from_numpy(standardize(resample_window(crop, N_TIMES)))[None]
+        window = torch.from_numpy(standardize(resample_window(crop, N_TIMES)))[None].to(
+            generator.device, conditioner_dtype(generator.device))
         with torch.inference_mode():
             context = conditioner(window)["context"]
         expected = np.asarray(generator(context, seed=image["seed"]).images[0])
