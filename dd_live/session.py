@@ -580,6 +580,12 @@ class LiveSession:
         return tuple(self.bad_tracker.ch_names[ch] for ch in self._replaced)
 
     @property
+    def channel_map_text(self) -> str:
+        """The channel map in one line (which input feeds which model channel, which are
+        copied or interpolated, which inputs are unused); empty without a model."""
+        return self.preprocessor.mapper.describe_text() if self.preprocessor is not None else ""
+
+    @property
     def judged_channels(self) -> tuple[str, ...]:
         """Names of the input channels the model reads (after mapping); only these are judged."""
         if self._source is None:

@@ -514,6 +514,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self.channel_combo.blockSignals(False)
         self._show_gain(0)
 
+    def _show_channel_stage(self, session) -> None:
+        """Bad channels shaded in the traces, a right-click toggle for the channels the model
+        reads, the channel map as the traces' tooltip."""
+        self.traces.set_bad_channels(getattr(session, "bad_channels", ()))
+        if getattr(session, "bad_tracker", None) is not None:
+            def toggle(name: str, bad: bool) -> None:
+                session.set_channel_bad(name, bad)
+                self.traces.set_bad_channels(session.bad_channels)
+
+            self.traces.set_channel_toggle(session.judged_channels, toggle)
+        else:
+            self.traces.set_channel_toggle((), None)
+        text = getattr(session, "channel_map_text", "")
+        self.traces.setToolTip(f"channel map: {text}\nright click: mark a channel bad"
+                               if text else "")
+
     def _on_started(self, _result, error: BaseException | None) -> None:
         session = self._starting
         self._starting = None
@@ -542,6 +558,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.controls.set_running(True)
         info = session.info
         self._show_stream(info)
+        self._show_channel_stage(session)
         self.status.reset()
         self.gallery.clear()
         self.replay_bar.attach(session.source)
@@ -686,6 +703,12 @@ class MainWindow(QtWidgets.QMainWindow):
                                      f"({event.description})", STATUS_MESSAGE_MS)
         elif event.kind == "marker":
             self.status.show_message(f"marker: {event.description}", STATUS_MESSAGE_MS)
+        elif event.kind in ("bad_channel", "channel_ok"):
+            if self.session is not None:
+                self.traces.set_bad_channels(getattr(self.session, "bad_channels", ()))
+            self.status.show_message(event.description, STATUS_MESSAGE_MS)
+        elif event.kind in ("mains", "nonfinite", "finite"):
+            self.status.show_message(event.description, STATUS_MESSAGE_MS)
 
     def _stream_status(self, kind: str, text: str) -> None:
         if kind in STREAM_TROUBLE:

@@ -10,10 +10,11 @@ min/max (peak) decimation, and offsets channel ``i`` to row ``n_channels - 1 - i
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6 import QtWidgets
 
 from dd_live.errors import DDLiveError
 
@@ -23,6 +24,8 @@ SPAN_RANGE = (2.0, 30.0)  # s of signal on screen
 TRACE_COLOR = (190, 230, 255)
 WINDOW_COLOR = (255, 200, 60, 60)
 BACKGROUND = (12, 14, 20)
+BAD_COLOR = (255, 70, 70, 45)  # band behind a channel marked bad
+BAD_MARK = " ✕"  # after the name of a channel marked bad
 
 
 def peak_decimate(data: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,6 +156,10 @@ class TracesView(pg.PlotWidget):
         self.gains = np.ones(0)
         self.n_redraws = 0
         self._selected: tuple[int, int] | None = None  # absolute [start, stop) sample range
+        self.bad: tuple[str, ...] = ()  # channels marked bad (shaded red, name marked)
+        self._bad_bands: list[pg.LinearRegionItem] = []
+        self.toggleable: tuple[str, ...] = ()  # channels the right-click menu can mark bad
+        self.on_toggle_bad: Callable[[str, bool], None] | None = None
         self._peaks = PeakCache()
         plot = self.getPlotItem()
         plot.setMenuEnabled(False)
@@ -180,11 +187,66 @@ class TracesView(pg.PlotWidget):
         n = len(self.ch_names)
         if len(self.gains) != n:
             self.gains = np.ones(n)
-        ticks = [(float(n - 1 - i), name) for i, name in enumerate(self.ch_names)]
-        self.getPlotItem().getAxis("left").setTicks([ticks, []])
+        self._set_ticks()
         self.getPlotItem().setYRange(-1, n, padding=0)
         self._set_x_range()
         self.curve.setData([], [])
+
+    def _set_ticks(self) -> None:
+        n = len(self.ch_names)
+        ticks = [(float(n - 1 - i), name + (BAD_MARK if name in self.bad else ""))
+                 for i, name in enumerate(self.ch_names)]
+        self.getPlotItem().getAxis("left").setTicks([ticks, []])
+
+    def set_bad_channels(self, names: Sequence[str]) -> None:
+        """Shade the rows of the channels marked bad and mark their names (others: normal)."""
+        self.bad = tuple(names)
+        plot = self.getPlotItem()
+        for band in self._bad_bands:
+            plot.removeItem(band)
+        self._bad_bands = []
+        n = len(self.ch_names)
+        for i, name in enumerate(self.ch_names):
+            if name in self.bad:
+                row = float(n - 1 - i)
+                band = pg.LinearRegionItem((row - 0.5, row + 0.5), orientation="horizontal",
+                                           brush=pg.mkBrush(*BAD_COLOR), movable=False)
+                band.setZValue(-20)
+                plot.addItem(band)
+                self._bad_bands.append(band)
+        self._set_ticks()
+
+    def set_channel_toggle(self, names: Sequence[str],
+                           callback: Callable[[str, bool], None] | None) -> None:
+        """Let a right click mark ``names`` bad or good by hand: ``callback(name, bad)``."""
+        self.toggleable = tuple(names)
+        self.on_toggle_bad = callback
+
+    def channel_menu(self) -> QtWidgets.QMenu | None:
+        """The right-click menu: one checkable "bad" entry per channel the model reads."""
+        if not self.toggleable or self.on_toggle_bad is None:
+            return None
+        menu = QtWidgets.QMenu(self)
+        menu.addSection("mark bad (replaced for the model)")
+        for name in self.toggleable:
+            action = menu.addAction(name)
+            action.setCheckable(True)
+            action.setChecked(name in self.bad)
+            action.toggled.connect(lambda bad, name=name: self._toggle(name, bad))
+        return menu
+
+    def _toggle(self, name: str, bad: bool) -> None:
+        try:
+            self.on_toggle_bad(name, bad)
+        except DDLiveError as exc:
+            logger.warning("could not mark %s: %s", name, exc)
+
+    def contextMenuEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        menu = self.channel_menu()
+        if menu is None:
+            super().contextMenuEvent(event)
+            return
+        menu.exec(event.globalPos())
 
     def set_span(self, seconds: float) -> None:
         self.span = float(np.clip(seconds, *SPAN_RANGE))
