@@ -11,6 +11,7 @@ LiveSession with default settings (tiny models: random weights, real code paths)
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mne
@@ -54,8 +55,6 @@ def phase(name, **kw):
 def run_session(config, decoder, until, timeout=60.0):
     """A non-threaded LiveSession stepped until ``until(session)``; returns it (stopped) and the
     events and states it reported."""
-    import time
-
     session = LiveSession(config, decoder=decoder, threaded=False)
     events, states = [], []
     session.callbacks.event.append(events.append)
@@ -201,3 +200,66 @@ def test_same_name_new_source_id_is_picked_up_by_name(stream_name, decoder):
     assert data[0, 0] >= 1000
     np.testing.assert_array_equal(data[0], np.arange(data[0, 0], data[0, 0] + 500))
     assert "battery" not in session.source.stall_hint
+
+
+PLAYER_SCRIPT = """
+import sys
+from mne_lsl.player import PlayerLSL
+
+player = PlayerLSL(sys.argv[1], chunk_size=25, name=sys.argv[2], source_id=sys.argv[2],
+                   annotations=True)
+player.start()
+print("ready", flush=True)
+sys.stdin.read()
+player.stop()
+"""
+
+
+def test_mne_lsl_player_units_and_one_hot_annotations(stream_name, tmp_path):
+    """mne-lsl's PlayerLSL (in a subprocess) sends units as powers of ten ("0": volts) and its
+    annotations as one-hot vectors (one channel per description, the value the duration or
+    -1): EEG stays EEG at the right scale, the annotations arrive as labelled markers."""
+    from dd_live.sources.lsl import LSLSource
+
+    sfreq, n_times = 250.0, 1000
+    rng = np.random.default_rng(3)
+    eeg = rng.standard_normal((2, n_times)) * 20e-6
+    data = np.vstack([eeg, np.zeros((1, n_times)), np.arange(n_times)[None]])
+    info = mne.create_info(["Cz", "Pz", "STI", "COUNTER"], sfreq, ["eeg", "eeg", "stim", "misc"])
+    raw = mne.io.RawArray(data, info, verbose="error")
+    raw.set_annotations(mne.Annotations([1.0, 2.0], [0.0, 0.5], ["cue", "image/7"]))
+    path = tmp_path / "player_raw.fif"
+    raw.save(path, verbose="error")
+    proc = subprocess.Popen([sys.executable, "-c", PLAYER_SCRIPT, str(path), stream_name],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert any(line.strip() == "ready" for line in iter(proc.stdout.readline, ""))
+        source = LSLSource(stream_name, markers=f"{stream_name}-annotations", timeout=10.0)
+        assert source.info.ch_types == ("eeg", "eeg", "stim", "misc")
+        assert source.info.units == ("V", "V", "", "")
+        chunks, stamps, markers = [], [], []
+        with source:
+            deadline = time.monotonic() + 20
+            while (sum(c.shape[1] for c in chunks) < 1.2 * n_times
+                   or len({m.description for m in markers}) < 2) and time.monotonic() < deadline:
+                chunk, ts = source.read()
+                chunks.append(chunk)
+                stamps.append(ts)
+                markers += [e for e in source.pop_events() if e.kind == "marker"]
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    received, stamps = np.concatenate(chunks, axis=1), np.concatenate(stamps)
+    counter = received[3].astype(int)
+    np.testing.assert_allclose(received[:2], eeg[:, counter], rtol=1e-6)  # volts, as in the file
+    labels = {m.description: m for m in markers}
+    assert set(labels) == {"cue", "image/7"}
+    assert labels["cue"].duration == 0.0 and labels["image/7"].duration == pytest.approx(0.5)
+    onsets = {"cue": 250, "image/7": 500}
+    checked = [m for m in markers if m.timestamp <= stamps[-1]]  # its sample was read
+    assert {m.description for m in checked} == set(onsets)
+    for marker in checked:  # each at its sample (the player loops: the nearest repetition)
+        at = np.flatnonzero(counter == onsets[marker.description])
+        assert at.size, f"sample {onsets[marker.description]} was not received"
+        assert np.min(np.abs(marker.timestamp - stamps[at])) < 0.02
