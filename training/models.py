@@ -304,7 +304,7 @@ def save_image_embedder(folder: Path, clip_model, name: str, pretrained: str | N
     elif Path(pretrained).is_file():
         entry["clip_pretrained"] = str(Path(pretrained).resolve())
     config_path = Path(config_file) if config_file else ASSETS / f"{name}.json"
-    if name not in open_clip.list_models() and config_path.is_file():
+    if config_path.is_file():  # not one of open_clip's own models: carry its config along
         entry["clip_config"] = json.loads(config_path.read_text())
     if mean is not None:  # targets were centred on this mean image embedding, then normalised
         entry["embedding_mean"] = [float(v) for v in mean.flatten()]
