@@ -368,7 +368,7 @@ from dd_live.gui import MainWindow
 app = QtWidgets.QApplication(sys.argv[:1])
 settings = QtCore.QSettings(sys.argv[1], QtCore.QSettings.Format.IniFormat)
 config = AppConfig().replace(source={"spec": sys.argv[2]},
-                             generator=GeneratorConfig(model="tiny", steps=2))
+                             generator=GeneratorConfig(model="tiny", steps=1))
 window = MainWindow(config, settings=settings)
 window.show()
 window.start_session()
@@ -384,8 +384,8 @@ def rect(widget):
     top_left = widget.mapToGlobal(QtCore.QPoint(0, 0))
     return [top_left.x(), top_left.y(), widget.width(), widget.height()]
 
-assert wait(lambda: len(window.gallery.results) >= 2 and window.status.images_per_second > 0,
-            90), window.banner.text()
+assert wait(lambda: len(window.gallery.results) >= 2, 90), window.banner.text()
+window.refresh_status()
 screen = window.screen().geometry()
 out = {"screen": [screen.x(), screen.y(), screen.width(), screen.height()],
        "window": rect(window), "image": rect(window.gallery.image),
