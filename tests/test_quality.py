@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dd_live.errors import ConfigError
-from dd_live.stream import QualityChecker, QualityResult
+from dd_live.stream import BadChannelTracker, QualityChecker, QualityResult
 
 SFREQ = 250.0
 N_TIMES = 110
@@ -95,3 +95,60 @@ def test_default_names_and_bad_settings():
         QualityChecker(SFREQ, mode="strict")
     with pytest.raises(ConfigError, match="4 channel names but the window has 2 channels"):
         QualityChecker(SFREQ, ch_names=NAMES).check(np.zeros((2, 10)))
+
+
+# -- bad channels (issue 10) -----------------------------------------------------------------
+def run_tracker(tracker, windows, hop=25):
+    """Feed windows ``(n_channels, N_TIMES)`` every ``hop`` samples; the verdicts."""
+    return [tracker.update(w, N_TIMES + k * hop) for k, w in enumerate(windows)]
+
+
+def test_flat_channel_is_replaced_at_once_marked_after_seconds_and_unmarked_after_seconds():
+    rng = np.random.default_rng(20)
+    tracker = BadChannelTracker(SFREQ, NAMES, bad_seconds=1.0, max_bad=0.5)
+    windows = []
+    for k in range(40):  # 25-sample hop: 10 windows a second at 250 Hz
+        w = eeg(rng)
+        if 5 <= k < 25:
+            w[1] = 1e-3  # Cz railed: flat after the band-pass
+        windows.append(w)
+    verdicts = run_tracker(tracker, windows)
+    assert all(v.replace == () for v in verdicts[:5])
+    assert all(v.replace == (1,) for v in verdicts[5:25])
+    assert verdicts[5].reasons == {1: "flat (std 0 V: unplugged, railed or bridged)"}
+    marked_at = [k for k, v in enumerate(verdicts) if v.newly_bad]
+    assert marked_at == [11] and verdicts[11].newly_bad[0][0] == 1  # 1 s after window 5 began
+    assert verdicts[30].marked == (1,) and verdicts[30].replace == (1,)  # clean, still marked
+    unmarked_at = [k for k, v in enumerate(verdicts) if v.newly_good]
+    assert unmarked_at == [31] and verdicts[39].replace == () and tracker.marked == ()
+
+
+def test_noisy_channel_nan_channel_too_many_and_forced():
+    rng = np.random.default_rng(21)
+    names = ("Fz", "Cz", "Pz", "Oz", "C3", "C4")
+    tracker = BadChannelTracker(SFREQ, names, bad_seconds=0.5, max_bad=2)
+    w = 10e-6 * rng.standard_normal((6, N_TIMES))
+    w[4] *= 20  # C3 far noisier than the others
+    w[5] = np.nan  # C4 delivers nothing
+    verdicts = run_tracker(tracker, [w] * 8)
+    assert "noisy" in verdicts[0].reasons[4] and verdicts[0].replace == (4,)
+    assert verdicts[0].reasons[5] == "no data (only NaN/Inf samples)"  # rejected, not replaced
+    assert verdicts[-1].replace == (4, 5) and verdicts[-1].marked == (4, 5)  # until marked
+    tracker.set_forced([0])
+    verdict = tracker.update(w, N_TIMES * 10)
+    assert verdict.replace == (0, 4, 5) and tracker.forced == (0,)
+    assert verdict.too_many.startswith("3 of 6 channels bad (Fz marked bad, C3 noisy")
+    assert "at most 2 can be interpolated" in verdict.too_many
+    assert "max_bad" in verdict.too_many
+    assert BadChannelTracker(SFREQ, names, max_bad=0.25).max_bad == 1  # a fraction of 6
+    with pytest.raises(ConfigError, match="max_bad must be >= 0"):
+        BadChannelTracker(SFREQ, names, max_bad=-1)
+
+
+def test_skipped_channels_are_not_judged():
+    data = eeg(np.random.default_rng(22))
+    data[0] = 0.0
+    data[3, 5] = np.nan
+    checker = QualityChecker(SFREQ, ch_names=NAMES)
+    assert checker.check(data, skip=(0, 3)).ok
+    assert checker.check(data, skip=(0,)).bad_channels == (3,)

@@ -191,6 +191,24 @@ def test_flat_channel_is_marked_bad_and_interpolated_images_go_on(decoder, tmp_p
     assert marked[0].sample_index >= flat_from + 2 * SFREQ  # after seconds, not at once
 
 
+def test_a_channel_that_turns_to_nan_for_good_is_marked_bad_and_images_come_back(decoder,
+                                                                                tmp_path):
+    n_times = int(7 * SFREQ)
+    data = synthetic_eeg(None, N_EEG, SFREQ, n_times, seed=7)
+    gone_from = int(2 * SFREQ)
+    data[5, gone_from:] = np.nan  # P8's electrode lost for good, the device sends NaN
+    path = write_fif(tmp_path / "lost_raw.fif", data)
+    session, images, rejected, events = run_file(path, session_config(), decoder)
+    marked = [e for e in events if e.kind == "bad_channel"]
+    assert [e.extra["channel"] for e in marked] == ["P8"]
+    assert "no data" in marked[0].description
+    # windows over the NaN are rejected until P8 is marked, then it is replaced
+    assert rejected and all("NaN/Inf" in why[0] for _, why in rejected)
+    assert max(w.stop for w, _ in rejected) <= marked[0].sample_index + 1
+    assert [i for i in images if i.window_start >= marked[0].sample_index]
+    assert session.bad_channels == ("P8",)
+
+
 def test_bad_off_rejects_and_too_many_bad_rejects(decoder, tmp_path):
     n_times = int(4 * SFREQ)
     data = synthetic_eeg(None, N_EEG, SFREQ, n_times, seed=6)

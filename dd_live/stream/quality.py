@@ -235,9 +235,9 @@ class BadChannelTracker:
     Fed one window at a time (the channels the model reads, ``(n_channels, n_times)``, volts,
     filtered). A channel with a problem in a window is replaced in that window already; once
     the problem has lasted ``bad_seconds`` (sample time, from the windows' positions) it is
-    *marked* bad and stays replaced until it has been clean for ``bad_seconds``. NaN/Inf
-    samples are not a channel problem here (windows overlapping them are rejected), except
-    on a channel already marked bad.
+    *marked* bad and stays replaced until it has been clean for ``bad_seconds``. A channel
+    with NaN/Inf samples is not replaced at once (windows overlapping them are rejected), but
+    one that delivers nothing else for ``bad_seconds`` is marked bad and replaced from then on.
 
     Args:
         sfreq: sampling rate in Hz.
@@ -292,6 +292,7 @@ class BadChannelTracker:
         now = stop_index / self._sfreq
         length = data.shape[1] / self._sfreq
         reasons = self._problems(data)
+        no_data = {ch for ch, why in reasons.items() if why.startswith("no data")}
         newly_bad, newly_good = [], []
         for ch in range(n):
             if ch in reasons:
@@ -311,7 +312,7 @@ class BadChannelTracker:
                     self._marked[ch] = False
                     newly_good.append(ch)
         marked = set(np.flatnonzero(self._marked).tolist()) | self._forced
-        replace = tuple(sorted(marked | set(reasons)))
+        replace = tuple(sorted(marked | (set(reasons) - no_data)))
         too_many = ""
         if len(replace) > self._max_bad:
             listed = ", ".join(
@@ -333,6 +334,8 @@ class BadChannelTracker:
         std = clean.std(axis=1)
         all_finite = finite.all(axis=1)
         reasons: dict[int, str] = {}
+        for ch in np.flatnonzero(~finite.any(axis=1)):
+            reasons[int(ch)] = "no data (only NaN/Inf samples)"
         for ch in np.flatnonzero(all_finite & (std < self._flat_std)):
             reasons[int(ch)] = f"flat (std {_volts(std[ch])}: unplugged, railed or bridged)"
         judged = np.flatnonzero(all_finite & (std >= self._flat_std))
