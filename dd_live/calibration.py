@@ -36,6 +36,7 @@ import logging
 import math
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,6 +298,7 @@ class CalibrationRun:
                                    threaded=not self.simulated)
         self.clock = stream_clock(source)
         self._use_markers = markers
+        self.marker_source_id = f"{MARKER_STREAM}-{uuid.uuid4().hex[:12]}"  # of the LSL outlet
         self._outlet = None
         self._pending: list[_Pending] = []
         self._search_from = 0
@@ -340,7 +342,7 @@ class CalibrationRun:
         self._table.flush()
         kind = type(self.source).__name__
         if self._use_markers or (self._use_markers is None and kind in ("LSLSource", "BrainFlowSource")):
-            self._outlet = _marker_outlet()
+            self._outlet = _marker_outlet(self.marker_source_id)
         logger.info("calibration: %d images (%d test), recording into %s", len(self.stimuli),
                     sum(s.split == "test" for s in self.stimuli), self.folder)
         return self
@@ -502,11 +504,11 @@ def _is_synthetic(spec: str) -> bool:
     return spec.strip().lower().split("?")[0].split(":")[0] == "synthetic"
 
 
-def _marker_outlet():
+def _marker_outlet(source_id: str):
     import pylsl
 
     info = pylsl.StreamInfo(MARKER_STREAM, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string,
-                            f"{MARKER_STREAM}-{id(object())}")
+                            source_id)
     return pylsl.StreamOutlet(info)
 
 

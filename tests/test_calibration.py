@@ -21,7 +21,9 @@ from dd_live.calibration import (
     MARKER_PREFIX,
     STIMULI_FILE,
     CalibrationConfig,
+    CalibrationRun,
     CalibrationSession,
+    HeadlessPresenter,
     calibrate,
     find_images,
     make_schedule,
@@ -193,3 +195,36 @@ def test_cli_calibrate_writes_a_session_folder(tmp_path, capsys):
     assert cli.main(["calibrate", "--source", "brainflow:-1", "--images", str(images), "--headless",
                      "--speed", "0", "--out", str(tmp_path / "runs")]) != 0
     assert "--speed 0" in capsys.readouterr().err
+
+
+def test_a_real_board_gets_lsl_markers_that_match_the_table(tmp_path):
+    """BrainFlow's synthetic board (-1) in real time: each onset is also an LSL marker
+    ``image:<id>`` (for LabRecorder), stamped on the LSL clock, in the table's order."""
+    import pylsl
+
+    images = draw_images(tmp_path / "img", 4)
+    config = CalibrationConfig(n_trials=6, test_images=1, lead_in=0.5, seed=0)
+    stimuli = make_stimuli(find_images(images), config)
+    app = AppConfig().replace(source={"spec": "brainflow:-1"}, record={"root": str(tmp_path / "runs")})
+    run = CalibrationRun(config, stimuli, app).start()
+    try:
+        (info,) = pylsl.resolve_byprop("source_id", run.marker_source_id, minimum=1, timeout=5)
+        inlet = pylsl.StreamInlet(info)
+        inlet.open_stream(timeout=5)
+        t0 = pylsl.local_clock()
+        HeadlessPresenter(run).present(make_schedule(stimuli, config))
+    finally:
+        run.stop()
+    markers, stamps = [], []
+    while len(markers) < 6:
+        sample, stamp = inlet.pull_sample(timeout=5)
+        assert sample is not None, f"only {len(markers)} markers arrived"
+        markers.append(sample[0])
+        stamps.append(stamp)
+    rows = read_table(run.folder)
+    assert markers == [MARKER_PREFIX + r["image_id"] for r in rows]
+    assert t0 < stamps[0] and np.all(np.diff(stamps) > 0.15)  # 200 ms apart, on the LSL clock
+    events = [e for e in read_events(run.folder) if e["type"] == "marker"]
+    assert [e["sample"] for e in events] == [int(r["onset_sample"]) for r in rows]
+    n_samples = len(np.fromfile(run.folder / "timestamps.f64"))
+    assert all(0 < int(r["onset_sample"]) < n_samples for r in rows)

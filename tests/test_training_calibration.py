@@ -19,7 +19,7 @@ from dd_live.calibration import CalibrationConfig, calibrate
 from dd_live.config import AppConfig
 from dd_live.generate import ImageGenerator
 from dd_live.model import EEGConditioner, get_preset, load
-from training import evaluate, finetune
+from training import evaluate, finetune, pretrain
 from training.common import read_log
 from training.finetune import build_time_conditioner
 from training.models import (
@@ -91,3 +91,17 @@ def test_time_conditioning_receives_gradients_and_the_adapter_folds_exactly():
     assert folded.config.encoder.n_channels == 5
     for key in ("context", "clip"):
         np.testing.assert_allclose(got[key].numpy(), expected[key].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_pretrain_reads_a_folder_of_calibration_sessions(tmp_path):
+    images = draw_images(tmp_path / "img", 6)
+    config = AppConfig().replace(source={"spec": VIEWER}, record={"root": str(tmp_path / "runs")})
+    for seed in (0, 1):
+        calibrate(images, CalibrationConfig(n_trials=20, test_images=1, seed=seed), config,
+                  headless=True, speed=0)
+    out = tmp_path / "pre"
+    pretrain.main(["--preset", "tiny", "--data", str(tmp_path / "runs"), "--output-dir", str(out),
+                   "--epochs", "1"])
+    manifest = json.loads((out / "corpus" / "manifest.json").read_text())
+    assert len(manifest["parts"]) == 2 and all(p["n_windows"] > 0 for p in manifest["parts"])
+    assert isinstance(load(out / "encoder"), torch.nn.Module)
