@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -79,8 +80,11 @@ def _previewable(session: LiveSession, config: AppConfig) -> bool:
     opens its own source, and reopening that source for the real run is cheap (not a board)."""
     loads_model = getattr(session, "decoder", None) is None and getattr(session, "_generate", False)
     own_source = getattr(session, "_source", None) is None
-    kind = config.source.spec.strip().lower().partition(":")[0]
-    return bool(loads_model and own_source and kind != "brainflow")
+    spec = config.source.spec.strip().lower()
+    speed = parse_qs(spec.partition("?")[2]).get("speed", ["1"])[-1]
+    as_fast_as_possible = speed in ("0", "0.0", "inf")  # a preview would race through the file
+    return bool(loads_model and own_source and not spec.startswith("brainflow")
+                and not as_fast_as_possible)
 
 
 class MainWindow(QtWidgets.QMainWindow):
