@@ -108,3 +108,52 @@ def test_128ch_1khz_nothing_lost_or_duplicated(stream_name):
         )
         assert np.all(np.diff(window.timestamps) > 0)
     assert not [e for e in acquisition.events if e.kind in ("gap", "disconnect")]
+
+
+def test_128ch_1khz_through_a_live_session_with_generator_and_recorder(stream_name, tmp_path):
+    """The same stream from another process (tests/lsl_outlet.py, real time), read by a
+    threaded LiveSession with default settings, the tiny generator making images and the
+    recorder writing: the recording's counter column is 0..N-1, every row intact."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mne
+
+    from dd_live.config import AppConfig, GeneratorConfig, RecordConfig, SourceConfig
+    from dd_live.recording import read_events, read_timestamps
+    from dd_live.session import LiveSession
+
+    n_total = 8000
+    phase = {"name": stream_name, "source_id": stream_name, "n_channels": N_CHANNELS,
+             "sfreq": SFREQ, "n_samples": n_total, "chunk": 10, "speed": 1.0, "hold": 10.0}
+    outlet = subprocess.Popen([sys.executable, str(Path(__file__).with_name("lsl_outlet.py")),
+                               json.dumps([phase])], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    config = AppConfig(source=SourceConfig(spec=f"lsl:{stream_name}"),
+                       generator=GeneratorConfig(model="tiny", steps=2),
+                       record=RecordConfig(enabled=True, root=str(tmp_path), name="lossless"))
+    session = LiveSession(config)
+    events = []
+    session.callbacks.event.append(events.append)
+    try:
+        session.start()
+        deadline = time.monotonic() + 60.0
+        while session.raw.n_written < n_total and time.monotonic() < deadline:
+            time.sleep(0.1)
+        folder = session.recording_path
+    finally:
+        session.stop()
+        outlet.stdin.close()
+        outlet.wait(timeout=30)
+        outlet.stdout.close()
+    assert session.n_images > 0  # the generator ran alongside
+    assert not [e for e in events if e.kind in ("gap", "discontinuity", "disconnect")]
+    raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", preload=True, verbose="error")
+    recorded = raw.get_data()
+    np.testing.assert_array_equal(recorded[0], np.arange(n_total))
+    expected = 20e-6 * np.sin(0.3 * recorded[0][None, :] + np.arange(1, N_CHANNELS)[:, None])
+    np.testing.assert_allclose(recorded[1:], expected, rtol=1e-5, atol=1e-11)
+    assert read_timestamps(folder).size == n_total
+    assert not [e for e in read_events(folder) if e["type"] == "recorder_overrun"]
