@@ -20,7 +20,7 @@ from dd_live.model import load
 from training.data.images import tensor_to_image
 from training.demo.build import DEMO_SCHEDULER, DEMO_STEPS, HELD_OUT_SEED, demo_generator_config
 from training.demo.classifier import load_classifier
-from training.demo.quality import embedding_accuracy, generate, image_accuracy
+from training.demo.quality import embedding_accuracy, generate, image_accuracy, live_accuracy
 from training.demo.world import STATE_NAMES, DemoWorld
 
 DEMO = Path(__file__).resolve().parents[1] / "dd_live" / "assets" / "demo"
@@ -110,10 +110,6 @@ def test_load_classifier_refuses_a_folder_without_one(tmp_path):
 
 #: Floors for the demo through the app: every thought, and all of them together.
 STATE_FLOOR, OVERALL_FLOOR = 0.7, 0.85
-#: Images judged per thought, and the signal between two of them (about one generation on a
-#: 2-core CPU: the spacing the latest-window trigger gives live).
-JUDGED_PER_STATE = 10
-SIGNAL_BETWEEN_IMAGES = 0.1
 
 
 def test_demo_through_a_live_session_with_default_settings_shows_each_thought():
@@ -121,42 +117,15 @@ def test_demo_through_a_live_session_with_default_settings_shows_each_thought():
     folder's dd_live.json), a real LiveSession on the synthetic headset, the app's own seed
     policy and trigger; the shipped classifier judges each image against the simulated thought
     (dd_live.verdict, the window's live verdict). Only the clock differs: the source is not
-    paced by the wall clock and the session is stepped on this thread."""
+    paced by the wall clock and the session is stepped (training.demo.quality.live_accuracy,
+    which the model card's figure comes from too)."""
     from dd_live.cli import _config_from_args, build_parser
-    from dd_live.session import LiveSession
-    from dd_live.sources import open_source
-    from dd_live.verdict import SETTLE_SECONDS, ThoughtJudge
 
     config = _config_from_args(build_parser().parse_args(["demo", "--model", "demo"]))
     assert config.window.mode == "latest" and not config.generator.fixed_seed  # the defaults
-    source = open_source(config.source.spec, realtime=False, seed=TEST_SEED)
-    session = LiveSession(config, source=source, threaded=False)
-    judge = ThoughtJudge.from_model_folder(config.generator.model, source.info.sfreq)
-    verdicts = []
-    session.callbacks.event.append(judge.on_event)
-    session.callbacks.image.append(lambda result: verdicts.append(judge.judge(result)))
-    session.start()
-    try:
-        for state in STATE_NAMES:
-            source.set_state(state)
-            session.pause_generation()  # windows that straddle the change are not judged
-            session.run_for(config.window.length + SETTLE_SECONDS)
-            session.resume_generation()
-            n_judged = sum(v is not None for v in verdicts)
-            while sum(v is not None for v in verdicts) < n_judged + JUDGED_PER_STATE:
-                session.pause_generation()  # the signal of one generation passes ...
-                session.run_for(SIGNAL_BETWEEN_IMAGES)
-                session.resume_generation()
-                n_images = session.n_images
-                while session.n_images == n_images:  # ... then the newest window is drawn
-                    session.step()
-    finally:
-        session.stop()
-    judged = [v for v in verdicts if v is not None]
-    per_state = {state: np.mean([v.match for v in judged if v.intended == state])
-                 for state in STATE_NAMES}
-    overall = np.mean([v.match for v in judged])
-    summary = ", ".join(f"{s} {a:.2f}" for s, a in per_state.items())
-    assert min(per_state.values()) >= STATE_FLOOR, f"per thought: {summary}"
-    assert overall >= OVERALL_FLOOR, f"overall {overall:.3f} ({summary})"
-    assert session.stats().n_dropped == 0
+    result = live_accuracy(DEMO, source_seed=TEST_SEED, per_state=10)
+    summary = ", ".join(f"{s} {a:.2f}" for s, a in result["per_state"].items())
+    assert set(result["per_state"]) == set(STATE_NAMES) and result["n_judged"] == 80
+    assert min(result["per_state"].values()) >= STATE_FLOOR, f"per thought: {summary}"
+    assert result["accuracy"] >= OVERALL_FLOOR, f"overall {result['accuracy']:.3f} ({summary})"
+    assert result["n_dropped"] == 0

@@ -43,6 +43,7 @@ from training.demo.quality import (
     generate,
     image_accuracy,
     images_per_second,
+    live_accuracy,
     state_grid,
 )
 from training.demo.world import STATE_NAMES, DemoPairs, DemoWorld
@@ -59,6 +60,21 @@ QUALITY_FILE = "quality.json"
 DEMO_DESCRIPTION = "synthetic demo model: 8 simulated brain states -> shapes (not a real brain)"
 SAMPLES_FILE = "samples.png"
 CLASSIFIER = "classifier"
+#: Images judged per thought for the live figure (training.demo.quality.live_accuracy).
+LIVE_IMAGES_PER_STATE = 24
+#: What each thought's picture looks like: the window's legend (dd_live.json "legend").
+LEGEND = {"calm": "red circle", "focus": "green square", "visual": "blue triangle",
+          "motor": "yellow cross", "memory": "magenta ring", "imagery": "cyan diamond",
+          "alert": "orange horizontal bar", "drowsy": "white vertical bar"}
+
+
+def write_demo_settings(folder: Path, generator: dict) -> Path:
+    """The folder's dd_live.json: description, sampler settings, and the thought legend."""
+    path = write_model_settings(folder, DEMO_DESCRIPTION, {**generator, "threads": 1})
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    settings["legend"] = {name: LEGEND[name] for name in STATE_NAMES}
+    path.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
+    return path
 
 
 @dataclass(frozen=True)
@@ -120,7 +136,11 @@ def measure(out: Path, world: DemoWorld, config: BuildConfig, classifier, fit) -
     per_state = {name: float((predicted[held_out[1] == k] == k).mean()) for k, name in enumerate(STATE_NAMES)}
     state_grid(images, held_out[1], per_row=min(8, config.eval_streams * config.eval_windows_per_stream)).save(
         out / SAMPLES_FILE)
+    live = live_accuracy(out, source_seed=HELD_OUT_SEED, per_state=LIVE_IMAGES_PER_STATE)
     return {
+        "live_accuracy": live["accuracy"],
+        "live_accuracy_per_state": live["per_state"],
+        "live_n_judged": live["n_judged"],
         "embedding_accuracy": embedding_accuracy(decoder.conditioner, fit, held_out),
         "image_accuracy": image_accuracy(classifier, images, held_out[1]),
         "image_accuracy_per_state": per_state,
@@ -164,6 +184,8 @@ def build(out: Path, config: BuildConfig, work_dir: Path) -> dict:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(tmp, conditioner, unet, vae, classifier)
+    generator_config = {"scheduler": DEMO_SCHEDULER, "steps": DEMO_STEPS, "guidance_scale": 1.0}
+    write_demo_settings(tmp, generator_config)  # measured as `dd-live demo` runs it
     quality = measure(tmp, world, config, classifier, (eeg, labels))
     times["measure"] = time.perf_counter() - start - sum(times.values())
     record = {
@@ -172,12 +194,11 @@ def build(out: Path, config: BuildConfig, work_dir: Path) -> dict:
         "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "torch": torch.__version__,
-        "generator_config": {"scheduler": DEMO_SCHEDULER, "steps": DEMO_STEPS, "guidance_scale": 1.0},
+        "generator_config": generator_config,
         "build_config": asdict(config),
         "final_losses": {stage: rows[-1] for stage, rows in history.items()},
     }
     (tmp / QUALITY_FILE).write_text(json.dumps(record, indent=1) + "\n")
-    write_model_settings(tmp, DEMO_DESCRIPTION, {**record["generator_config"], "threads": 1})
     write_card(tmp, record)
     if out.exists():
         shutil.rmtree(out)
