@@ -143,6 +143,18 @@ def test_a_split_keeps_the_release_items_of_that_split(data, tmp_path):
         f"image:{IMAGES[3]}", f"image:{IMAGES[1]}"]
 
 
+def test_a_legacy_format_file_converts_alike(data, tmp_path):
+    """The 2017 data file predates torch's zip format: read weights-only without memory-mapping."""
+    legacy = tmp_path / "eeg_5_95_std.pth"
+    torch.save({"dataset": data["dataset"], "labels": SYNSETS, "images": IMAGES}, legacy,
+               _use_new_zipfile_serialization=False)
+    assert cli.main(["convert", str(legacy), str(tmp_path / "out"), "--subject", "1"]) == 0
+    recording = read_recording(tmp_path / "out")
+    np.testing.assert_allclose(recording.data / 1e-5, data["dataset"][2]["eeg"].numpy(),
+                               rtol=1e-6, atol=1e-5)
+    assert [text for _, _, text in recording.annotations] == [f"image:{IMAGES[2]}"]
+
+
 def test_convert_mistakes_are_one_line_errors(data, tmp_path, capsys):
     # subject 4's splits for subject 1 (one item)
     assert _convert(data, tmp_path / "a", "--subject", "1", "--split", "test", "--splits",
