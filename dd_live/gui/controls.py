@@ -253,7 +253,8 @@ class ControlPanel(QtWidgets.QWidget):
         self.mode_combo = self._keep("generator/mode", _combo(("generate", "retrieve")))
         self.model_edit = self._keep("generator/model", QtWidgets.QLineEdit())
         self.model_edit.setToolTip("'tiny' (random tiny models: images carry no meaning), "
-                                   "'demo', or a dd-live model folder")
+                                   "'demo', a dd-live model folder, or the DreamDiffusion "
+                                   "release's generation checkpoint file (.pth/.ckpt)")
         model_browse = QtWidgets.QPushButton("…")
         model_browse.clicked.connect(lambda: self._browse_folder(self.model_edit))
         self.gallery_edit = self._keep("generator/gallery", QtWidgets.QLineEdit())
