@@ -84,6 +84,9 @@ class SpectrumView(QtWidgets.QWidget):
         data, _ = buffer.latest(int(SPECTRUM_SECONDS * sfreq))  # (n_channels, n_times)
         if data.shape[1] < int(WELCH_SEGMENT * sfreq):
             return False
+        data = data[np.isfinite(data).all(axis=1)]  # a channel with NaN/Inf samples sits out
+        if data.shape[0] == 0:
+            return False
         freqs, psd = welch(data, fs=sfreq, nperseg=int(WELCH_SEGMENT * sfreq), axis=-1)
         keep = freqs > 0
         log_psd = np.log10(np.maximum(psd[:, keep].mean(axis=0), POWER_FLOOR))
