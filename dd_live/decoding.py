@@ -155,12 +155,13 @@ class EEGDecoder:
                 "description", getattr(generator, "description", str(folder)))
             ch_names = read_model_settings(folder).get("channels")
         retriever = None
-        if config.mode == "retrieve":
+        if config.mode == "retrieve" or config.gallery:  # generate mode: nearest images beside
             from dd_live.generate.retrieval import retrieval_embedder
 
             model_folder = Path(config.model).expanduser() if config.model != TINY_MODEL else None
             retriever = ImageRetriever.from_folder(config.gallery,
                                                    **retrieval_embedder(config, model_folder))
+        if config.mode == "retrieve":
             generator = None
         return cls(conditioner, generator, retriever, description=description,
                    ch_names=ch_names)
@@ -189,7 +190,7 @@ class EEGDecoder:
         with torch.inference_mode():
             context, clip = self._encode(self._window_to_device(eeg))
         clock.mark("generate")
-        if self.retriever is not None:
+        if self.retriever is not None and self.generator is None:
             clip_vec = clip[0].float().cpu().numpy()
             t_encode = time.perf_counter() - t0
             matches = self.retriever.query(clip_vec[None], k=4)[0]
@@ -207,7 +208,9 @@ class EEGDecoder:
         timings = {"encode": clock.durations()["encode"], **dict(result.timings)}
         timings["sample"] = timings.pop("unet", 0.0)  # the denoising loop, under its stage name
         timings["total"] = time.perf_counter() - t0
-        return DecodedImages(list(result.images), list(result.seeds), timings, clip_vec)
+        matches = [] if self.retriever is None else [  # the gallery images nearest to this EEG
+            (str(p), float(s)) for p, s in self.retriever.query(clip_vec[None], k=4)[0]]
+        return DecodedImages(list(result.images), list(result.seeds), timings, clip_vec, matches)
 
     def _window_to_device(self, eeg: np.ndarray) -> Any:
         """``[n_channels, n_times]`` -> ``[1, n_channels, n_times]`` on the model's device, in
