@@ -15,10 +15,12 @@ import torch
 from diffusers import DDPMScheduler
 from test_calibration import VIEWER, draw_images
 
+from dd_live import cli
 from dd_live.calibration import CalibrationConfig, calibrate
 from dd_live.config import AppConfig
 from dd_live.generate import ImageGenerator
 from dd_live.model import EEGConditioner, get_preset, load
+from dd_live.recording import read_events
 from training import evaluate, finetune, pretrain
 from training.common import read_log
 from training.finetune import build_time_conditioner
@@ -66,6 +68,20 @@ def test_calibration_to_personal_model_to_retrieval_beats_chance(tmp_path):
     assert retrieval["top1"] >= 3 * chance, retrieval
     assert retrieval["top5"] >= retrieval["top1"]
     assert (tmp_path / "ev" / "retrieval_matrix.png").stat().st_size > 1000
+
+    # live with the personal model: generated images, and beside them the nearest calibration
+    # images with their scores (the model folder names its image embedder and weights)
+    settings = tmp_path / "live.toml"
+    settings.write_text(f'[generator]\ngallery = "{images}"\nsteps = 2\n')
+    assert cli.main(["run", "--headless", "--model", str(out / "model"), "--source", VIEWER,
+                     "--duration", "2", "--config", str(settings), "--record", str(tmp_path / "live")]) == 0
+    (live,) = (tmp_path / "live").iterdir()
+    results = [e for e in read_events(live) if e["type"] == "image"]
+    assert results and all(e["seed"] is not None for e in results)  # generated, not retrieved
+    for event in results:
+        assert len(event["matches"]) == 4 and str(images) in event["matches"][0][0]
+        scores = [score for _, score in event["matches"]]
+        assert scores == sorted(scores, reverse=True) and -1 <= scores[-1] <= scores[0] <= 1
 
 
 def test_time_conditioning_receives_gradients_and_the_adapter_folds_exactly():
