@@ -295,7 +295,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if problem is not None:
             raise ConfigError(f"{problem}; or run without a window: --headless")
     run = calibrate(args.images, calibration, config, headless=args.headless, speed=args.speed,
-                    max_trials=args.max_trials, screen=args.screen)
+                    max_trials=args.max_trials, screen=args.screen, photodiode=args.photodiode,
+                    attention_target=args.attention_target)
     state = "aborted, kept" if run.aborted else "done:"
     print(f"calibration {state} {len(run.rows)} of {run.n_presented} images placed; session "
           f"in {run.folder}")
@@ -507,6 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0,
                    help="1: real time; 0: simulated time as fast as possible (simulated viewer)")
     p.add_argument("--screen", type=int, help="the screen to present on (default: the primary)")
+    p.add_argument("--photodiode", action="store_true",
+                   help="a white patch in the bottom-left corner while an image is on (light sensor)")
+    p.add_argument("--attention-target", metavar="IMAGE_ID",
+                   help="attention task: the viewer presses space when this image shows")
     p.add_argument("--max-trials", type=int, help=argparse.SUPPRESS)  # tests: stop early
     p.add_argument("--seed", type=int, help="randomisation seed (split and order)")
     p.add_argument("--config", type=Path, help="a TOML config file (filter, window, record)")
