@@ -127,7 +127,7 @@ class EEGDecoder:
                     guidance_scale=config.guidance_scale, image_size=config.image_size,
                     tiny_decoder=config.tiny_decoder or config.tiny_vae is not None))
             description = "tiny random models: images carry no meaning"
-        elif Path(config.model).expanduser().is_file():  # the DreamDiffusion release's file
+        elif _is_model_file(Path(config.model).expanduser()):  # the release's checkpoint
             from dd_live.generate.release import load_release
 
             conditioner, generator, description = load_release(
@@ -327,6 +327,13 @@ def write_model_settings(folder: str | Path, description: str, generator: dict[s
     path.write_text(json.dumps({"description": description, "generator": generator}, indent=1)
                     + "\n", encoding="utf-8")
     return path
+
+
+def _is_model_file(path: Path) -> bool:
+    """A single-file model: a file, or a missing path named like one (its error says so)."""
+    from dd_live.generate.release import RELEASE_SUFFIXES
+
+    return path.is_file() or (not path.exists() and path.suffix.lower() in RELEASE_SUFFIXES)
 
 
 def _null_context(conditioner: Any) -> Any:

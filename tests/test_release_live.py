@@ -263,15 +263,16 @@ def test_files_that_are_not_a_release_generation_checkpoint_are_refused(release,
     encoder = write_release_file(tmp_path / "checkpoint.pth", {"model": {}}, "Config_MBM_EEG")
     sd_file = tmp_path / "sd.safetensors"
     sd_file.write_bytes(b"\0" * 16)
-    for path in (evil, encoder, sd_file):
+    for path in (evil, encoder, sd_file, tmp_path / "missing.pth"):
         assert cli.main(["run", "--model", str(path), "--model-config", str(configs),
                          "--headless", "--duration", "1"]) != 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dd-live")]
-    assert len(lines) == 3, lines
+    assert len(lines) == 4, lines
     assert "refers to the Python global" in lines[0] and "nothing in it was run" in lines[0]
     assert not marker.exists()
     assert "cannot run as a live model" in lines[1] and "pretrained-encoder" in lines[1]
     assert "has no EEG encoder" in lines[2]
+    assert "missing.pth does not exist; check the path" in lines[3]
 
 
 def test_the_gallery_shows_the_seen_image_beside_the_generated_one(data):
