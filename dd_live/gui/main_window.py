@@ -32,6 +32,7 @@ from dd_live.gui.settings import (
 from dd_live.gui.spectrum import SpectrumView
 from dd_live.gui.status import Banner, StatusPanel, elided
 from dd_live.gui.traces import SPAN_RANGE, TracesView
+from dd_live.gui.verdict import VerdictPanel
 from dd_live.session import LiveSession
 from dd_live.sources import DEFAULT_STATES, list_brainflow_boards, list_lsl_streams
 
@@ -143,6 +144,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.spectrum = SpectrumView()
         self.gallery = ImageGallery(on_select=self._on_gallery_select)
         self.gallery.image.double_clicked.connect(self.toggle_image_fullscreen)
+        self.verdict = VerdictPanel()  # the demo's legend and live verdict, under the image
+        gallery_layout = self.gallery.layout()
+        gallery_layout.insertWidget(gallery_layout.indexOf(self.gallery.details), self.verdict)
         self.replay_bar = ReplayBar()
         self._build_layout()
         self.controls = ControlPanel(self.config)
@@ -565,6 +569,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._show_channel_stage(session)
         self.status.reset()
         self.gallery.clear()
+        self.verdict.attach(self._thought_judge(session))
         self.replay_bar.attach(session.source)
         self.status.set_recording(session.recording_path)
         description = getattr(session.decoder, "description", "") or ""
@@ -586,6 +591,20 @@ class MainWindow(QtWidgets.QMainWindow):
         self.running.emit()
         if self._close_requested:
             self.stop_session()
+
+    @staticmethod
+    def _thought_judge(session):
+        """The demo's judge (the model folder's state classifier and legend), or None."""
+        if session.decoder is None:
+            return None
+        from dd_live.verdict import ThoughtJudge
+
+        try:
+            return ThoughtJudge.from_model_folder(session.config.generator.model,
+                                                  session.info.sfreq)
+        except DDLiveError as exc:
+            logger.warning("no live verdict: %s", exc)
+            return None
 
     def _show_start_error(self, reason: str) -> None:
         """The start error in a dialog (not a traceback); the window stays usable."""
@@ -667,6 +686,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- session callbacks (GUI thread, queued) ---------------------------------------------
     def _on_image(self, result) -> None:
         self.gallery.add(result)
+        self.verdict.on_image(result)
         self.banner.clear("generation")
         self.refresh_status()
 
@@ -695,6 +715,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                      STATUS_MESSAGE_MS)
 
     def _on_event(self, event) -> None:
+        self.verdict.on_event(event)
         if event.kind in STREAM_TROUBLE or event.kind in STREAM_BACK:
             what = {"stall": "stream stalled", "disconnect": "stream lost",
                     "error": "stream error"}.get(event.kind, event.kind)
