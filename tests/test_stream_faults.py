@@ -329,3 +329,27 @@ def test_no_hum_no_notch_and_nan_does_not_break_the_measure():
     assert filt.decided and filt.freq is None
     assert "no mains hum found" in filt.pop_changes()[0].message
     assert np.isnan(out[0, 100]) and np.isfinite(np.delete(out, [100], axis=1)).all()
+
+
+def test_harmonics_are_notched_when_asked():
+    sfreq = 500.0
+    n_times = int(6 * sfreq)
+    t = np.arange(n_times) / sfreq
+    rng = np.random.default_rng(12)
+    x = 5e-6 * rng.standard_normal((3, n_times)) + 100e-6 * (
+        np.sin(2 * np.pi * 60 * t) + np.sin(2 * np.pi * 120 * t + 1.0))
+    late = slice(int(4 * sfreq), n_times)
+    for harmonics, expected in ((False, 50e-6), (True, 2e-6)):
+        filt = MainsFilter(design_filter(sfreq, 1.0, 200.0), 3, sfreq, harmonics=harmonics)
+        out = np.concatenate([filt(x[:, a:a + 20]) for a in range(0, n_times, 20)], axis=1)
+        assert filt.freq == 60.0
+        assert max(hum_amplitude(ch, sfreq, 60) for ch in out[:, late]) < 2e-6
+        worst = max(hum_amplitude(ch, sfreq, 120) for ch in out[:, late])
+        assert (worst < expected) if harmonics else (worst > expected)
+    # an explicit frequency with harmonics: one notch per multiple below Nyquist, no measuring
+    from dd_live.session import make_filter
+
+    explicit = make_filter(FilterConfig(notch=60, notch_harmonics=True), sfreq, 3)
+    assert isinstance(explicit, StreamingFilter) and explicit.sos.shape[0] == 8 + 4
+    assert isinstance(make_filter(FilterConfig(), sfreq, 3), MainsFilter)
+    assert make_filter(FilterConfig(notch="off", l_freq=None, h_freq=None), sfreq, 3) is None
