@@ -239,3 +239,22 @@ def test_fixed_quality_threshold_rejects_artefacts_and_ignores_the_counter(decod
         session.step()
     session.stop()
     assert "peak-to-peak" in " ".join(rejected[-1])
+
+
+def test_default_torch_threads_leave_one_core_to_acquisition_and_the_window():
+    import os
+
+    import torch
+
+    from dd_live.config import GeneratorConfig, resolve_threads
+    from dd_live.decoding import set_torch_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert GeneratorConfig().threads == 0  # automatic
+    assert resolve_threads(0) == max(1, cores - 1)
+    assert resolve_threads(3) == 3  # a number the user sets wins
+    before = torch.get_num_threads()
+    try:
+        assert set_torch_threads(0) == torch.get_num_threads() == max(1, cores - 1)
+    finally:
+        torch.set_num_threads(before)
