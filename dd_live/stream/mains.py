@@ -155,7 +155,8 @@ class MainsFilter:
         out = self._filt(chunk) if self._filt is not None else np.array(chunk, np.float64)
         if chunk.shape[1] == 0:
             return out
-        self._keep(self._raw, chunk, "_n_raw", max(self._detect_n, 1))
+        # a copy: a source may hand out views of a buffer it reuses
+        self._keep(self._raw, np.array(chunk, np.float64), "_n_raw", max(self._detect_n, 1))
         self._keep(self._history, out, "_n_history", self._warm_n)
         self._n_seen += chunk.shape[1]
         if self._n_seen >= self._next_check and self._candidates:
