@@ -100,7 +100,8 @@ class FinetuneConfig:
     latent scale and freeze it (the LDM recipe; 0 keeps the VAE random).
     ``data``: "synthetic", "imagenet-eeg" (``eeg_file``, ``splits_file``, ``image_root``), or
     a ``dd-live calibrate`` session folder (or a folder of them): a personal model, with a
-    channel adapter from the person's montage to the encoder folded into the saved encoder.
+    channel adapter from the person's montage to the encoder folded into the saved encoder;
+    or ``things-eeg2:ROOT`` (THINGS-EEG2's preprocessed arrays, subject ``subject``).
     ``clip_loss``: "cosine" (the reference), "infonce", "infonce+cosine" (contrastive plus
     regression), or "auto": "infonce+cosine" for calibration data, else "cosine".
     ``align_epochs``: first train the EEG side alone (adapter, encoder, image-embedding head) on

@@ -42,7 +42,9 @@ from training.config import (
     save_config,
 )
 from training.data import ImageNetEEG, SyntheticPairs
-from training.data.calibration import CalibrationPairs, eeg_channel_count
+from training.data.calibration import CalibrationPairs
+from training.data.things_eeg2 import PREFIX as THINGS_PREFIX
+from training.data.things_eeg2 import ThingsEEG2, parse_things_spec
 from training.engine import train_one_epoch
 from training.models import (
     IMAGE_EMBEDDER_FILE,
@@ -81,7 +83,8 @@ LATENT_SCALE_IMAGES = 64
 
 
 def is_calibration(config) -> bool:
-    """``config.data`` names calibration session(s), not a built-in data set."""
+    """``config.data`` is one person's data (calibration session(s), or a THINGS-EEG2 subject):
+    a personal model with a channel adapter, not a built-in data set."""
     return config.data not in (SYNTHETIC, IMAGENET_EEG)
 
 
@@ -89,6 +92,12 @@ def build_paired(config, split: str, n_channels: int | None, n_times: int, augme
                  average_repeats: bool = False):
     """The paired data set of ``config`` (synthetic, ImageNet-EEG or calibration sessions) for
     ``split``. Calibration epochs are ``n_channels`` = the sessions' EEG channels when None."""
+    if config.data.startswith(THINGS_PREFIX):
+        if config.subject is None:
+            raise ConfigError("THINGS-EEG2 data needs a subject: --subject N (1-10)")
+        return ThingsEEG2(parse_things_spec(config.data), config.subject, "train" if split == "train" else "test",
+                          n_times, config.image_size, average_repeats=average_repeats if split != "train" else False,
+                          augment=augment, seed=config.seed)
     if is_calibration(config):
         return CalibrationPairs(config.data, split, n_channels, n_times, config.image_size,
                                 augment=augment, average_repeats=average_repeats, seed=config.seed)
@@ -156,12 +165,12 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         conditioner = EEGConditioner(conditioner_config)
     enc = conditioner.config.encoder
-    n_input = enc.n_channels
+    # a person's data keeps its own channels: a learned adapter maps them to the encoder's
+    # (folded into the encoder on save, so a resumed model reads them directly)
+    dataset = build_paired(config, "train", None if is_calibration(config) else enc.n_channels, enc.n_times,
+                           augment=config.augment)
     if is_calibration(config) and not args.resume:
-        # the person's montage -> the encoder's channels, learned; folded into the encoder on save
-        n_input = eeg_channel_count(config.data)
-        conditioner = AdaptedConditioner(ChannelAdapter(n_input, enc.n_channels), conditioner)
-    dataset = build_paired(config, "train", n_input, enc.n_times, augment=config.augment)
+        conditioner = AdaptedConditioner(ChannelAdapter(dataset.n_channels, enc.n_channels), conditioner)
     clip_table = cached_clip_table(config, dataset, output_dir, accelerator)  # [n_images, D]
 
     if args.resume:
