@@ -615,7 +615,9 @@ def session_epochs(recording: Recording, onsets: Sequence[int], app_config: AppC
         windower.add_marker(int(onset), str(k))
     preprocessor = WindowPreprocessor(info, n_channels=n_channels, n_times=n_times,
                                       target_names=target_names,
-                                      channel_method=app_config.generator.channel_method)
+                                      channel_method=app_config.generator.channel_method,
+                                      exclude=app_config.channels.exclude,
+                                      include=app_config.channels.include)
     epochs, kept = [], []
     for window in windower.poll(filtered if filtered is not None else raw):
         epochs.append(preprocessor(window))
