@@ -75,6 +75,11 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
     p.add_argument("--lora", help="a few-step LoRA (LCM, TCD, Hyper-SD), fused at load")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (<=1: off)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--notch", type=_notch_arg, metavar="auto|off|HZ",
+                   help="mains notch: auto (default: 50 or 60 Hz measured in the signal), off, "
+                   "or a frequency such as 60")
+    p.add_argument("--exclude", type=_names_arg, metavar="NAMES",
+                   help="input channels never fed to the model, comma-separated (e.g. M1,M2)")
     p.add_argument("--headless", action="store_true", help="no window: a text status instead")
     p.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
     p.add_argument("--record", type=Path, metavar="DIR",
@@ -82,6 +87,24 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
     p.add_argument("--screenshot", type=Path, help="(window) save a screenshot before closing")
     p.add_argument("--reset-settings", action="store_true",
                    help="(window) forget the remembered layout, view and setup first")
+
+
+def _notch_arg(text: str) -> str | float:
+    word = text.strip().lower()
+    if word in ("auto", "off"):
+        return word
+    try:
+        value = float(word)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a notch: give auto, off or the mains frequency in Hz (50 or 60)")
+    return value
+
+
+def _names_arg(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _is_synthetic(spec: str) -> bool:
@@ -106,6 +129,10 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
         cli["generator"] = gen
     if getattr(args, "source", None):
         cli["source"] = {"spec": args.source}
+    if getattr(args, "notch", None) is not None:
+        cli["filter"] = {"notch": args.notch}
+    if getattr(args, "exclude", None) is not None:
+        cli["channels"] = {"exclude": args.exclude}
     if getattr(args, "images", None):
         cli["window"] = {"marker_images": str(Path(args.images).expanduser().resolve())}
     if getattr(args, "record", None):

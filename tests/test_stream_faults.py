@@ -353,3 +353,18 @@ def test_harmonics_are_notched_when_asked():
     assert isinstance(explicit, StreamingFilter) and explicit.sos.shape[0] == 4 + 4  # band + 4
     assert isinstance(make_filter(FilterConfig(), sfreq, 3), MainsFilter)
     assert make_filter(FilterConfig(notch="off", l_freq=None, h_freq=None), sfreq, 3) is None
+
+
+def test_command_line_notch_and_exclude_win_over_the_config_file(tmp_path):
+    from dd_live import cli
+
+    path = tmp_path / "c.toml"
+    path.write_text('[filter]\nnotch = 50\n[channels]\nexclude = ["Fz"]\n')
+    parse = cli.build_parser().parse_args
+    config = cli._config_from_args(parse(["run", "--model", "tiny", "--config", str(path)]))
+    assert config.filter.notch == 50.0 and config.channels.exclude == ("Fz",)
+    config = cli._config_from_args(parse(["run", "--model", "tiny", "--config", str(path),
+                                          "--notch", "auto", "--exclude", "M1,M2"]))
+    assert config.filter.notch == "auto" and config.channels.exclude == ("M1", "M2")
+    with pytest.raises(SystemExit):
+        parse(["run", "--notch", "mains"])
