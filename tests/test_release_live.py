@@ -6,6 +6,7 @@ items of ~500 samples; an EEG encoder of width 32 and a two-level UNet/VAE), the
 the real command line, LiveSession, recorder and window. Nothing is mocked.
 """
 
+import csv
 import dataclasses
 import json
 import os
@@ -304,3 +305,34 @@ def test_the_gallery_shows_the_seen_image_beside_the_generated_one(data):
     app.processEvents()
     assert not gallery.stimulus.isVisible()
     gallery.close()
+
+
+def test_a_calibration_session_replays_with_the_images_that_were_shown(tmp_path, capsys):
+    """`dd-live replay CAL --images CAL`: a calibration folder names its images (by content
+    hash) in calibration.json; each image made from a marker's window carries the one shown."""
+    shown = tmp_path / "shown"
+    shown.mkdir()
+    for k in range(4):
+        Image.new("RGB", (24, 24), (60 * k, 255 - 60 * k, 90)).save(shown / f"{k}.png")
+    assert cli.main(["calibrate", "--source", "synthetic?viewer=1&n_channels=8", "--images",
+                     str(shown), "--headless", "--speed", "0", "--trials", "6", "--design",
+                     "slow", "--out", str(tmp_path / "cal"), "--copy-images"]) == 0
+    (calibration,) = (tmp_path / "cal").iterdir()
+    settings = tmp_path / "replay.toml"
+    settings.write_text('[window]\nmode = "marker"\nmarker_match = "image:.*"\n'
+                        '[quality]\nmode = "off"\n[generator]\nmodel = "tiny"\nsteps = 1\n')
+    assert cli.main(["replay", str(calibration), "--config", str(settings), "--images",
+                     str(calibration), "--speed", "0", "--headless", "--record",
+                     str(tmp_path / "runs")]) == 0
+    (replayed,) = (tmp_path / "runs").iterdir()
+    events = read_events(replayed)
+    images = [e for e in events if e["type"] == "image"]
+    with (calibration / "stimuli.tsv").open(newline="") as table:
+        shown_at = {int(row["onset_sample"]): row["image_id"]
+                    for row in csv.DictReader(table, delimiter="\t")}
+    copies = {e["image_id"]: calibration / e["copy"] for e in json.loads(
+        (calibration / "calibration.json").read_text())["images"]}
+    assert len(images) == len(shown_at) == 6
+    for image in images:
+        onset = image["start"] - round(0.02 * 250)  # offset 0.02 s at the viewer's 250 Hz
+        assert Path(image["stimulus"]) == copies[shown_at[onset]]
