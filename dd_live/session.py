@@ -39,6 +39,7 @@ from dd_live.stimuli import StimulusImages
 from dd_live.stream import (
     AcquisitionThread,
     BadChannelTracker,
+    BufferRangeError,
     MainsFilter,
     QualityChecker,
     RingBuffer,
@@ -504,7 +505,13 @@ class LiveSession:
         replace: tuple[int, ...] = ()
         reasons: tuple[str, ...] = ()
         if self.bad_tracker is not None:
-            verdict = self.bad_tracker.update(data, window.stop)
+            raw = None
+            if self.raw is not self.filtered:  # flat/railed is judged on the samples as received
+                try:
+                    raw = self.raw.get(window.start, window.stop)[0][self._judged_rows]
+                except BufferRangeError:  # a window older than the buffer (a slow replay)
+                    raw = None
+            verdict = self.bad_tracker.update(data, window.stop, raw)
             self._announce_bad_channels(verdict, window)
             replace = verdict.replace
             if verdict.too_many:

@@ -152,3 +152,15 @@ def test_skipped_channels_are_not_judged():
     checker = QualityChecker(SFREQ, ch_names=NAMES)
     assert checker.check(data, skip=(0, 3)).ok
     assert checker.check(data, skip=(0,)).bad_channels == (3,)
+
+
+def test_a_channel_stuck_as_received_is_flat_while_the_filter_still_rings():
+    rng = np.random.default_rng(23)
+    filtered = eeg(rng)
+    filtered[2] = 300e-6 * np.exp(-np.arange(N_TIMES) / 40.0)  # the band-pass ringing out
+    raw = eeg(rng) + 1e-3
+    raw[2] = 0.187  # railed
+    tracker = BadChannelTracker(SFREQ, NAMES, max_bad=1)
+    assert tracker.update(filtered, N_TIMES).replace == ()
+    verdict = tracker.update(filtered, 2 * N_TIMES, raw)
+    assert verdict.replace == (2,) and verdict.reasons[2].startswith("flat (std 0 V")

@@ -281,9 +281,19 @@ class BadChannelTracker:
         self._marked = np.zeros(n, dtype=bool)
         self._forced: set[int] = set()
 
-    def update(self, data: np.ndarray, stop_index: int) -> ChannelVerdict:
+    def update(
+        self, data: np.ndarray, stop_index: int, raw: np.ndarray | None = None
+    ) -> ChannelVerdict:
         """Judge one window ``(n_channels, n_times)`` whose last sample has absolute index
-        ``stop_index - 1``; returns what to replace and what changed."""
+        ``stop_index - 1``; returns what to replace and what changed.
+
+        Args:
+            data: the filtered window.
+            stop_index: absolute index one past its last sample.
+            raw: the same window as received (before the filter), when at hand: a channel
+                stuck at one value (unplugged, railed) is flat there from the first sample,
+                while the band-pass still rings from the step into it.
+        """
         n = len(self._ch_names)
         if data.ndim != 2 or data.shape[0] != n:
             raise ValueError(
@@ -291,7 +301,7 @@ class BadChannelTracker:
             )
         now = stop_index / self._sfreq
         length = data.shape[1] / self._sfreq
-        reasons = self._problems(data)
+        reasons = self._problems(data, raw)
         no_data = {ch for ch, why in reasons.items() if why.startswith("no data")}
         newly_bad, newly_good = [], []
         for ch in range(n):
@@ -328,17 +338,23 @@ class BadChannelTracker:
             too_many,
         )
 
-    def _problems(self, data: np.ndarray) -> dict[int, str]:
+    def _problems(self, data: np.ndarray, raw: np.ndarray | None = None) -> dict[int, str]:
         finite = np.isfinite(data)
         clean = np.where(finite, data, 0.0)
         std = clean.std(axis=1)
         all_finite = finite.all(axis=1)
+        flat = all_finite & (std < self._flat_std)
+        if raw is not None and raw.shape == data.shape:
+            raw_finite = np.isfinite(raw).all(axis=1)
+            raw_std = np.where(raw_finite[:, None], raw, 0.0).std(axis=1)
+            flat |= raw_finite & (raw_std < self._flat_std)
+            std = np.where(flat, np.minimum(std, raw_std), std)
         reasons: dict[int, str] = {}
         for ch in np.flatnonzero(~finite.any(axis=1)):
             reasons[int(ch)] = "no data (only NaN/Inf samples)"
-        for ch in np.flatnonzero(all_finite & (std < self._flat_std)):
+        for ch in np.flatnonzero(flat):
             reasons[int(ch)] = f"flat (std {_volts(std[ch])}: unplugged, railed or bridged)"
-        judged = np.flatnonzero(all_finite & (std >= self._flat_std))
+        judged = np.flatnonzero(all_finite & ~flat)
         if judged.size >= MIN_FOR_NOISE:
             median = float(np.median(std[judged]))
             for ch in judged[std[judged] > self._noisy_ratio * median]:
