@@ -154,3 +154,23 @@ def test_quotes_in_names_neither_break_nor_widen_the_query(stream_name):
     with pytest.raises(StreamNotFoundError, match="no LSL stream matching"):
         LSLSource(f"nothing' or name='{stream_name}-other", timeout=0.5)
     del outlets
+
+
+def test_unitless_eeg_in_microvolt_numbers_is_scaled_with_a_warning(stream_name, caplog):
+    """EEG channels sent without a unit, with numbers only plausible as microvolts (RMS ~20):
+    delivered in volts, with a warning that says so."""
+    info = pylsl.StreamInfo(stream_name, "EEG", 2, SFREQ, pylsl.cf_double64, stream_name)
+    channels = info.desc().append_child("channels")
+    for label in ("Cz", "Pz"):
+        channel = channels.append_child("channel")
+        channel.append_child_value("label", label)
+        channel.append_child_value("type", "EEG")
+    outlet = pylsl.StreamOutlet(info)
+    source = LSLSource(stream_name, timeout=5.0)
+    assert source.info.units == ("V", "V")
+    values = 20.0 * np.sin(np.arange(100)[None, :] * 0.3 + np.arange(2)[:, None])
+    with source, caplog.at_level("WARNING"):
+        outlet.push_chunk(np.ascontiguousarray(values.T), pylsl.local_clock())
+        data, _, _ = read_until(source, lambda d, e: d.shape[1] >= 100)
+    np.testing.assert_allclose(data, values * 1e-6, rtol=1e-9)
+    assert "no unit" in caplog.text and "read as microvolts" in caplog.text

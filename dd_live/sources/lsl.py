@@ -41,7 +41,7 @@ from dd_live.sources.discovery import (
     marker_stream_for,
     xpath_literal,
 )
-from dd_live.sources.units import VOLT_TYPES, parse_unit
+from dd_live.sources.units import VOLT_TYPES, eeg_rms, parse_unit, plausible_scale
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,12 @@ def _info_from_lsl(full, sfreq: float) -> tuple[StreamInfo, np.ndarray]:
         source_id=full.source_id(),
     )
     return info, np.asarray(scales, dtype=np.float64)[:, None]
+
+
+def _unitless(full) -> list[bool]:
+    """Per channel: no unit given (or ``"none"``) in the stream's XML description."""
+    _, _, units = _channels_from_xml(full, full.channel_count(), full.type())
+    return [not u.strip() or u.strip().lower() == "none" for u in units]
 
 
 def _layout_change(old: StreamInfo, old_format: int, new: StreamInfo, new_format: int) -> str:
@@ -243,7 +249,8 @@ class LSLSource(Source):
         self._max_chunk_arg = max_chunk
         self._pending_layout = None  # (info, scale, inlet, format) of a stream that came back
         self._inlet = None
-        self._use_inlet(inlet, *_info_from_lsl(full, sfreq), full.channel_format())
+        self._use_inlet(inlet, *_info_from_lsl(full, sfreq), full.channel_format(),
+                        _unitless(full))
         self._markers_query = markers
         self.marker_stream_name: str | None = None  # the marker stream read, once started
         self._marker_inlet = None
@@ -259,7 +266,8 @@ class LSLSource(Source):
         self._reconnected = False  # a new inlet is open; its first data reports "reconnect"
         self.n_reconnects = 0
 
-    def _use_inlet(self, inlet, info: StreamInfo, scale: np.ndarray, channel_format: int) -> None:
+    def _use_inlet(self, inlet, info: StreamInfo, scale: np.ndarray, channel_format: int,
+                   unitless: list[bool]) -> None:
         """Read from ``inlet`` with this layout (at construction and after a layout change)."""
         self.info = info
         self._format = channel_format
@@ -268,6 +276,9 @@ class LSLSource(Source):
         self.max_chunk = self._max_chunk_arg or max(1024, int(np.ceil(info.sfreq)))
         self._buffer = np.empty((self.max_chunk, info.n_channels), dtype=inlet.np_dtype)
         self._inlet = inlet
+        # EEG channels sent without a unit: volts or microvolts, judged by the first data
+        self._unitless = [k for k, kind in enumerate(info.ch_types)
+                          if kind in VOLT_TYPES and unitless[k]]
         self._dejitterer = Dejitterer(info.sfreq) if self.dejitter else None
         row = find_counter(info.ch_names)
         self._counter_row = row
@@ -397,9 +408,25 @@ class LSLSource(Source):
         stamps = self._clock_stamps(data, stamps + self._offset)
         self._last_data = now
         self._last_stamp = float(stamps[-1])
+        if self._unitless:
+            self._judge_units(data)
         if self._needs_scale:
             data *= self._scale
         return data, stamps
+
+    def _judge_units(self, data: np.ndarray) -> None:
+        """Scale unitless EEG that is only plausible as microvolts (decided once, on the first
+        chunk that is not flat)."""
+        rows = self._unitless
+        if eeg_rms(data[rows]) == 0:
+            return
+        self._unitless = []
+        scale = plausible_scale(data[rows], f"LSL stream {self.info.name} (no unit on {len(rows)} "
+                                            "EEG channels)")
+        if scale != 1.0:
+            self._scale = self._scale.copy()
+            self._scale[rows] = scale
+            self._needs_scale = True
 
     def _clock_stamps(self, data: np.ndarray, stamps: np.ndarray) -> np.ndarray:
         """Dejitter ``stamps`` and report the gaps and clock jumps found in this chunk."""
@@ -524,7 +551,7 @@ class LSLSource(Source):
             self._reconnected = True
             logger.info("LSL stream %s: found again, reconnecting", self.info.name)
             return True
-        self._pending_layout = (info, scale, inlet, full.channel_format())
+        self._pending_layout = (info, scale, inlet, full.channel_format(), _unitless(full))
         description = (f"LSL stream {self.info.name} came back with another layout: {change}; "
                        "its samples cannot continue the same recording")
         logger.warning("%s", description)
@@ -544,9 +571,9 @@ class LSLSource(Source):
         ``info``. Whoever reads the source rebuilds what depends on the channel count first."""
         if self._pending_layout is None:
             raise SourceError(f"LSL stream {self.info.name!r}: no layout change to accept")
-        info, scale, inlet, channel_format = self._pending_layout
+        info, scale, inlet, channel_format, unitless = self._pending_layout
         self._pending_layout = None
-        self._use_inlet(inlet, info, scale, channel_format)
+        self._use_inlet(inlet, info, scale, channel_format, unitless)
         self._silent = self._reconnected = False
         self._last_stamp = None
         logger.info("LSL stream %s: reading the new layout (%d ch @ %g Hz)", info.name,
