@@ -12,7 +12,7 @@ from diffusers import StableDiffusionPipeline
 from safetensors.torch import save_file
 
 from dd_live.config import GeneratorConfig
-from dd_live.decoding import EEGDecoder, conditioner_dtype, place_conditioner
+from dd_live.decoding import EEGDecoder, conditioner_dtype, cpu_has_native_bf16, place_conditioner
 from dd_live.generate import ImageGenerator
 from dd_live.generate.schedulers import make_scheduler
 from dd_live.model import CLIP_DIM, CLIP_TOKENS, EEGConditioner, get_preset
@@ -144,7 +144,8 @@ def test_conditioner_lives_on_the_generators_device_and_dtype_policy():
 def test_cuda_policy_places_every_conditioner_tensor_in_bfloat16():
     # device stand-in: CUDA is not available in CI, so the CUDA policy's dtype is applied on the
     # meta device (no memory, same .to() path); the device move itself is torch's
-    assert conditioner_dtype("cuda") == torch.bfloat16 and conditioner_dtype("cpu") == torch.float32
+    assert conditioner_dtype("cuda") == torch.bfloat16
+    assert conditioner_dtype("cpu") == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
     with torch.device("meta"):
         conditioner = EEGConditioner(get_preset("tiny", kind="conditioner"))
     place_conditioner(conditioner, "meta", conditioner_dtype("cuda"))
@@ -152,3 +153,11 @@ def test_cuda_policy_places_every_conditioner_tensor_in_bfloat16():
     assert all(t.dtype == torch.bfloat16 for t in tensors if t.is_floating_point())
     assert conditioner.null_context.dtype == torch.bfloat16
     assert not any(p.requires_grad for p in conditioner.parameters())
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    with_bf16, without = tmp_path / "a", tmp_path / "b"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw\n")
+    assert cpu_has_native_bf16(str(with_bf16)) and not cpu_has_native_bf16(str(without))
+    assert not cpu_has_native_bf16(str(tmp_path / "missing"))
