@@ -7,8 +7,9 @@ measured in the same run, so a busy machine shows up in both:
 
 - torch threads: the decoder alone with torch's own default (every core) against dd-live's
   default (cores - 1, one inter-op thread) and against one thread;
-- the ``latest`` trigger (the default): images per second against 1 / (generation time, the
-  decoder alone on the same windows); it should reach 0.8 or more, with no window dropped;
+- the ``latest`` trigger (the default): images per second against 1 / generation time (the
+  images' own encode + sample + decode time in the same run, so the machine's load is the
+  same); it should reach 0.8 or more, with no window dropped; also against the decoder alone;
 - the old default, ``interval`` windows every 0.5 s, on the same session set-up;
 - latency from a window's last sample to its image (p50/p95) against the decoder alone;
 - samples lost (counter holes; must be 0);
@@ -107,11 +108,13 @@ def live_run(config, decoder, args, seconds: float) -> dict:
                              state="visual")
     session = LiveSession(config, source=source, decoder=decoder)
     latencies: list[float] = []
+    generation: list[float] = []  # s per image inside the session (encode + sample + decode)
     session.callbacks.image.append(lambda r: latencies.append(r.timings["latency"]))
+    session.callbacks.image.append(lambda r: generation.append(r.timings["total"]))
     session.start()
     try:
         time.sleep(2.0)  # the buffer fills, the first windows go through
-        n0, t0, n_lat = session.n_images, time.monotonic(), len(latencies)
+        n0, t0, n_lat, n_gen = session.n_images, time.monotonic(), len(latencies), len(generation)
         time.sleep(seconds)
         rate = (session.n_images - n0) / (time.monotonic() - t0)
         data, _ = session.raw.latest(session.raw.n_held)
@@ -122,7 +125,8 @@ def live_run(config, decoder, args, seconds: float) -> dict:
     lost = int(np.sum(np.diff(counter) != 1))
     return {"images_per_s": rate, "dropped": session.stats().n_dropped,
             "n_windows": session.n_windows, "n_images": session.n_images,
-            "latencies": latencies[n_lat:], "lost": lost, "windows": windows}
+            "latencies": latencies[n_lat:], "generation": generation[n_gen:], "lost": lost,
+            "windows": windows}
 
 
 def _windows_like(session, config, n: int = 6):
@@ -211,13 +215,18 @@ def main(argv: list[str] | None = None) -> int:
           f"torch threads {session_threads} (the model's setting: {config.generator.threads}; "
           f"dd-live's default: {resolve_threads(0)})")
 
-    # 1. the latest trigger (the default) and, on the same set-up, the old interval default
+    # 1. the latest trigger (the default) and, on the same set-up, the old interval default;
+    #    the decoder alone on the session's windows just before and just after (a shared
+    #    machine's load changes: the faster of the two is the baseline, a conservative ratio)
+    warm = live_run(config, decoder, args, 1.0)["windows"]
+    before = decoder_alone(decoder, warm, session_threads)
     latest = live_run(config, decoder, args, args.duration)
     windows = latest["windows"]
+    after = decoder_alone(decoder, windows, session_threads)
+    alone = min(before, after, key=lambda times: percentile(times, 50))
     interval = live_run(config.replace(window={"mode": "interval", "hop": 0.5}), decoder, args,
                         args.duration / 2)
-    # 2. the decoder alone on the session's windows: the generation time, per thread count
-    alone = decoder_alone(decoder, windows, session_threads)
+    # 2. the generation time per thread count
     thread_rows = []
     for label, n in (("every core (torch)", cores), ("cores - 1 (dd-live)", resolve_threads(0)),
                      ("one", 1)):
@@ -226,10 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     gen = percentile(alone, 50)
 
     print(f"\n{'measure':<44} {'live':>9} {'baseline':>9} {'ratio':>7}")
-    ratio = latest["images_per_s"] * gen
-    print(f"{'latest: images per second':<44} {latest['images_per_s']:>9.2f} {1 / gen:>9.2f} "
-          f"{ratio:>7.2f}   (baseline 1 / generation time; >= {ACCEPT_RATIO} "
+    busy = float(np.mean(latest["generation"]))  # the same images, the same load
+    ratio = latest["images_per_s"] * busy
+    print(f"{'latest: images per second':<44} {latest['images_per_s']:>9.2f} {1 / busy:>9.2f} "
+          f"{ratio:>7.2f}   (baseline 1 / generation time in the same run; >= {ACCEPT_RATIO} "
           f"{'met' if ratio >= ACCEPT_RATIO else 'NOT met'})")
+    print(f"{'latest: images/s vs the decoder alone':<44} {latest['images_per_s']:>9.2f} "
+          f"{1 / gen:>9.2f} {latest['images_per_s'] * gen:>7.2f}   (decoder alone, best of "
+          f"before/after: a shared machine's load moves it)")
     print(f"{'latest: windows dropped':<44} {latest['dropped']:>9d}")
     print(f"{'interval 0.5 s (old default): images/s':<44} {interval['images_per_s']:>9.2f} "
           f"{1 / gen:>9.2f} {interval['images_per_s'] * gen:>7.2f}")
