@@ -156,6 +156,9 @@ def test_no_data_for_stall_timeout_is_a_stall_then_resume():
     assert acq.state == "stalled"
     (stall,) = [e for e in events if e.kind == "stall"]
     assert stall.sample_index == 10 and "no data for 2.5 s" in stall.description
+    # the hint is what the source knows about itself: no battery talk for a generic source
+    assert stall.description.endswith(CounterSource().stall_hint)
+    assert "battery" not in stall.description
     assert states[-1] == ("stalled", "no data for 2.5 s")
     clock.now = 10.0
     source.feed(5)
