@@ -3,11 +3,17 @@
 The wiring of ``docs/architecture.md``::
 
     Source --AcquisitionThread--> RingBuffer (raw, filtered)
-                                     | dispatch thread, every ~10 ms:
-                                     |   windows (interval or marker) -> quality -> preprocess
+                                     | dispatch thread, every ~10 ms and when an image is done:
+                                     |   the trigger (dd_live.triggers: latest, interval, marker,
+                                     |   recorded) -> quality -> preprocess
                                      |   raw samples and events -> SessionRecorder
                                      v
                     GenerationWorker (latest-wins queue of one) -> EEGDecoder -> GeneratedImage
+
+The default trigger, ``latest``, hands the generator the newest complete window whenever it is
+free (nothing waits, nothing is dropped). A replay that may outrun the generator (full speed,
+or the ``recorded`` windows of a session folder) is held by back-pressure
+(``ReplaySource.hold_at``) at the sample that completes the next window.
 
 No Qt here: the window (``dd_live.gui``) observes a session through :class:`SessionCallbacks`
 and reads the ring buffers; the same session runs headless from the command line. Every
