@@ -70,16 +70,16 @@ def test_calibration_to_personal_model_to_retrieval_beats_chance(tmp_path):
     assert (tmp_path / "ev" / "retrieval_matrix.png").stat().st_size > 1000
 
     # live with the personal model: generated images, and beside them the nearest calibration
-    # images with their scores (the model folder names its image embedder and weights)
-    settings = tmp_path / "live.toml"
-    settings.write_text(f'[generator]\ngallery = "{images}"\nsteps = 2\n')
+    # images with their scores, by default (the model folder carries them and names its image
+    # embedder and weights)
+    assert len(list((out / "model" / "gallery").iterdir())) == 200
     assert cli.main(["run", "--headless", "--model", str(out / "model"), "--source", VIEWER,
-                     "--duration", "2", "--config", str(settings), "--record", str(tmp_path / "live")]) == 0
+                     "--steps", "2", "--duration", "2", "--record", str(tmp_path / "live")]) == 0
     (live,) = (tmp_path / "live").iterdir()
     results = [e for e in read_events(live) if e["type"] == "image"]
     assert results and all(e["seed"] is not None for e in results)  # generated, not retrieved
     for event in results:
-        assert len(event["matches"]) == 4 and str(images) in event["matches"][0][0]
+        assert len(event["matches"]) == 4 and str(out / "model" / "gallery") in event["matches"][0][0]
         scores = [score for _, score in event["matches"]]
         assert scores == sorted(scores, reverse=True) and -1 <= scores[-1] <= scores[0] <= 1
 

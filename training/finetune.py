@@ -20,6 +20,8 @@ import torch
 from accelerate.utils import set_seed
 from diffusers import DDPMScheduler
 
+from dd_live.calibration import CalibrationSession
+from dd_live.decoding import write_model_settings
 from dd_live.errors import CheckpointError, ConfigError
 from dd_live.generate.loading import load_components
 from dd_live.generate.timecond import TimeConditioner
@@ -42,7 +44,7 @@ from training.config import (
     save_config,
 )
 from training.data import ImageNetEEG, SyntheticPairs
-from training.data.calibration import CalibrationPairs
+from training.data.calibration import CalibrationPairs, find_sessions
 from training.data.things_eeg2 import PREFIX as THINGS_PREFIX
 from training.data.things_eeg2 import ThingsEEG2, parse_things_spec
 from training.engine import train_one_epoch
@@ -71,6 +73,7 @@ logger = logging.getLogger(__name__)
 MODEL = "model"
 CONDITIONER = "conditioner"
 TIME_COND = "time_cond"
+GALLERY = "gallery"
 IMAGENET_EEG = "imagenet-eeg"
 #: Personal models (calibration data): epochs of the EEG side alone first, and training EEG noise.
 PERSONAL_ALIGN_EPOCHS = 20
@@ -232,7 +235,8 @@ def main(argv: list[str] | None = None) -> Path:
         step += len(loader) // config.grad_accum
         log.write({"epoch": epoch, "step": step, **{f"train_{k}": v for k, v in stats.items()}})
         if (epoch + 1) % config.save_every == 0 or epoch + 1 == config.epochs:
-            save_model_folder(accelerator, model, optimizer, scheduler_config, model_dir, epoch, step)
+            save_model_folder(accelerator, model, optimizer, scheduler_config, model_dir, epoch, step,
+                              gallery=calibration_gallery(config))
     log.close()
     accelerator.end_training()
     return output_dir
@@ -254,6 +258,19 @@ def align_embedding_head(conditioner, loss: ClipAlignLoss, eeg_noise: float, dat
                                 optimizer, accelerator, epoch, align_config)
         log.write({"align_epoch": epoch, **{f"train_{k}": v for k, v in stats.items()}})
     logger.info("image-embedding head aligned for %d epochs (cosine %.3f)", epochs, stats["cosine"])
+
+
+def calibration_gallery(config) -> dict[str, Path] | None:
+    """``{file name: image}`` of every image the calibration sessions showed (None otherwise)."""
+    if not is_calibration(config) or config.data.startswith(THINGS_PREFIX):
+        return None
+    gallery = {}
+    for folder in find_sessions(config.data):
+        session = CalibrationSession.open(folder)
+        hashes = {row["image_id"]: row["sha256"] for row in session.rows}
+        for image_id, path in session.images.items():
+            gallery[f"{hashes[image_id][:16]}{path.suffix.lower()}"] = path
+    return gallery
 
 
 class _EEGView(torch.utils.data.Dataset):
@@ -300,8 +317,13 @@ def train_vae(vae, dataset, config: FinetuneConfig, accelerator, log: RunLog) ->
     logger.info("VAE trained for %d epochs; latent scale %.4f", config.vae_epochs, scale)
 
 
-def save_model_folder(accelerator, model, optimizer, scheduler_config, model_dir: Path, epoch: int, step: int):
-    """Write ``model/`` (unet, vae, scheduler, conditioner + optimizer state) whole or not at all."""
+def save_model_folder(accelerator, model, optimizer, scheduler_config, model_dir: Path, epoch: int, step: int,
+                      gallery: dict[str, Path] | None = None):
+    """Write ``model/`` (unet, vae, scheduler, conditioner + optimizer state) whole or not at all.
+
+    ``gallery`` (a personal model: ``{name: image file}``, the calibration images) is copied into
+    ``model/gallery/`` and named in ``dd_live.json``, so ``dd-live run --model`` shows the
+    nearest of them beside each generated image by default."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
@@ -318,6 +340,12 @@ def save_model_folder(accelerator, model, optimizer, scheduler_config, model_dir
                 shutil.copyfile(model_dir.parent / name, tmp / name)
         if unwrapped.time_cond is not None:
             unwrapped.time_cond.save_pretrained(tmp / TIME_COND)
+        if gallery:
+            (tmp / GALLERY).mkdir()
+            for name, path in gallery.items():
+                shutil.copyfile(path, tmp / GALLERY / name)
+            write_model_settings(tmp, f"personal model: {len(gallery)} calibration images",
+                                 {"gallery": str((model_dir / GALLERY).resolve())})
         save_train_state(tmp, optimizer, epoch, step)
         replace_folder(tmp, model_dir)
     accelerator.wait_for_everyone()
