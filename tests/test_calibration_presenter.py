@@ -33,9 +33,11 @@ def test_presenter_stamps_onsets_at_the_flip_and_esc_keeps_the_session(tmp_path)
     finally:
         run.stop()
     assert run.aborted and run.n_presented == 8 and len(log.stamped) == 8
-    # every stamp follows the end of its paint (the flush returned after it), within a frame
-    errors = np.array(log.stamped) - np.array(log.painted)
-    assert (errors >= 0).all() and (errors < log.frame_period).all()
+    # every stamp is taken after its image was painted and flushed, and never before it was due
+    # (how close is a matter for benchmarks/calibration.py, not for a test)
+    assert (np.array(log.stamped) >= np.array(log.painted)).all()
+    assert (np.array(log.painted) >= np.array(log.scheduled)).all()
+    assert np.all(np.diff(log.stamped) > 0)
     rows = read_table(run.folder)
     assert [int(r["onset_sample"]) for r in rows] == [sample for sample, _ in source.presented]
     assert [r["image_id"] for r in rows] == [t.stimulus.image_id for t in trials[:8]]
