@@ -367,3 +367,29 @@ def test_command_line_notch_and_exclude_win_over_the_config_file(tmp_path):
     assert config.filter.notch == "auto" and config.channels.exclude == ("M1", "M2")
     with pytest.raises(SystemExit):
         parse(["run", "--notch", "mains"])
+
+
+def test_a_model_folder_that_names_its_channels_is_fed_by_name(tmp_path):
+    """The shipped demo model, copied, with ``"channels"`` in its dd_live.json: the input is
+    mapped by name (a Cyton-like order with old 10-20 names), not by position."""
+    import json
+    import shutil
+
+    from dd_live.assets import demo_model_dir
+
+    folder = tmp_path / "named"
+    shutil.copytree(demo_model_dir(), folder)
+    settings = json.loads((folder / "dd_live.json").read_text())
+    model_names = list(reversed(NAMES))  # the demo's 16 channels, in another order
+    settings["channels"] = model_names
+    (folder / "dd_live.json").write_text(json.dumps(settings))
+    decoder = EEGDecoder.from_config(GeneratorConfig(model=str(folder), steps=1))
+    assert decoder.ch_names == tuple(model_names) and decoder.n_channels == 16
+    old = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}  # an older cap's names
+    names = [old.get(n, n) for n in NAMES] + ["M1", "M2"]
+    data = synthetic_eeg(None, len(names), SFREQ, int(2 * SFREQ), seed=13)
+    path = write_fif(tmp_path / "cap_raw.fif", data, names=names)
+    session, images, _, _ = run_file(path, session_config(), decoder)
+    assert session.channel_map == [(m, old.get(m, m), "alias" if m in old else "name")
+                                   for m in model_names]
+    assert "M1" not in session.judged_channels and images
