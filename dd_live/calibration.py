@@ -284,8 +284,9 @@ class CalibrationRun:
             source = open_source(app_config.source.spec, **overrides)
         self.simulated = speed == 0
         if self.simulated and not (type(source).__name__ == "SyntheticSource" and not source.realtime):
-            raise ConfigError("--speed 0 (simulated time) needs the synthetic source (e.g. "
-                              "'synthetic?viewer=1'); a real device runs in real time: --speed 1")
+            raise ConfigError("--speed 0 (simulated time) needs the synthetic source, not paced by "
+                              "the clock (e.g. 'synthetic?viewer=1'); a real device runs in real "
+                              "time: --speed 1")
         self.config = config
         self.stimuli = list(stimuli)
         self.source = source
