@@ -773,6 +773,9 @@ class LiveSession:
         target = self.raw.n_written + int(seconds * self.info.sfreq)
         while self.raw.n_written < target and not self.source.finished:
             self.step()
+            if self._backpressure and not self._triggers_on and getattr(self.source, "held",
+                                                                        False):
+                break  # a replay held for a generator that is paused: nothing more comes
 
     def start_recording(self, root: str | Path | None = None, name: str | None = None) -> Path:
         """Record from now on into a new session folder (the window's record button)."""
