@@ -234,7 +234,9 @@ def test_non_eeg_names():
     from dd_live.stream.channels import looks_non_eeg
 
     others = ["HEOG", "VEOG-L", "ECG", "EKG1", "EMG-chin", "M1", "A2", "Status", "TRIGGER",
-              "STI 014", "EXG3", "Resp", "GSR", "AccelX", "Sample Index", "Timestamp", "Photo"]
-    eeg = ["Fp1", "EEG Fp2-REF", "C3-A2", "T3", "TP9", "TP10", "P9", "Iz", "AFz", "E12", "FT9"]
+              "STI 014", "Resp", "GSR", "AccelX", "Sample Index", "Timestamp", "Photo"]
+    # OpenBCI names its EEG inputs EXG (BioSemi's EXG externals: [channels] exclude)
+    eeg = ["Fp1", "EEG Fp2-REF", "C3-A2", "T3", "TP9", "TP10", "P9", "Iz", "AFz", "E12", "FT9",
+           "EXG1", "EXG Channel 0"]
     assert [n for n in others if not looks_non_eeg(n)] == []
     assert [n for n in eeg if looks_non_eeg(n)] == []

@@ -50,7 +50,7 @@ _PREFIX = re.compile(r"^(eeg)[\s_:-]+", re.IGNORECASE)
 _SUFFIX = re.compile(r"[\s_-]+(ref|le|re|avg|ar|cz|a1|a2|m1|m2|a1a2|m1m2|lm|rm)$", re.IGNORECASE)
 _NON_EEG = re.compile(
     r"(eog|ecg|ekg|emg|resp|gsr|eda|accel|acc[xyz]?$|gyro|status|trig|^sti|^stim|marker|"
-    r"counter|mastoid|^(m1|m2|a1|a2|lm|rm)$|^aux|^exg\d*$|photo|^temp|batt|analog|digital|"
+    r"counter|mastoid|^(m1|m2|a1|a2|lm|rm)$|^aux|photo|^temp|batt|analog|digital|"
     r"^sample|^time|^sync|pulse|ppg|spo2)",
     re.IGNORECASE,
 )
