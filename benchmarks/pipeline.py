@@ -22,6 +22,7 @@ import logging
 import resource
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -88,6 +89,21 @@ def run_row(decoder: EEGDecoder, windows: list[np.ndarray], warmup: int) -> dict
             "peak_mem_mb": peak_memory_mb(device), "windows": len(windows)}
 
 
+def count_host_syncs(decoder: EEGDecoder, window: np.ndarray) -> int:
+    """Host synchronisations in one window on CUDA (torch's sync debug mode): 1 is the image
+    readback itself; anything more is a stall the hot path should not have."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            decoder(window, seed=SEED)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for w in caught:
+        logging.getLogger(__name__).debug("host sync: %s", w.message)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU-sized run (reduced resolution, windows, steps)")
@@ -131,10 +147,13 @@ def main() -> int:
             generator.configure(scheduler="lcm", num_inference_steps=steps, tiny_decoder=True,
                                 image_size=plan["size"])
             result = run_row(decoder, windows, plan["warmup"])
+            if cuda:
+                result["host_syncs_per_window"] = count_host_syncs(decoder, windows[0])
             rows.append({"row": f"lcm {steps} step{'s' * (steps > 1)}, TAESD", "steps": steps,
                          "cuda_graphs": graphs, "size": plan["size"], **result})
+            syncs = f", host syncs per window {result['host_syncs_per_window']}" if cuda else ""
             print(f"  {rows[-1]['row']}, graphs {'on' if graphs else 'off'}: p50 {result['p50_ms']:.1f} ms "
-                  f"(warm-up {result['warmup_s']:.1f} s)", flush=True)
+                  f"(warm-up {result['warmup_s']:.1f} s{syncs})", flush=True)
     # the reference sampler, same models, same run
     generator.configure(scheduler="plms", num_inference_steps=plan["reference_steps"], tiny_decoder=False,
                         guidance_scale=1.0, image_size=plan["size"])
