@@ -14,7 +14,7 @@ pushes its samples and closes the outlet (a lost stream), then the next phase st
      "counter_label": "COUNTER",
      "format": "float32",
      "hold": 3.0,           # seconds the outlet stays open after its last sample (ended
-                            # early when the test closes stdin)
+                            # early by a line on stdin, or when the test closes stdin)
      "pause_after": 0.3}    # seconds between closing this outlet and opening the next
 
 (liblsl drops what an inlet has received but not pulled yet when its outlet goes, so ``hold``
@@ -74,7 +74,9 @@ def push_phase(phase: dict, rng: np.random.Generator) -> None:
         if speed:
             due = wall0 + (part[-1] - counter[0] + 1) / sfreq / speed
             time.sleep(max(0.0, due - time.monotonic()))
-    select.select([sys.stdin], [], [], phase.get("hold", 3.0))  # stdin closed: test done
+    readable, _, _ = select.select([sys.stdin], [], [], phase.get("hold", 3.0))
+    if readable:
+        sys.stdin.readline()  # "the reader has it all" (or EOF: the test is done)
     del outlet
 
 

@@ -40,6 +40,11 @@ class Outlet:
         self.proc = subprocess.Popen([sys.executable, str(OUTLET), json.dumps(phases)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
+    def release(self) -> None:
+        """The reader holds the current phase's samples: its outlet may go now."""
+        self.proc.stdin.write("next\n")
+        self.proc.stdin.flush()
+
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
@@ -49,12 +54,13 @@ class Outlet:
 
 def phase(name, **kw):
     return {"name": name, "source_id": name, "n_channels": 8, "sfreq": 500.0, "first": 0,
-            "n_samples": 1500, "chunk": 10, "speed": 4.0, **kw}
+            "n_samples": 1500, "chunk": 10, "speed": 8.0, **kw}
 
 
-def run_session(config, decoder, until, timeout=60.0):
+def run_session(config, decoder, until, timeout=60.0, release=None):
     """A non-threaded LiveSession stepped until ``until(session)``; returns it (stopped) and the
-    events and states it reported."""
+    events and states it reported. ``release=(outlet, n)``: the first outlet goes as soon as
+    the session holds its ``n`` samples."""
     session = LiveSession(config, decoder=decoder, threaded=False)
     events, states = [], []
     session.callbacks.event.append(events.append)
@@ -64,6 +70,9 @@ def run_session(config, decoder, until, timeout=60.0):
     try:
         while not until(session) and time.monotonic() < deadline:
             session.step()
+            if release is not None and session.raw.n_written >= release[1]:
+                release[0].release()
+                release = None
     finally:
         session.stop()
     return session, events, states
@@ -135,7 +144,8 @@ def test_reconnect_with_64_instead_of_128_channels_starts_a_new_segment(stream_n
     try:
         session, events, states = run_session(
             lsl_config(stream_name, tmp_path), decoder,
-            lambda s: s.raw is not None and s.raw.n_channels == 64 and s.raw.n_written >= 900)
+            lambda s: s.raw is not None and s.raw.n_channels == 64 and s.raw.n_written >= 900,
+            release=(outlet, 1000))
     finally:
         outlet.close()
     folders = sorted(tmp_path.iterdir())
@@ -173,7 +183,7 @@ def test_layout_change_can_stop_the_session(stream_name, decoder, tmp_path):
     try:
         session, _, states = run_session(
             lsl_config(stream_name, tmp_path, on_layout_change="stop"), decoder,
-            lambda s: s.state == "ended")
+            lambda s: s.state == "ended", release=(outlet, 600))
     finally:
         outlet.close()
     assert any(s[1] == "ended" and "16 -> 8 channels" in s[2] for s in states)
@@ -190,7 +200,7 @@ def test_same_name_new_source_id_is_picked_up_by_name(stream_name, decoder):
     try:
         session, events, _ = run_session(
             lsl_config(stream_name, reconnect="name"), decoder,
-            lambda s: s.raw is not None and s.raw.n_written >= 1100)
+            lambda s: s.raw is not None and s.raw.n_written >= 1100, release=(outlet, 600))
     finally:
         outlet.close()
     kinds = [e.kind for e in events if e.kind in ("disconnect", "gap", "reconnect")]
@@ -221,13 +231,13 @@ def test_mne_lsl_player_units_and_one_hot_annotations(stream_name, tmp_path):
     -1): EEG stays EEG at the right scale, the annotations arrive as labelled markers."""
     from dd_live.sources.lsl import LSLSource
 
-    sfreq, n_times = 250.0, 1000
+    sfreq, n_times = 250.0, 500
     rng = np.random.default_rng(3)
     eeg = rng.standard_normal((2, n_times)) * 20e-6
     data = np.vstack([eeg, np.zeros((1, n_times)), np.arange(n_times)[None]])
     info = mne.create_info(["Cz", "Pz", "STI", "COUNTER"], sfreq, ["eeg", "eeg", "stim", "misc"])
     raw = mne.io.RawArray(data, info, verbose="error")
-    raw.set_annotations(mne.Annotations([1.0, 2.0], [0.0, 0.5], ["cue", "image/7"]))
+    raw.set_annotations(mne.Annotations([0.4, 1.0], [0.0, 0.5], ["cue", "image/7"]))
     path = tmp_path / "player_raw.fif"
     raw.save(path, verbose="error")
     proc = subprocess.Popen([sys.executable, "-c", PLAYER_SCRIPT, str(path), stream_name],
@@ -256,7 +266,7 @@ def test_mne_lsl_player_units_and_one_hot_annotations(stream_name, tmp_path):
     labels = {m.description: m for m in markers}
     assert set(labels) == {"cue", "image/7"}
     assert labels["cue"].duration == 0.0 and labels["image/7"].duration == pytest.approx(0.5)
-    onsets = {"cue": 250, "image/7": 500}
+    onsets = {"cue": 100, "image/7": 250}
     checked = [m for m in markers if m.timestamp <= stamps[-1]]  # its sample was read
     assert {m.description for m in checked} == set(onsets)
     for marker in checked:  # each at its sample (the player loops: the nearest repetition)
