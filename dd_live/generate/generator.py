@@ -379,7 +379,9 @@ class ImageGenerator:
         clock.mark("decode")
         pixels = self._decode_call(latents)(latents)
         clock.mark("end")
-        # 7. the one synchronisation: the images come back to the host
+        # 7. the one synchronisation: the images come back to the host (the finiteness flag
+        #    rides along: a non-blocking copy queued before, complete once the images are)
+        finite = finite.to("cpu", non_blocking=True) if finite.device.type != "cpu" else finite
         array = pixels.cpu().numpy()
         if not bool(finite):
             raise GenerationError(
