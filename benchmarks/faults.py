@@ -291,7 +291,8 @@ def lsl_rows(decoder, tmp: Path) -> list[dict]:
 
 # -- write failure: RLIMIT_FSIZE in a subprocess ----------------------------------------------
 WRITE_SCRIPT = textwrap.dedent("""
-    import json, resource, sys
+    import json, logging, resource, sys
+    logging.basicConfig(level=logging.WARNING)  # as the command line does
     from dd_live.config import AppConfig, GeneratorConfig, RecordConfig, WindowConfig
     from dd_live.session import LiveSession
     from dd_live.sources import SyntheticSource
@@ -304,7 +305,7 @@ WRITE_SCRIPT = textwrap.dedent("""
     session.start()
     resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
     failed_at = None
-    while session.raw.n_written < 3000:
+    while session.raw.n_written < 6000:
         session.step()
         if session.recording_error and failed_at is None:
             failed_at = (session.raw.n_written, session.n_images)
@@ -328,8 +329,8 @@ def write_row(tmp: Path) -> dict:
     consistent = n_frames == read_timestamps(folder).size
     n_messages = proc.stderr.count("recording stopped")
     images_after = out["n_images"] - out["failed_at"][1]
-    told = (f"{n_messages} message: {out['error'].split(';')[0]}; files consistent: "
-            f"{consistent}; {images_after} images after it")
+    told = (f"{n_messages} message; files consistent: {consistent}; {images_after} images "
+            f"after it; {out['error'].split(';')[0]}")
     return row("write failure (file size limit)", 0, None, 0, told)
 
 
