@@ -57,11 +57,11 @@ def phase(name, **kw):
             "n_samples": 1500, "chunk": 10, "speed": 8.0, **kw}
 
 
-def run_session(config, decoder, until, timeout=60.0, release=None):
+def run_session(config, decoder, until, timeout=60.0, release=None, threaded=False):
     """A non-threaded LiveSession stepped until ``until(session)``; returns it (stopped) and the
     events and states it reported. ``release=(outlet, n)``: the first outlet goes as soon as
     the session holds its ``n`` samples."""
-    session = LiveSession(config, decoder=decoder, threaded=False)
+    session = LiveSession(config, decoder=decoder, threaded=threaded)
     events, states = [], []
     session.callbacks.event.append(events.append)
     session.callbacks.state.append(lambda *s: states.append(s))
@@ -69,7 +69,10 @@ def run_session(config, decoder, until, timeout=60.0, release=None):
     deadline = time.monotonic() + timeout
     try:
         while not until(session) and time.monotonic() < deadline:
-            session.step()
+            if threaded:
+                time.sleep(0.02)
+            else:
+                session.step()
             if release is not None and session.raw.n_written >= release[1]:
                 release[0].release()
                 release = None
@@ -136,8 +139,10 @@ def test_samples_missing_are_one_gap_of_the_right_length(stream_name, decoder, c
     assert session.acquisition.n_filter_resets == 1
 
 
+@pytest.mark.parametrize("threaded", [False, True])
 def test_reconnect_with_64_instead_of_128_channels_starts_a_new_segment(stream_name, decoder,
-                                                                        tmp_path):
+                                                                        tmp_path, threaded):
+    """Stepped, and on the session's own threads as the app runs it."""
     first = phase(stream_name, n_channels=128, n_samples=1000, pause_after=0.5)
     second = phase(stream_name, n_channels=64, first=1500, n_samples=1000)
     outlet = Outlet([first, second])
@@ -145,7 +150,7 @@ def test_reconnect_with_64_instead_of_128_channels_starts_a_new_segment(stream_n
         session, events, states = run_session(
             lsl_config(stream_name, tmp_path), decoder,
             lambda s: s.raw is not None and s.raw.n_channels == 64 and s.raw.n_written >= 900,
-            release=(outlet, 1000))
+            release=(outlet, 1000), threaded=threaded)
     finally:
         outlet.close()
     folders = sorted(tmp_path.iterdir())
