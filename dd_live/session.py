@@ -437,24 +437,35 @@ class LiveSession:
                             "[source] on_layout_change = \"stop\"")
             return
         info = self._source.accept_layout()
-        if self._generate:
-            validate_model_fits(info.sfreq, self.config.window.length, self.decoder.n_times)
-            self.preprocessor = self._make_preprocessor(info)
-        self._build_core(info)
+        try:
+            if self._generate:
+                validate_model_fits(info.sfreq, self.config.window.length, self.decoder.n_times)
+                self.preprocessor = self._make_preprocessor(info)
+            self._build_core(info)
+        except DDLiveError as exc:  # e.g. the new layout has no EEG for the model
+            self._triggers_on = False
+            self._set_state("ended", f"the stream changed ({change}) and cannot go on: {exc}")
+            return
         self._recorded_until = self._announced_until = 0
         self._segment += 1
         if old_recorder is not None:
-            from dd_live.recording import SessionRecorder
+            from dd_live.recording import RecordingError, SessionRecorder
 
             old_recorder.close()
             rec = self.config.record
-            self.recorder = SessionRecorder.create(
-                old_recorder.folder.parent, f"{rec.name}-segment{self._segment}", info,
-                self.config, on_failure=self._on_recorder_failure)
-            self.recorder.start(threaded=self.threaded)
-            self.recorder.add_event({"type": "segment_start", "sample": 0,
-                                     "description": f"the stream changed: {change}",
-                                     "previous": str(old_recorder.folder)})
+            self.recorder = None
+            try:
+                self.recorder = SessionRecorder.create(
+                    old_recorder.folder.parent, f"{rec.name}-segment{self._segment}", info,
+                    self.config, on_failure=self._on_recorder_failure)
+            except RecordingError as exc:  # the live session goes on without recording
+                logger.error("%s", exc)
+                self._on_recorder_failure(str(exc))
+            else:
+                self.recorder.start(threaded=self.threaded)
+                self.recorder.add_event({"type": "segment_start", "sample": 0,
+                                         "description": f"the stream changed: {change}",
+                                         "previous": str(old_recorder.folder)})
         if self.threaded:
             self.acquisition.start()
         where = f"; recording goes on in {self.recorder.folder}" if self.recorder else ""

@@ -278,3 +278,22 @@ def test_mne_lsl_player_units_and_one_hot_annotations(stream_name, tmp_path):
         at = np.flatnonzero(counter == onsets[marker.description])
         assert at.size, f"sample {onsets[marker.description]} was not received"
         assert np.min(np.abs(marker.timestamp - stamps[at])) < 0.02
+
+
+def test_a_new_layout_the_model_cannot_read_ends_the_session_with_why(stream_name, decoder,
+                                                                      tmp_path):
+    """Back with only its counter channel (no EEG): the first segment is closed whole and the
+    session ends saying why, instead of running on half-rebuilt."""
+    first = phase(stream_name, n_channels=8, n_samples=600, pause_after=0.5)
+    second = phase(stream_name, n_channels=1, first=900, n_samples=600)
+    outlet = Outlet([first, second])
+    try:
+        session, _, states = run_session(lsl_config(stream_name, tmp_path), decoder,
+                                         lambda s: s.state == "ended", release=(outlet, 600))
+    finally:
+        outlet.close()
+    (ended,) = [s for s in states if s[1] == "ended"]
+    assert "8 -> 1 channels" in ended[2] and "cannot go on" in ended[2]
+    (folder,) = tmp_path.iterdir()
+    raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", preload=True, verbose="error")
+    np.testing.assert_array_equal(raw.get_data()[0], np.arange(600))
