@@ -150,6 +150,7 @@ class _Job:
     seed: int
     t_ready: float  # time.monotonic() when the window was complete
     t_preprocess: float  # s to map, resample and standardise the window
+    segment: int = 1  # the stream layout (recording segment) the window came from
 
 
 class LiveSession:
@@ -553,7 +554,7 @@ class LiveSession:
         eeg = self.preprocessor(window, bad=replace)
         t_preprocess = time.perf_counter() - t0
         self.worker.submit(_Job(window, eeg, self.seed_for(window), time.monotonic(),
-                                t_preprocess))
+                                t_preprocess, self._segment))
 
     def _announce_bad_channels(self, verdict, window: Window) -> None:
         """Events for channels newly marked bad or good again (dispatch thread)."""
@@ -689,8 +690,8 @@ class LiveSession:
                                 "stop": job.window.stop})
             return
         self._last_timings = result.timings
-        if self.recorder is not None:
-            self.recorder.add_image(result)
+        if self.recorder is not None and job.segment == self._segment:
+            self.recorder.add_image(result)  # (a window of the previous layout: not this file's)
         self.callbacks.emit("image", result)
 
     def _on_decode_error(self, job: _Job, exc: BaseException) -> None:

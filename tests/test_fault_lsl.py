@@ -178,6 +178,9 @@ def test_reconnect_with_64_instead_of_128_channels_starts_a_new_segment(stream_n
     new_events = read_events(folders[1])
     assert new_events[0]["type"] == "segment_start"
     assert new_events[0]["previous"] == str(folders[0])
+    for events_, n in ((old_events, old.n_times), (new_events, new.n_times)):
+        for image in (e for e in events_ if e["type"] == "image"):  # each in its own file
+            assert 0 <= image["start"] < image["stop"] <= n
     assert session.n_images > 0
 
 
