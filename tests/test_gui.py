@@ -165,6 +165,7 @@ def test_window_runs_live_session(make_window, tmp_path):
     assert xs[np.isfinite(xs)].max() <= 0 and xs[np.isfinite(xs)].min() >= -window.traces.span
     assert "Hz" in window.status.rate.text() and window.status.sfreq_measured > 0
     assert "carry no meaning" in window.gallery.note.text()
+    assert window.gallery.nearest.isHidden()  # no gallery: no nearest-images strip
     newest = window.gallery.results[-1]
     window.gallery.select(newest.index)  # as a click on its thumbnail does
     details = window.gallery.details.text()

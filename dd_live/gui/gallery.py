@@ -3,7 +3,9 @@
 Clicking a thumbnail shows that image large and tells which window it came from: the
 absolute sample range, the timestamps, the trigger, the seed and the stage timings. When the
 window's marker names an image (``GeneratedImage.stimulus``: what the person saw), that image is
-shown beside the generated one.
+shown beside the generated one. When the model has a gallery (a personal model's calibration
+images, or ``[generator] gallery``), the gallery images nearest to the window's EEG
+(``GeneratedImage.matches``) are shown under it as thumbnails with their scores.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dd_live.gui.status import stage_time
 HISTORY_LENGTH = 48  # thumbnails kept in the strip
 THUMBNAIL_SIZE = 72  # px
 IMAGE_MIN_SIZE = 256  # px
+NEAREST_SIZE = 80  # px, thumbnails of the nearest gallery images
+NEAREST_CACHE = 256  # gallery thumbnails kept (the same gallery images come back often)
 DETAIL_LINES = 6  # lines of text kept free under the image for its window and timings
 TIMING_STAGES = ("encode", "sample", "decode", "total", "latency")
 logger = logging.getLogger(__name__)
@@ -61,6 +65,69 @@ class ImageView(QtWidgets.QLabel):
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.double_clicked.emit()
         event.accept()
+
+
+class NearestStrip(QtWidgets.QWidget):
+    """The gallery images nearest to one window's EEG: a thumbnail of each with its score
+    (cosine similarity in the image-embedding space), best first; hidden when there are none
+    (a model without a gallery)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.shown: list[tuple[str, float]] = []  # the (path, score) pairs on screen
+        self.cells: list[tuple[QtWidgets.QLabel, QtWidgets.QLabel]] = []  # (thumbnail, score)
+        self._thumbnails: dict[str, QtGui.QPixmap | None] = {}
+        self._row = QtWidgets.QHBoxLayout()
+        self._row.setContentsMargins(0, 0, 0, 0)
+        title = QtWidgets.QLabel("nearest\ngallery\nimages")
+        title.setToolTip("the gallery images nearest to this window's EEG, with their scores "
+                         "(cosine similarity of the image embeddings)")
+        self._row.addWidget(title)
+        self._row.addStretch(1)
+        self.setLayout(self._row)
+        self.hide()
+
+    def show_matches(self, matches) -> None:
+        """Show ``matches``: ``(path, score)`` pairs, best first (``GeneratedImage.matches``)."""
+        self.shown = [(str(path), float(score)) for path, score in matches]
+        while len(self.cells) < len(self.shown):
+            thumbnail = QtWidgets.QLabel()
+            thumbnail.setFixedSize(NEAREST_SIZE, NEAREST_SIZE)
+            thumbnail.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+            thumbnail.setStyleSheet("background: #0c0e14; border: 1px solid #333;")
+            score = QtWidgets.QLabel()
+            score.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+            cell = QtWidgets.QVBoxLayout()
+            cell.addWidget(thumbnail)
+            cell.addWidget(score)
+            self._row.insertLayout(self._row.count() - 1, cell)
+            self.cells.append((thumbnail, score))
+        for i, (thumbnail, score) in enumerate(self.cells):
+            visible = i < len(self.shown)
+            thumbnail.setVisible(visible)
+            score.setVisible(visible)
+            if not visible:
+                continue
+            path, value = self.shown[i]
+            pixmap = self._thumbnail(path)
+            if pixmap is None:
+                thumbnail.clear()
+                thumbnail.setText("?")
+            else:
+                thumbnail.setPixmap(pixmap)
+            thumbnail.setToolTip(f"{path}\nscore {value:.3f}")
+            score.setText(f"{value:.3f}")
+        self.setVisible(bool(self.shown))
+
+    def _thumbnail(self, path: str) -> QtGui.QPixmap | None:
+        if path not in self._thumbnails:
+            if len(self._thumbnails) >= NEAREST_CACHE:
+                self._thumbnails.pop(next(iter(self._thumbnails)))
+            pixmap = _load_pixmap(path)
+            self._thumbnails[path] = None if pixmap is None else pixmap.scaled(
+                NEAREST_SIZE, NEAREST_SIZE, QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                QtCore.Qt.TransformationMode.SmoothTransformation)
+        return self._thumbnails[path]
 
 
 class ImageGallery(QtWidgets.QWidget):
@@ -120,6 +187,8 @@ class ImageGallery(QtWidgets.QWidget):
         pair.addWidget(self.image, 1)
         pair.addWidget(self.stimulus, 1)
         layout.addLayout(pair, 1)
+        self.nearest = NearestStrip()  # the nearest gallery images with scores (hidden without)
+        layout.addWidget(self.nearest)
         layout.addWidget(self.details)
         layout.addLayout(history)
         layout.addWidget(self.strip)
@@ -179,6 +248,7 @@ class ImageGallery(QtWidgets.QWidget):
         self._stimulus_pixmap = None
         self.stimulus.clear()
         self.stimulus.hide()
+        self.nearest.show_matches([])
         self.shown_index = None
         self.pinned = False
         self.live_button.hide()
@@ -193,6 +263,7 @@ class ImageGallery(QtWidgets.QWidget):
         self._pixmap = pixmap
         self._stimulus_pixmap = _load_pixmap(getattr(result, "stimulus", None))
         self.stimulus.setVisible(self._stimulus_pixmap is not None)
+        self.nearest.show_matches(getattr(result, "matches", None) or [])
         self.shown_index = result.index
         self.details.setText(describe_result(result))
         self._fit()
@@ -219,5 +290,5 @@ def _load_pixmap(path: str | None) -> QtGui.QPixmap | None:
         with Image.open(path) as image:
             return QtGui.QPixmap.fromImage(pil_to_qimage(image))
     except OSError as exc:
-        logger.warning("could not show the marker's image %s: %s", path, exc)
+        logger.warning("could not show the image %s: %s", path, exc)
         return None
