@@ -448,6 +448,7 @@ class LiveSession:
             self._set_state("ended", f"the stream changed ({change}) and cannot go on: {exc}")
             return
         self._recorded_until = self._announced_until = 0
+        self._rate_marks.clear()  # the new buffers count from 0
         self._segment += 1
         if old_recorder is not None:
             from dd_live.recording import RecordingError, SessionRecorder
