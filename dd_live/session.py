@@ -449,6 +449,7 @@ class LiveSession:
             return
         self._recorded_until = self._announced_until = 0
         self._rate_marks.clear()  # the new buffers count from 0
+        self._rate_marks.append((time.monotonic(), 0))
         self._segment += 1
         if old_recorder is not None:
             from dd_live.recording import RecordingError, SessionRecorder
