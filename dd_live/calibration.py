@@ -273,8 +273,9 @@ class CalibrationRun:
                  speed: float = 1.0, markers: bool | None = None,
                  name: str = "calibration") -> None:
         from dd_live.session import LiveSession
-        from dd_live.sources import open_source
+        from dd_live.sources import SyntheticSource, open_source
 
+        self.config = config
         app_config = app_config or AppConfig()
         if speed not in (0, 1):
             raise ConfigError(f"--speed must be 1 (real time) or 0 (simulated time, the synthetic "
@@ -283,7 +284,7 @@ class CalibrationRun:
             overrides = {"realtime": False} if speed == 0 and _is_synthetic(app_config.source.spec) else {}
             source = open_source(app_config.source.spec, **overrides)
         self.simulated = speed == 0
-        if self.simulated and not (type(source).__name__ == "SyntheticSource" and not source.realtime):
+        if self.simulated and not (isinstance(source, SyntheticSource) and not source.realtime):
             raise ConfigError("--speed 0 (simulated time) needs the synthetic source, not paced by "
                               "the clock (e.g. 'synthetic?viewer=1'); a real device runs in real "
                               "time: --speed 1")
@@ -619,10 +620,17 @@ def session_epochs(recording: Recording, onsets: Sequence[int], app_config: AppC
                                       channel_method=app_config.generator.channel_method,
                                       exclude=app_config.channels.exclude,
                                       include=app_config.channels.include)
-    epochs, kept = [], []
+    epochs, kept, n_nonfinite = [], [], 0
     for window in windower.poll(filtered if filtered is not None else raw):
+        if preprocessor.nonfinite_samples(window):  # a dropout: rejected live, skipped here
+            n_nonfinite += 1
+            continue
         epochs.append(preprocessor(window))
         kept.append(int(window.description))
+    if n_nonfinite:
+        logger.warning("%s: %d of %d windows hold NaN/Inf samples (a dropout of the device: the "
+                       "live app rejects such windows) and are skipped", info.name, n_nonfinite,
+                       n_nonfinite + len(kept))
     if not epochs:
         return np.zeros((0, n_channels, n_times), np.float32), np.zeros(0, np.intp)
     return np.stack(epochs), np.asarray(kept, dtype=np.intp)

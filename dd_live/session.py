@@ -540,8 +540,7 @@ class LiveSession:
             result = self.quality.check(data, skip=replace)
             reasons = result.reasons
         if not reasons:  # NaN/Inf never reaches the model, whatever the quality mode
-            kept = np.setdiff1d(np.arange(len(self._judged_rows)), replace)
-            n_bad = int((~np.isfinite(data[kept])).sum())
+            n_bad = self.preprocessor.nonfinite_samples(window, replace)
             if n_bad:
                 reasons = (f"{n_bad} NaN/Inf samples (non-finite samples from the source: the "
                            "window overlaps them)",)

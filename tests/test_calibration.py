@@ -34,7 +34,8 @@ from dd_live.decoding import DecodedImages
 from dd_live.errors import ConfigError
 from dd_live.recording import read_events
 from dd_live.session import LiveSession
-from dd_live.sources import open_source
+from dd_live.sources import SyntheticSource, open_source
+from dd_live.sources.readers import read_recording
 from dd_live.sources.replay import ReplaySource
 from training.data.calibration import CalibrationPairs
 
@@ -176,6 +177,58 @@ def test_live_and_training_preprocessing_are_identical(tmp_path):
     pairs = CalibrationPairs(folder, "all", n_channels=8, n_times=64, image_size=16,
                              app_config=config)
     assert len(probe.inputs) == len(pairs) == 12
+    np.testing.assert_array_equal(np.stack(probe.inputs), pairs.eeg)
+
+
+class DropoutViewer(SyntheticSource):
+    """The simulated viewer whose headset drops out: NaN on one channel over samples
+    ``[start, stop)``, as a device reports a lost electrode."""
+
+    def __init__(self, start: int, stop: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.dropout = (start, stop)
+        self.n_read = 0
+
+    def _read(self):
+        data, stamps = super()._read()
+        index = self.n_read + np.arange(data.shape[1])
+        self.n_read += data.shape[1]
+        data[2, (index >= self.dropout[0]) & (index < self.dropout[1])] = np.nan
+        return data, stamps
+
+
+def test_windows_over_a_recorded_dropout_are_skipped_as_live(tmp_path, caplog):
+    images = draw_images(tmp_path / "img", 10)
+    source = DropoutViewer(600, 700, n_channels=8, realtime=False, viewer=True)
+    run = calibrate(images, CalibrationConfig(test_images=2, test_repeats=3, seed=3),
+                    app_config(tmp_path), headless=True, speed=0, source=source)
+    folder = run.folder
+    recording = read_recording(folder)
+    assert np.isnan(recording.data[2, 600:700]).all()  # the dropout is in the session's EEG
+    rows = CalibrationSession.open(folder).rows
+    # the 0.02 s + 0.44 s windows (samples onset+5 ... onset+115) that overlap it
+    hit = [r for r in rows if r["onset_sample"] + 5 < 700 and r["onset_sample"] + 115 > 600]
+    complete = [r for r in rows if r["onset_sample"] + 115 <= recording.n_times]
+    assert len(hit) == 4 and len(complete) == 12
+    config = AppConfig.from_toml(folder / "config.toml").replace(quality={"mode": "off"},
+                                                                record={"enabled": False})
+    with caplog.at_level("INFO"):
+        pairs = CalibrationPairs(folder, "all", n_channels=8, n_times=64, image_size=16,
+                                 app_config=config)
+    assert "4 of 12 windows hold NaN/Inf samples" in caplog.text
+    assert [pairs.image_keys[label] for label in pairs.labels] == [
+        r["sha256"] for r in complete if r not in hit]
+    assert np.isfinite(pairs.eeg).all()
+    # the live app rejects the same windows and feeds the model the same arrays for the rest
+    probe = ProbeDecoder()
+    session = LiveSession(config, source=ReplaySource(folder, speed=0), decoder=probe, threaded=False)
+    session.start()
+    for _ in range(100_000):
+        session.step()
+        if session.source.finished and len(probe.inputs) + session.n_rejected >= 12:
+            break
+    session.stop()
+    assert session.n_rejected == 4
     np.testing.assert_array_equal(np.stack(probe.inputs), pairs.eeg)
 
 

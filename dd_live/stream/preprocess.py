@@ -221,6 +221,14 @@ class WindowPreprocessor:
         the channels whose quality matters."""
         return self._picks[self._used]
 
+    def nonfinite_samples(self, window: Window, bad: Sequence[int] = ()) -> int:
+        """NaN/Inf samples of ``window.data (n_source, n)`` on the channels the model reads
+        (:attr:`used_rows`), leaving out ``bad`` ones (indices into :attr:`used_rows`, replaced
+        before use). A window with any is no model input: the live session rejects it and
+        training (:func:`dd_live.calibration.session_epochs`) skips it, through this one check."""
+        rows = np.delete(self.used_rows, sorted(int(ch) for ch in bad))
+        return int((~np.isfinite(window.data[rows])).sum())
+
     @property
     def repair(self) -> ChannelRepair | None:
         return self._repair

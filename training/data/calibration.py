@@ -3,7 +3,8 @@
 Every epoch comes out of :func:`dd_live.calibration.session_epochs`, the live app's own
 preprocessing (its filter, marker windows, channel mapping, resampling, standardisation) with
 the settings the session was recorded with (its ``config.toml``), so a model trained here sees
-exactly what it will see live.
+exactly what it will see live. Windows holding NaN/Inf samples (a dropout of the device,
+recorded as it came) are skipped with a count logged, as the live app rejects them.
 
 Sessions are read with :func:`dd_live.sources.readers.read_recording` (what ``dd-live replay``
 streams) and replayed through the live acquisition code by ``session_epochs``.
@@ -101,9 +102,10 @@ class CalibrationPairs(torch.utils.data.Dataset):
             rows = [r for r in session.rows if split == "all" or r["split"] == split]
             x, kept = session_epochs(recording, [r["onset_sample"] for r in rows], config,
                                      n_channels, n_times)
-            if len(kept) < len(rows):
-                logger.info("%s: %d of %d %s epochs run past the end of the recording (aborted "
-                            "run?) and are left out", folder, len(rows) - len(kept), len(rows), split)
+            if len(kept) < len(rows):  # session_epochs has logged the windows with NaN/Inf
+                logger.info("%s: %d of %d %s epochs are left out (windows past the end of the "
+                            "recording, as in an aborted run, or with NaN/Inf samples)", folder,
+                            len(rows) - len(kept), len(rows), split)
             for k in kept:
                 key = rows[k]["sha256"]
                 if key not in self.image_keys:
