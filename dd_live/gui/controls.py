@@ -47,10 +47,17 @@ def _int_spin(low: int, high: int, value: int) -> QtWidgets.QSpinBox:
     return box
 
 
+COMBO_MIN_CHARS = 8  # a combo box's narrowest width, in characters
+
+
 def _combo(items, editable: bool = False) -> QtWidgets.QComboBox:
     box = QtWidgets.QComboBox()
     box.addItems(list(items))
     box.setEditable(editable)
+    # the longest entry does not set the dock's width (its list still shows it whole): a
+    # narrow controls dock leaves the traces room on a 1366 px screen
+    box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(COMBO_MIN_CHARS)
     return box
 
 
@@ -272,7 +279,8 @@ class ControlPanel(QtWidgets.QWidget):
         form.addRow("scheduler", self.scheduler_combo)
         form.addRow("steps", self.steps_spin)
         form.addRow("guidance", self.guidance_spin)
-        form.addRow("seed", self._with_button(self.seed_spin, self.fixed_seed))
+        form.addRow("seed", self.seed_spin)
+        form.addRow("", self.fixed_seed)
         form.addRow("fast decode", self.fast_decode)
         return box
 
@@ -281,6 +289,9 @@ class ControlPanel(QtWidgets.QWidget):
         holder = QtWidgets.QWidget()
         row = QtWidgets.QHBoxLayout(holder)
         row.setContentsMargins(0, 0, 0, 0)
+        if isinstance(button, QtWidgets.QPushButton):  # as narrow as its text (not Qt's 80 px)
+            button.setMinimumWidth(button.fontMetrics().horizontalAdvance(button.text()) + 16)
+            button.setMaximumWidth(button.minimumWidth())
         row.addWidget(widget, 1)
         row.addWidget(button)
         return holder

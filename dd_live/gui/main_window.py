@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -33,8 +34,9 @@ from dd_live.gui.spectrum import SpectrumView
 from dd_live.gui.status import Banner, StatusPanel, elided
 from dd_live.gui.traces import SPAN_RANGE, TracesView
 from dd_live.gui.verdict import VerdictPanel
-from dd_live.session import LiveSession
-from dd_live.sources import DEFAULT_STATES, list_brainflow_boards, list_lsl_streams
+
+if TYPE_CHECKING:  # the session's stack (scipy's filters, the sources) loads after the window
+    from dd_live.session import LiveSession
 
 logger = logging.getLogger(__name__)
 
@@ -52,17 +54,21 @@ STREAM_BACK = ("resume", "reconnect", "running")
 
 LAYOUTS = {"picture": 0.5, "signals": 0.3}  # layout -> image panel's share of the window width
 DEFAULT_LAYOUT = "picture"
-DEFAULT_SIZE = (1500, 900)  # px, shrunk to fit the screen
-SCREEN_MARGIN = 0.95  # the window takes at most this share of the screen at first
+SCREEN_SHARE = 0.9  # the window first takes this share of the screen's free area
+SMALL_SCREEN_SHARE = 0.95  # ... and this much on a small screen (narrower than SMALL_SCREEN)
+SMALL_SCREEN = 1600  # px
+MIN_SIZE = (960, 600)  # px, the first size never smaller (unless the screen is)
 GENERATOR_IMPORTS = (("torch", "importing torch"), ("diffusers", "importing the image generator "
                                                                  "(diffusers)"))
 __all__ = ["APPLICATION", "ORGANIZATION", "MainWindow", "default_settings", "make_session"]
 
-SessionFactory = Callable[[AppConfig], LiveSession]
+SessionFactory = Callable[[AppConfig], "LiveSession"]
 
 
 def make_session(config: AppConfig) -> LiveSession:
     """The window's default session: generation off when the model is ``"none"``."""
+    from dd_live.session import LiveSession
+
     return LiveSession(config, generate=config.generator.model != NO_MODEL)
 
 
@@ -164,14 +170,20 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- layout ------------------------------------------------------------------------------
     def _fit_to_screen(self) -> None:
-        """Start at the default size, or smaller on a small screen (a 1366x768 laptop)."""
-        width, height = DEFAULT_SIZE
+        """Size the window to the screen's free area (90 %, 95 % on a laptop screen narrower
+        than 1600 px) and centre it there: a 1920x1080 screen gets a 1728x~970 window, a
+        1366x768 laptop 1297x~730."""
         screen = QtGui.QGuiApplication.primaryScreen()
-        if screen is not None:
-            available = screen.availableGeometry()
-            width = min(width, int(available.width() * SCREEN_MARGIN))
-            height = min(height, int(available.height() * SCREEN_MARGIN))
+        if screen is None:
+            self.resize(*MIN_SIZE)
+            return
+        available = screen.availableGeometry()
+        share = SMALL_SCREEN_SHARE if available.width() < SMALL_SCREEN else SCREEN_SHARE
+        width = min(max(int(available.width() * share), MIN_SIZE[0]), available.width())
+        height = min(max(int(available.height() * share), MIN_SIZE[1]), available.height())
         self.resize(width, height)
+        self.move(available.x() + (available.width() - width) // 2,
+                  available.y() + (available.height() - height) // 2)
 
     def _build_layout(self) -> None:
         self.signals = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
@@ -450,6 +462,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Build a session from the controls and start it on a helper thread."""
         if self.phase != "idle":
             return
+        from dd_live.session import LiveSession
+
         try:
             config = self.controls.config()
             session = self.session_factory(config)
@@ -803,6 +817,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if source is None:
             self.auto_timer.stop()
             return
+        from dd_live.sources import DEFAULT_STATES
+
         state = DEFAULT_STATES[self._auto_index % len(DEFAULT_STATES)].name
         self._auto_index += 1
         source.set_state(state)
@@ -838,6 +854,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.controls.set_lsl_streams(streams)
             self.status.show_message(f"{len(streams)} LSL stream(s) found", STATUS_MESSAGE_MS)
 
+        from dd_live.sources import list_lsl_streams
+
         self.tasks.run(lambda: list_lsl_streams(LSL_DISCOVERY_TIMEOUT), done, name="dd-live-lsl")
 
     def refresh_brainflow(self) -> None:
@@ -848,6 +866,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 return
             self.controls.set_brainflow_boards(boards)
             self.status.show_message(f"{len(boards)} BrainFlow boards", STATUS_MESSAGE_MS)
+
+        from dd_live.sources import list_brainflow_boards
 
         self.tasks.run(list_brainflow_boards, done, name="dd-live-brainflow")
 

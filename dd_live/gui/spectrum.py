@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
-from scipy.signal import welch
 
 from dd_live.gui.traces import BACKGROUND, TRACE_COLOR
 
@@ -87,6 +86,8 @@ class SpectrumView(QtWidgets.QWidget):
         data = data[np.isfinite(data).all(axis=1)]  # a channel with NaN/Inf samples sits out
         if data.shape[0] == 0:
             return False
+        from scipy.signal import welch  # loaded after the window shows (start-up time)
+
         freqs, psd = welch(data, fs=sfreq, nperseg=int(WELCH_SEGMENT * sfreq), axis=-1)
         keep = freqs > 0
         log_psd = np.log10(np.maximum(psd[:, keep].mean(axis=0), POWER_FLOOR))

@@ -38,7 +38,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
 from dd_live.errors import ConfigError
 from dd_live.sources.base import Source, SourceEvent, StreamInfo
@@ -80,6 +79,14 @@ STANDARD_NAMES = (
     "CP2", "CP4", "CP6", "TP8", "P5", "P1", "P2", "P6",
     "PO7", "PO3", "POz", "PO4", "PO8", "Iz", "P9", "P10",
 )  # fmt: skip
+
+
+def lfilter(b, a, x, axis=-1, zi=None):
+    """``scipy.signal.lfilter``, imported on first use: the window lists the synthetic states
+    before scipy's signal module has loaded (start-up time)."""
+    from scipy.signal import lfilter as scipy_lfilter
+
+    return scipy_lfilter(b, a, x, axis=axis, zi=zi)
 
 
 @dataclass(frozen=True)
