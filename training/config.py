@@ -49,7 +49,10 @@ class PretrainConfig:
     """Stage 1: masked-signal modelling of the EEG encoder (defaults: the reference's values).
 
     ``data``: ``("synthetic",)`` or EEG files / folders / ``moabb:NAME`` (cached in
-    ``cache_dir``, default ``<output>/corpus``). ``batch_size`` is per process; the global
+    ``cache_dir``, default ``<output>/corpus``). ``live_preprocessing``: the files are replayed
+    through the live app's filter, windows and preprocessor instead of the offline band-pass
+    (``l_freq``/``h_freq``/``sfreq`` unused), with the settings of the dd-live config file
+    ``live_config`` (default: the app's defaults). ``batch_size`` is per process; the global
     batch is ``batch_size * grad_accum * processes``. ``mixed_precision`` "no"/"bf16"/"fp16".
     """
 
@@ -76,6 +79,8 @@ class PretrainConfig:
     synthetic_background: float = 1.0
     num_workers: int = 0
     save_every: int = 1
+    live_preprocessing: bool = False
+    live_config: str | None = None
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -83,6 +88,12 @@ class PretrainConfig:
             raise ConfigError(f"PretrainConfig.mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if not self.data:
             raise ConfigError("PretrainConfig.data needs 'synthetic' or at least one EEG file/folder")
+        if self.live_preprocessing and self.data == (SYNTHETIC,):
+            raise ConfigError("--live-preprocessing replays EEG files through the live app; give "
+                              "--data FILES/FOLDERS (the synthetic corpus is made ready to use)")
+        if self.live_config is not None and not self.live_preprocessing:
+            raise ConfigError("--live-config names the dd-live settings of --live-preprocessing; "
+                              "add --live-preprocessing")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from accelerate.utils import set_seed
 
+from dd_live.config import AppConfig
 from dd_live.errors import CheckpointError, ConfigError
 from dd_live.model import MaskedSignalModel, get_preset, load, save
 from training.common import (
@@ -32,7 +33,7 @@ from training.config import (
     save_config,
 )
 from training.data import SyntheticCorpus, build_corpus
-from training.data.corpus import Preprocessing
+from training.data.corpus import Preprocessing, live_preprocessing
 from training.engine import train_one_epoch
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,12 @@ def build_dataset(config: PretrainConfig, output_dir: Path) -> torch.utils.data.
             config.synthetic_windows, n_channels=encoder.n_channels, n_times=encoder.n_times,
             background_gain=config.synthetic_background, seed=config.seed,
         )
-    prep = Preprocessing(encoder.n_channels, encoder.n_times, config.l_freq, config.h_freq, config.sfreq)
     cache_dir = Path(config.cache_dir) if config.cache_dir else output_dir / "corpus"
+    if config.live_preprocessing:  # the live app's own filter, windows and preprocessor
+        app_config = AppConfig.from_toml(config.live_config) if config.live_config else AppConfig()
+        prep = live_preprocessing(app_config, encoder.n_channels, encoder.n_times)
+        return build_corpus(config.data, cache_dir, prep, app_config)
+    prep = Preprocessing(encoder.n_channels, encoder.n_times, config.l_freq, config.h_freq, config.sfreq)
     return build_corpus(config.data, cache_dir, prep)
 
 

@@ -6,6 +6,13 @@ each channel standardised over its recording, cut into consecutive windows of ``
 (a recording shorter than one window is zero-padded), channels padded to ``n_channels`` by
 replicating existing ones (or the first ``n_channels`` kept).
 
+With live preprocessing (:func:`live_preprocessing`, ``training.pretrain --live-preprocessing``)
+each file is instead replayed through the live app's own acquisition, online filter, windows and
+preprocessor (:func:`dd_live.calibration.session_epochs`, as calibration sessions are): windows of
+``[window] length`` one after the other, mapped to ``n_channels``, resampled to ``n_times`` and
+standardised per window, so the encoder is pretrained on what it will see live. Windows holding
+NaN/Inf samples are skipped, as live.
+
 Cache layout (``cache_dir``): one ``NNNNN.npy`` per source, shape ``[n_windows, n_channels,
 n_times]`` float32, and ``manifest.json`` naming each source with its size/mtime and the
 preprocessing settings. Rebuilding reuses parts whose source and settings are unchanged;
@@ -22,6 +29,7 @@ import mne
 import numpy as np
 import torch
 
+from dd_live.config import AppConfig
 from dd_live.errors import ConfigError, FileFormatError
 
 logger = logging.getLogger(__name__)
@@ -43,6 +51,7 @@ class Preprocessing:
     l_freq: float = 5.0
     h_freq: float = 95.0
     sfreq: float | None = None  # resample to this rate first; None keeps each file's rate
+    live: str | None = None  # live preprocessing: the live settings it used (JSON), else None
 
     def __post_init__(self) -> None:
         if self.n_channels < 1 or self.n_times < 1:
@@ -71,6 +80,39 @@ def preprocess_raw(raw: mne.io.BaseRaw, prep: Preprocessing) -> np.ndarray:
         return padded[None]
     windows = data[:, : n_windows * prep.n_times].reshape(prep.n_channels, n_windows, prep.n_times)
     return np.ascontiguousarray(windows.transpose(1, 0, 2))  # [n_windows, C, n_times]
+
+
+def live_preprocessing(app_config: AppConfig, n_channels: int, n_times: int) -> Preprocessing:
+    """Preprocessing the live way with ``app_config``'s ``[filter]``, ``[window]``,
+    ``[channels]`` and ``[generator] channel_method`` (these settings name the cache)."""
+    settings = {"filter": asdict(app_config.filter), "window": asdict(app_config.window),
+                "channels": asdict(app_config.channels),
+                "channel_method": app_config.generator.channel_method}
+    return Preprocessing(n_channels, n_times, live=json.dumps(settings, sort_keys=True, default=str))
+
+
+def live_windows(key: str, prep: Preprocessing, app_config: AppConfig) -> np.ndarray:
+    """One EEG file -> ``[n_windows, n_channels, n_times]`` float32 made by the live app's code.
+
+    The file is read as ``dd-live replay`` reads it and replayed through
+    :func:`dd_live.calibration.session_epochs` with windows of ``[window] length`` one after
+    the other (``[window] offset`` after each start); a window past the end, or holding NaN/Inf
+    samples, is left out.
+    """
+    from dd_live.calibration import session_epochs
+    from dd_live.sources.readers import read_recording
+
+    if key.startswith(MOABB_PREFIX):
+        raise ConfigError(f"{key}: live preprocessing reads EEG files (it replays them as "
+                          "dd-live replay does); save the MOABB data as FIF files first, or "
+                          "drop --live-preprocessing")
+    recording = read_recording(key)
+    if "eeg" not in recording.ch_types:
+        raise FileFormatError(f"{key} has no EEG channel; expected at least one channel of type 'eeg'")
+    length = max(1, round(app_config.window.length * recording.sfreq))
+    onsets = np.arange(0, recording.n_times, length)
+    windows, _ = session_epochs(recording, onsets, app_config, prep.n_channels, prep.n_times)
+    return windows.astype(np.float32, copy=False)
 
 
 def expand_sources(sources: Sequence[str | Path]) -> list[str]:
@@ -133,9 +175,18 @@ def _fingerprint(key: str) -> dict:
 
 
 def build_corpus(
-    sources: Sequence[str | Path], cache_dir: str | Path, prep: Preprocessing = Preprocessing()
+    sources: Sequence[str | Path], cache_dir: str | Path, prep: Preprocessing = Preprocessing(),
+    app_config: AppConfig | None = None,
 ) -> "EEGCorpus":
-    """Preprocess every source into ``cache_dir`` (reusing unchanged parts); return the corpus."""
+    """Preprocess every source into ``cache_dir`` (reusing unchanged parts); return the corpus.
+
+    ``prep.live`` set (:func:`live_preprocessing`): the live way, with ``app_config`` (default:
+    the app's default settings)."""
+    if prep.live is not None:
+        app_config = app_config or AppConfig()
+        if live_preprocessing(app_config, prep.n_channels, prep.n_times) != prep:
+            raise ConfigError("build_corpus: prep.live does not describe app_config; make both "
+                              "with live_preprocessing(app_config, ...)")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = cache_dir / MANIFEST
@@ -150,11 +201,21 @@ def build_corpus(
         if previous is not None and (cache_dir / previous["array"]).is_file():
             parts.append(previous)
             continue
-        windows = np.concatenate([preprocess_raw(raw, prep) for raw in _read_source(key)])
+        if prep.live is not None:
+            windows = live_windows(key, prep, app_config)
+            if not len(windows):
+                logger.warning("%s: no complete window without NaN/Inf (shorter than %g s?): "
+                               "left out", key, app_config.window.offset + app_config.window.length)
+                continue
+        else:
+            windows = np.concatenate([preprocess_raw(raw, prep) for raw in _read_source(key)])
         array_name = f"{number:05d}.npy"
         np.save(cache_dir / array_name, windows)
         parts.append({"fingerprint": fingerprint, "array": array_name, "n_windows": len(windows)})
         logger.info("cached %d windows of %s", len(windows), key)
+    if not parts:
+        raise ConfigError(f"{', '.join(map(str, sources))}: no window to pretrain on (every file "
+                          "is shorter than one window or all NaN/Inf)")
     manifest_path.write_text(json.dumps({"preprocessing": asdict(prep), "parts": parts}, indent=1))
     return EEGCorpus(cache_dir)
 
