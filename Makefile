@@ -39,10 +39,14 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/streaming.py
+	$(PY) benchmarks/stream_stage.py
+	$(PY) benchmarks/faults.py
 	$(PY) benchmarks/encoder.py
 	$(PY) benchmarks/generator.py
 	$(PY) benchmarks/live.py
 	$(PY) benchmarks/training.py
+	$(PY) benchmarks/pipeline.py --quick
+	$(PY) benchmarks/calibration.py
 
 # EEG window -> pixels at full size on one GPU (random weights, same compute): p50/p95 at 1, 2
 # and 4 steps with and without CUDA graphs against the reference sampler; fits in 8 minutes
