@@ -62,6 +62,7 @@ MARKER_STREAM = "dd-live-calibration"
 TABLE_COLUMNS = ("trial", "image_id", "file", "sha256", "onset_sample", "onset_time", "split")
 ONSET_LOOKBACK = 2.0  # s of received samples searched for an onset stamped before they arrived
 REPLAY_CHUNK = 0.02  # s per chunk when a session is replayed for training (dd-live replay's)
+REPLAY_BUFFER = 120.0  # s of samples kept while a replay for training is cut into windows
 ID_LENGTH = 12  # hex digits of the content hash that make an image id
 #: (on, blank, blank jitter) seconds per design: THINGS-EEG2-like rapid serial presentation, or
 #: a slow design with a jittered blank.
@@ -597,7 +598,13 @@ def session_epochs(recording: Recording, onsets: Sequence[int], app_config: AppC
 
     source = ReplaySource(recording, speed=0, chunk_duration=chunk_duration)
     info = source.info
-    capacity = max(recording.n_times, 1)
+    w = app_config.window
+    windower = MarkerWindower(info.sfreq, w.length, w.offset)
+    for k, onset in enumerate(onsets):
+        windower.add_marker(int(onset), str(k))
+    # windows are cut while the replay runs, so a long file needs no buffer of its whole length
+    span = windower.n_offset + windower.n_length
+    capacity = max(min(recording.n_times, span + round(REPLAY_BUFFER * info.sfreq)), 1)
     raw, filtered = RingBuffer(info.n_channels, capacity), RingBuffer(info.n_channels, capacity)
     eeg_rows = [k for k, kind in enumerate(info.ch_types) if kind == "eeg"]
     filt = make_filter(app_config.filter, info.sfreq, info.n_channels, rows=eeg_rows)
@@ -605,28 +612,30 @@ def session_epochs(recording: Recording, onsets: Sequence[int], app_config: AppC
         filtered = None
     acquisition = AcquisitionThread(source, raw, filtered, filt,
                                     stall_timeout=app_config.buffer.stall_timeout)
-    source.start()
-    try:
-        while not source.finished:
-            acquisition.step()
-    finally:
-        source.stop()
-    w = app_config.window
-    windower = MarkerWindower(info.sfreq, w.length, w.offset)
-    for k, onset in enumerate(onsets):
-        windower.add_marker(int(onset), str(k))
     preprocessor = WindowPreprocessor(info, n_channels=n_channels, n_times=n_times,
                                       target_names=target_names,
                                       channel_method=app_config.generator.channel_method,
                                       exclude=app_config.channels.exclude,
                                       include=app_config.channels.include)
     epochs, kept, n_nonfinite = [], [], 0
-    for window in windower.poll(filtered if filtered is not None else raw):
-        if preprocessor.nonfinite_samples(window):  # a dropout: rejected live, skipped here
-            n_nonfinite += 1
-            continue
-        epochs.append(preprocessor(window))
-        kept.append(int(window.description))
+    source.start()
+    try:
+        while True:
+            finished = source.finished
+            acquisition.step()
+            for window in windower.poll(filtered if filtered is not None else raw):
+                if preprocessor.nonfinite_samples(window):  # a dropout: rejected live, skipped
+                    n_nonfinite += 1
+                    continue
+                epochs.append(preprocessor(window))
+                kept.append(int(window.description))
+            if finished:
+                break
+    finally:
+        source.stop()
+    if windower.n_missed:
+        logger.warning("%s: %d windows were lost in a gap longer than %g s", info.name,
+                       windower.n_missed, REPLAY_BUFFER)
     if n_nonfinite:
         logger.warning("%s: %d of %d windows hold NaN/Inf samples (a dropout of the device: the "
                        "live app rejects such windows) and are skipped", info.name, n_nonfinite,

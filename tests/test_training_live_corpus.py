@@ -12,6 +12,7 @@ import mne
 import numpy as np
 import pytest
 
+from dd_live import calibration
 from dd_live.config import AppConfig
 from dd_live.decoding import DecodedImages
 from dd_live.errors import ConfigError
@@ -92,11 +93,16 @@ def test_pretrain_live_preprocessing_gives_the_live_apps_windows(tmp_path):
     assert not np.allclose(offline[0]["eeg"].numpy(), cached[0], atol=1e-3)
 
 
-def test_live_corpus_cache_follows_the_live_settings(tmp_path):
+def test_live_corpus_cache_follows_the_live_settings(tmp_path, monkeypatch):
     fif = write_fif(tmp_path / "rec_raw.fif")
     app = AppConfig()
     first = build_corpus([fif], tmp_path / "cache", live_preprocessing(app, *TINY_SHAPE), app)
     assert len(first) == 22
+    # windows are cut during the replay: a buffer of 0.5 s (not the file's 10 s) gives the same
+    monkeypatch.setattr(calibration, "REPLAY_BUFFER", 0.5)
+    bounded = build_corpus([fif], tmp_path / "bounded", live_preprocessing(app, *TINY_SHAPE), app)
+    np.testing.assert_array_equal(np.stack([bounded[i]["eeg"] for i in range(22)]),
+                                  np.stack([first[i]["eeg"] for i in range(22)]))
     longer = app.replace(window={"length": 1.0})  # 250 samples: windows k*250+5 ... k*250+255
     second = build_corpus([fif], tmp_path / "cache", live_preprocessing(longer, *TINY_SHAPE), longer)
     assert len(second) == 9
