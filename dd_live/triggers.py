@@ -187,29 +187,62 @@ class RecordedTrigger(Trigger):
         windows: the recorded windows (file sample indices, see :func:`read_recorded_windows`).
         offset: file sample index of the stream's first sample (a replay that starts into the
             file); windows before it are left out.
+        source: the replay (optional). When it has ``segments`` (a
+            :class:`~dd_live.sources.replay.ReplaySource`), a seek or a loop resynchronises
+            the schedule: windows finished before the jump are still cut from the samples they
+            came from, a window the jump cuts through is left out, and the windows from the
+            new file position on follow, mapped to the stream samples after the jump.
     """
 
     name = "recorded"
     waits_for_generator = True
 
-    def __init__(self, sfreq: float, windows: Iterable[RecordedWindow], offset: int = 0) -> None:
-        windows = sorted(windows, key=lambda w: (w.start, w.index))
-        lengths = {w.stop - w.start for w in windows}
+    def __init__(self, sfreq: float, windows: Iterable[RecordedWindow], offset: int = 0,
+                 source: Any = None) -> None:
+        self._windows = sorted(windows, key=lambda w: (w.start, w.index))
+        lengths = {w.stop - w.start for w in self._windows}
         super().__init__(sfreq, (max(lengths) if lengths else 1) / sfreq)
-        self._pending = deque(w for w in windows if w.start >= offset)
-        self._offset = int(offset)
-        if len(self._pending) < len(windows):
+        self._source = source if hasattr(source, "segments") else None
+        self._n_segments = 0
+        self._pending: deque[tuple[int, RecordedWindow]] = deque()  # (stream start, window)
+        self._schedule(0, int(offset))
+        if self._source is not None:
+            self._n_segments = len(self._source.segments)
+        if len(self._pending) < len(self._windows):
             logger.info("recorded windows: %d start before the replay's first sample and are "
-                        "left out", len(windows) - len(self._pending))
+                        "left out", len(self._windows) - len(self._pending))
+
+    def _schedule(self, stream_sample: int, file_sample: int) -> None:
+        """From ``stream_sample`` on, the stream continues the file at ``file_sample``."""
+        shift = stream_sample - file_sample  # stream index = file index + shift
+        self._pending.extend((w.start + shift, w) for w in self._windows
+                             if w.start >= file_sample)
+
+    def _resync(self) -> None:
+        """Follow the replay's seeks and loops (new ``segments`` since the last look)."""
+        if self._source is None:
+            return
+        segments = self._source.segments
+        for stream_sample, file_sample in segments[self._n_segments:]:
+            before = len(self._pending)
+            self._pending = deque(
+                (start, w) for start, w in self._pending if start + w.stop - w.start
+                <= stream_sample)  # finished before the jump: still cut from its samples
+            self._schedule(stream_sample, file_sample)
+            logger.info("replay jumped to file sample %d (stream sample %d): recorded windows "
+                        "rescheduled (%d pending before, %d now)", file_sample, stream_sample,
+                        before, len(self._pending))
+        self._n_segments = len(segments)
 
     @property
     def n_pending(self) -> int:
         return len(self._pending)
 
     def poll(self, buffer: RingBuffer) -> list[Window]:
+        self._resync()
         while self._pending:
-            rec = self._pending[0]
-            start, stop = rec.start - self._offset, rec.stop - self._offset
+            start, rec = self._pending[0]
+            stop = start + rec.stop - rec.start
             if stop > buffer.n_written:
                 return []
             self._pending.popleft()
@@ -225,7 +258,11 @@ class RecordedTrigger(Trigger):
         return []
 
     def next_stop(self) -> int | None:
-        return self._pending[0].stop - self._offset if self._pending else None
+        self._resync()
+        if not self._pending:
+            return None
+        start, rec = self._pending[0]
+        return start + rec.stop - rec.start
 
 
 def read_recorded_windows(folder: str | Path) -> list[RecordedWindow]:
@@ -281,5 +318,5 @@ def make_trigger(window: Any, sfreq: float, source: Any = None) -> Trigger:
                 "use it with `dd-live replay SESSION_FOLDER` (or --source file:SESSION_FOLDER)")
         position = float(getattr(source, "position", 0.0))
         return RecordedTrigger(sfreq, read_recorded_windows(folder),
-                               offset=int(round(position * sfreq)))
+                               offset=int(round(position * sfreq)), source=source)
     raise ConfigError(f"[window] mode must be one of {TRIGGER_MODES}, got {mode!r}")

@@ -115,6 +115,9 @@ class ReplaySource(Source):
         self._anchor_time = 0.0
         self._anchor_pos = 0
         self._base = 0.0
+        # (stream sample, file sample) where each contiguous run of the file starts in the
+        # stream: a seek or a loop starts a new one (see :attr:`segments`)
+        self._segments: list[tuple[int, int]] = []
         self.seek(start)
 
     # -- controls (any thread) ---------------------------------------------------------------
@@ -147,6 +150,24 @@ class ReplaySource(Source):
             self._pos = int(np.clip(round(seconds * self.info.sfreq), 0, self.recording.n_times))
             self._ended = False
             self._reanchor()
+            self._new_segment(self._n_delivered, self._pos)
+
+    @property
+    def segments(self) -> list[tuple[int, int]]:
+        """Where the stream jumps in the file: ``(stream_sample, file_sample)`` pairs, in
+        order; stream sample ``n`` (counted from ``start()``) is file sample
+        ``file_sample + n - stream_sample`` of the last pair with ``stream_sample <= n``.
+        A seek or a loop adds a pair (consumers that map stream samples back to the file,
+        such as the ``recorded`` trigger, resynchronise on it)."""
+        with self._lock:
+            return list(self._segments)
+
+    def _new_segment(self, stream_sample: int, file_sample: int) -> None:
+        """Called under the lock; a jump before any sample of the last run replaces it."""
+        if self._segments and self._segments[-1][0] == stream_sample:
+            self._segments[-1] = (stream_sample, file_sample)
+        else:
+            self._segments.append((stream_sample, file_sample))
 
     def pause(self) -> None:
         with self._lock:
@@ -226,6 +247,7 @@ class ReplaySource(Source):
         """Up to ``n_times`` next samples (wrapping when looping); called under the lock."""
         rec = self.recording
         pieces, stamps = [], []
+        n_taken = 0
         while n_times > 0:
             if self._pos >= rec.n_times:
                 if not self.loop:
@@ -235,12 +257,14 @@ class ReplaySource(Source):
                 self._n_loops += 1
                 self._pos = 0
                 self._anchor_pos -= rec.n_times
+                self._new_segment(self._n_delivered + n_taken, 0)
             stop = min(rec.n_times, self._pos + n_times)
             self._push_markers(self._pos, stop)
             self._push_file_events(self._pos, stop)
             pieces.append(rec.data[:, self._pos : stop])
             stamps.append(self._stamp(np.arange(self._pos, stop)))
             n_times -= stop - self._pos
+            n_taken += stop - self._pos
             self._pos = stop
         if not pieces:
             return empty_chunk(self.info.n_channels)
