@@ -590,8 +590,7 @@ class MainWindow(QtWidgets.QMainWindow):
         tiny = session.decoder is not None and (
             session.config.generator.model == "tiny" or "no meaning" in description)
         self.gallery.set_note((description or TINY_NOTE) if tiny else "")
-        self.setWindowTitle(f"dd-live — {info.name} ({info.n_channels} ch @ {info.sfreq:g} Hz)"
-                            + (f" — {description}" if description else ""))
+        self._set_title(session)
         markers = getattr(session.source, "marker_stream_name", None)
         self.status.show_message(f"running: {info.name}" + (f" · {description}" if description
                                                             else "")
@@ -605,6 +604,42 @@ class MainWindow(QtWidgets.QMainWindow):
         self.running.emit()
         if self._close_requested:
             self.stop_session()
+
+    def _set_title(self, session) -> None:
+        info = session.info
+        description = getattr(session.decoder, "description", "") or ""
+        self.setWindowTitle(f"dd-live — {info.name} ({info.n_channels} ch @ {info.sfreq:g} Hz)"
+                            + (f" — {description}" if description else ""))
+
+    def _follow_layout(self) -> None:
+        """The stream came back with another layout (the session started a new segment): the
+        traces' rows and labels, the channel gains list, the spectrum and the channel stage
+        follow the session's new buffers, without restarting anything."""
+        session = self.session
+        if session is None or session.raw is None:
+            return
+        info = session.info
+        if (tuple(info.ch_names) == self.traces.ch_names and info.sfreq == self.traces.sfreq
+                and session.raw.n_channels == len(self.traces.ch_names)):
+            return
+        logger.info("window: the stream's layout changed to %d channels at %g Hz",
+                    info.n_channels, info.sfreq)
+        self._show_stream(info)
+        self._show_channel_stage(session)
+        self.spectrum.clear()
+        self.status.reset()
+        self._set_title(session)
+
+    def _recording_stopped(self, reason: str) -> None:
+        """The recorder stopped by itself (a write error): the live session goes on; the
+        recording indicator says why and the record box is unticked (ticking it records anew)."""
+        self.status.set_recording(None, reason)
+        self.status.show_message(f"recording stopped: {reason}; the live session goes on",
+                                 STATUS_MESSAGE_MS * 2)
+        check = self.controls.record_check
+        check.blockSignals(True)
+        check.setChecked(False)
+        check.blockSignals(False)
 
     @staticmethod
     def _thought_judge(session):
@@ -693,7 +728,8 @@ class MainWindow(QtWidgets.QMainWindow):
         session = self.session
         if session is not None and session.raw is not None:
             self.status.update(session.stats(), self.traces.sfreq, session.config.buffer.seconds)
-            self.status.set_recording(session.recording_path)
+            self.status.set_recording(session.recording_path,
+                                      getattr(session, "recording_error", None))
             if self.replay_bar.isVisible():
                 self.replay_bar.refresh()
 
@@ -707,6 +743,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_error(self, payload) -> None:
         where, exc = payload
         text = elided(f"{type(exc).__name__}: {exc}")
+        if where == "recorder":  # shown by the recording indicator ("recorder" state)
+            return
         if where == "generation":
             self.n_generation_errors += 1
             self.banner.show_message("generation", "error", f"generation failed "
@@ -720,6 +758,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self.status.set_progress(f"{message}…" if message else "starting…")
         if part == "start":
             return
+        if part == "recorder":
+            if state == "failed":
+                self._recording_stopped(message)
+            return
+        if part == "session" and state == "running" and self.phase == "running":
+            self._follow_layout()  # a new segment after a layout change (no-op otherwise)
         if part == "acquisition":
             self._stream_status(state, message or f"the stream is {state}")
         elif state == "error":

@@ -76,6 +76,12 @@ class SpectrumView(QtWidgets.QWidget):
     def __repr__(self) -> str:
         return f"<SpectrumView: updates {self.n_updates}>"
 
+    def clear(self) -> None:
+        """Forget the last estimate (a new stream layout: its first seconds are not in yet)."""
+        self.psd_curve.setData([], [])
+        self.last_band_power = np.full(len(BANDS), np.nan)
+        self.bars.setOpts(y0=0.0, height=np.zeros(len(BANDS)))
+
     def refresh(self, buffer, sfreq: float) -> bool:
         """Welch estimate over the newest :data:`SPECTRUM_SECONDS` of ``buffer``."""
         if buffer is None or sfreq <= 0:

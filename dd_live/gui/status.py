@@ -138,8 +138,15 @@ class StatusPanel:
         self.progress_label.setVisible(text is not None)
         self.progress_label.setText(text or "")
 
-    def set_recording(self, folder: str | None) -> None:
-        if folder is None:
+    def set_recording(self, folder: str | None, stopped: str | None = None) -> None:
+        """``● recording to FOLDER``, ``not recording``, or ``recording stopped: REASON`` when
+        the recording stopped by itself (a write error; the live session goes on)."""
+        if stopped is not None:
+            self.recording.setText(f"recording stopped: {elided(stopped, 60)}")
+            self.recording.setStyleSheet("color: #ffb347; font-weight: bold;")
+            self.recording.setToolTip(f"recording stopped: {stopped}\nthe live session goes "
+                                      "on; tick 'record to' to record again")
+        elif folder is None:
             self.recording.setText("not recording")
             self.recording.setStyleSheet("")
             self.recording.setToolTip("not recording (tick 'record to' to record)")

@@ -181,12 +181,16 @@ class TracesView(pg.PlotWidget):
                 f"scale {self.scale * 1e6:g} uV | redraws {self.n_redraws}>")
 
     def set_channels(self, ch_names: Sequence[str], sfreq: float) -> None:
-        """Name the rows (left axis) and reset per-channel gains to 1."""
+        """Name the rows (left axis) and reset per-channel gains to 1 (kept when the names are
+        the same: a preview session, then the real one). Called again when the stream comes
+        back with another layout."""
+        n = len(ch_names)
+        if len(self.gains) != n or tuple(ch_names) != self.ch_names:
+            self.gains = np.ones(n)
         self.ch_names = tuple(ch_names)
         self.sfreq = float(sfreq)
-        n = len(self.ch_names)
-        if len(self.gains) != n:
-            self.gains = np.ones(n)
+        self._selected = None  # sample ranges of an earlier stream mean nothing here
+        self.window_region.hide()
         self._set_ticks()
         self.getPlotItem().setYRange(-1, n, padding=0)
         self._set_x_range()
@@ -268,6 +272,8 @@ class TracesView(pg.PlotWidget):
         Returns False when there was nothing to draw.
         """
         if buffer is None or not self.ch_names or buffer.n_written == 0:
+            return False
+        if buffer.n_channels != len(self.ch_names):  # a new layout, not named yet
             return False
         n_times = int(self.span * self.sfreq)
         n_bins = max(int(self.getPlotItem().getViewBox().width()), 100)
