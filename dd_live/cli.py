@@ -303,7 +303,15 @@ def cmd_record(args: argparse.Namespace) -> int:
         session.stop()
     if session.recording_error is not None:
         return EXIT_ERROR  # the one message naming the file and the free space is logged
-    print(f"recorded {session.recorder.n_samples} samples to {session.recording_path}")
+    segments = list(session.closed_segments)  # a stream that changed layout: one per layout
+    if session.recorder is not None:
+        segments.append((session.recorder.folder, session.recorder.n_samples))
+    total = sum(n for _, n in segments)
+    if len(segments) == 1:
+        print(f"recorded {total} samples to {segments[0][0]}")
+    else:
+        print(f"recorded {total} samples in {len(segments)} segments (the stream changed "
+              "layout): " + ", ".join(f"{folder} ({n})" for folder, n in segments))
     return 0
 
 

@@ -192,6 +192,8 @@ class LiveSession:
         self._recorded_until = 0
         self.recording_error: str | None = None  # why the recording stopped by itself
         self._segment = 1  # a stream that comes back with another layout starts segment 2...
+        self.closed_segments: list[tuple[Path, int]] = []  # (folder, n_samples) of recording
+        # segments closed when the stream changed layout (the current one is ``recorder``)
         self._announced_until = 0
         self._triggers_on = True
         self.n_windows = 0
@@ -455,6 +457,7 @@ class LiveSession:
             from dd_live.recording import RecordingError, SessionRecorder
 
             old_recorder.close()
+            self.closed_segments.append((old_recorder.folder, old_recorder.n_samples))
             rec = self.config.record
             self.recorder = None
             try:

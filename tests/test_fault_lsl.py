@@ -11,6 +11,7 @@ LiveSession with default settings (tiny models: random weights, real code paths)
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import mne
 import numpy as np
 import pytest
 
+from dd_live.cli import main
 from dd_live.config import AppConfig, GeneratorConfig, RecordConfig, SourceConfig
 from dd_live.decoding import EEGDecoder
 from dd_live.recording import read_events, read_timestamps
@@ -300,3 +302,37 @@ def test_a_new_layout_the_model_cannot_read_ends_the_session_with_why(stream_nam
     (folder,) = tmp_path.iterdir()
     raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", preload=True, verbose="error")
     np.testing.assert_array_equal(raw.get_data()[0], np.arange(600))
+
+
+def test_dd_live_record_counts_every_segment(stream_name, tmp_path, capsys):
+    """`dd-live record` of a stream that came back with another layout: its last line counts
+    the samples of every segment and names each folder (read back from the files)."""
+    first = phase(stream_name, n_channels=16, n_samples=600, hold=20.0, pause_after=0.3)
+    second = phase(stream_name, n_channels=8, first=900, n_samples=600, hold=20.0)
+    outlet = Outlet([first, second])
+    done = threading.Event()
+
+    def release_when_recorded() -> None:  # the first outlet goes once its samples are on disk
+        while not done.is_set():
+            if any(f.stat().st_size >= 600 * 16 * 4 for f in tmp_path.glob("*/eeg.eeg")):
+                outlet.release()
+                return
+            time.sleep(0.05)
+
+    releaser = threading.Thread(target=release_when_recorded, daemon=True)
+    releaser.start()
+    try:
+        assert main(["record", "--source", f"lsl:{stream_name}", "--duration", "5",
+                     "--out", str(tmp_path)]) == 0
+    finally:
+        done.set()
+        releaser.join()
+        outlet.close()
+    folders = sorted(tmp_path.iterdir())
+    assert len(folders) == 2
+    counts = [mne.io.read_raw_brainvision(f / "eeg.vhdr", verbose="error").n_times
+              for f in folders]
+    assert counts[0] == 600 and counts[1] > 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (f"recorded {sum(counts)} samples in 2 segments (the stream changed layout): "
+                    f"{folders[0]} ({counts[0]}), {folders[1]} ({counts[1]})")
