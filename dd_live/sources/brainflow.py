@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 from dd_live.errors import ConfigError, SourceError
-from dd_live.sources.base import Source, SourceEvent, StreamInfo, empty_chunk
-from dd_live.sources.clock import Dejitterer, SampleCounter
+from dd_live.sources.base import Source, StreamInfo, empty_chunk
+from dd_live.sources.clock import Dejitterer, SampleCounter, break_events
 
 logger = logging.getLogger(__name__)
 
@@ -259,23 +259,11 @@ class BrainFlowSource(Source):
         return data, stamps
 
     def _report(self, stamps: np.ndarray, breaks) -> None:
-        period = 1.0 / self.info.sfreq
-        for brk in breaks:
-            stamp = float(stamps[brk.index])
-            if brk.n_missing:
-                duration = brk.n_missing * period
-                how = "package counter" if brk.from_counter else "timestamps"
-                description = (f"{brk.n_missing} samples ({duration:.3f} s) missing (counted "
-                               f"by the {how})")
-                logger.warning("BrainFlow board %s: %s", self.info.name, description)
-                self._push_event(SourceEvent("gap", stamp - duration, description, duration,
-                                             {"n_missing": brk.n_missing, "found_by": how}))
-            else:
-                description = (f"the board's clock jumped by {brk.jump:+.3f} s with no sample "
-                               "missing; filter restarted")
-                logger.warning("BrainFlow board %s: %s", self.info.name, description)
-                self._push_event(SourceEvent("discontinuity", stamp, description,
-                                             extra={"jump_s": brk.jump}))
+        for event in break_events(breaks, stamps, self.info.sfreq,
+                                  stream=f"BrainFlow board {self.info.name}",
+                                  clock="the board's clock", counter="package counter",
+                                  log=logger):
+            self._push_event(event)
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} | board {self.board_id}>"

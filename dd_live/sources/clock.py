@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dd_live.sources.base import SourceEvent
+
 logger = logging.getLogger(__name__)
 
 FIT_HALFLIFE = 30.0  # s of samples after which a sample's weight in the fit has halved
@@ -121,6 +123,48 @@ class Break:
     n_missing: int
     jump: float = 0.0
     from_counter: bool = False
+
+
+def break_events(breaks: list[Break], stamps: np.ndarray, sfreq: float, *, stream: str,
+                 clock: str, counter: str, log: logging.Logger,
+                 after_disconnect: bool = False) -> list[SourceEvent]:
+    """The events of a chunk's clock breaks, each logged as a warning on ``log``.
+
+    A break with samples missing is a ``gap`` starting where the first missing sample was due
+    (extra: ``n_missing``, ``found_by``: ``counter`` or ``"timestamps"``); one without is a
+    ``discontinuity`` at the first sample after it (extra: ``jump_s``).
+
+    Args:
+        breaks: what :class:`Dejitterer` returned for the chunk.
+        stamps: ``(n_times,)`` the chunk's dejittered timestamps (s).
+        sfreq: nominal sample rate (Hz).
+        stream: the source in words, for the log (``"LSL stream EEG-1"``).
+        clock: whose clock jumped, for the description (``"the stream's clock"``).
+        counter: the sample counter's name, for ``found_by`` (``"sample counter"``).
+        log: the source module's logger.
+        after_disconnect: the chunk is the first after a disconnect (said of a gap before its
+            first sample).
+    """
+    period = 1.0 / sfreq
+    events = []
+    for brk in breaks:
+        stamp = float(stamps[brk.index])
+        if brk.n_missing:
+            duration = brk.n_missing * period
+            how = counter if brk.from_counter else "timestamps"
+            why = " after a disconnect" if after_disconnect and brk.index == 0 else ""
+            description = (f"{brk.n_missing} samples ({duration:.3f} s) missing{why} "
+                           f"(counted by the {how})")
+            log.warning("%s: %s", stream, description)
+            events.append(SourceEvent("gap", stamp - duration, description, duration,
+                                      {"n_missing": brk.n_missing, "found_by": how}))
+        else:
+            description = (f"{clock} jumped by {brk.jump:+.3f} s with no sample missing; "
+                           "filter restarted")
+            log.warning("%s: %s", stream, description)
+            events.append(SourceEvent("discontinuity", stamp, description,
+                                      extra={"jump_s": brk.jump}))
+    return events
 
 
 class Dejitterer:

@@ -31,7 +31,7 @@ import numpy as np
 
 from dd_live.errors import ConfigError, SourceError, StreamNotFoundError
 from dd_live.sources.base import Source, SourceEvent, StreamInfo, empty_chunk
-from dd_live.sources.clock import Dejitterer, SampleCounter, find_counter
+from dd_live.sources.clock import Dejitterer, SampleCounter, break_events, find_counter
 from dd_live.sources.discovery import (
     companion_marker_predicate,
     describe_lsl_info,
@@ -439,25 +439,11 @@ class LSLSource(Source):
         if self._counter is not None:
             missing = self._counter(data[self._counter_row])
         stamps, breaks = self._dejitterer(stamps, missing)
-        period = 1.0 / self.info.sfreq
-        for brk in breaks:
-            stamp = float(stamps[brk.index])
-            if brk.n_missing:
-                duration = brk.n_missing * period
-                how = "sample counter" if brk.from_counter else "timestamps"
-                why = " after a disconnect" if after_silence and brk.index == 0 else ""
-                description = (f"{brk.n_missing} samples ({duration:.3f} s) missing{why} "
-                               f"(counted by the {how})")
-                logger.warning("LSL stream %s: %s", self.info.name, description)
-                self._push_event(SourceEvent(
-                    "gap", stamp - duration, description, duration,
-                    {"n_missing": brk.n_missing, "found_by": how}))
-            else:
-                description = (f"the stream's clock jumped by {brk.jump:+.3f} s with no sample "
-                               "missing; filter restarted")
-                logger.warning("LSL stream %s: %s", self.info.name, description)
-                self._push_event(SourceEvent("discontinuity", stamp, description,
-                                             extra={"jump_s": brk.jump}))
+        for event in break_events(breaks, stamps, self.info.sfreq,
+                                  stream=f"LSL stream {self.info.name}",
+                                  clock="the stream's clock", counter="sample counter",
+                                  log=logger, after_disconnect=after_silence):
+            self._push_event(event)
         if after_silence:
             self._silent = self._reconnected = False
             self._push_event(SourceEvent("reconnect", float(stamps[0]),
