@@ -135,3 +135,17 @@ def test_recorder_failure_stops_recording_not_the_session(make_window, tmp_path)
     window.refresh_status()
     assert indicator.text().startswith("● recording to")
     close_window(window)
+
+
+def test_traces_skip_a_buffer_of_another_layout_until_renamed(app):
+    """Between the session's new buffers and the window hearing of them (a queued signal), a
+    redraw meets a buffer with another channel count: it draws nothing instead of failing."""
+    from dd_live.stream import RingBuffer
+
+    traces = TracesView()
+    traces.set_channels([f"E{c}" for c in range(16)], 250.0)
+    buffer = RingBuffer(8, 1000)
+    buffer.write(np.zeros((8, 500), dtype=np.float32), np.arange(500) / 250.0)
+    assert traces.refresh(buffer) is False and traces.n_redraws == 0
+    traces.set_channels([f"E{c}" for c in range(8)], 250.0)
+    assert traces.refresh(buffer) is True and drawn_rows(traces) == 8
