@@ -20,6 +20,7 @@ measured in the same run, so a busy machine shows up in both:
     .venv/bin/python benchmarks/live.py                   # the demo model, 20 s per mode
     .venv/bin/python benchmarks/live.py --model tiny --channels 128 --sfreq 1000
     .venv/bin/python benchmarks/live.py --startup --gui
+    .venv/bin/python benchmarks/live.py --startup-only --repeats 3
 """
 
 from __future__ import annotations
@@ -178,6 +179,38 @@ def measure_gui_fps(session_config, decoder, args, seconds: float) -> tuple[floa
     return rates[0], rates[1]
 
 
+#: Baselines for the start-up, each in a fresh interpreter in the same run: an empty Qt main
+#: window shown (the least any window costs), and importing the generator's stack (torch and
+#: diffusers' models: the least the first image costs, before any model is read).
+BARE_WINDOW_SCRIPT = r"""
+import time
+T0 = time.monotonic()
+import sys
+from PySide6 import QtWidgets
+app = QtWidgets.QApplication(sys.argv[:1])
+window = QtWidgets.QMainWindow()
+window.show()
+app.processEvents()
+print("SECONDS", time.monotonic() - T0)
+"""
+GENERATOR_IMPORT_SCRIPT = r"""
+import time
+T0 = time.monotonic()
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+print("SECONDS", time.monotonic() - T0)
+"""
+
+
+def _fresh_seconds(script: str) -> float:
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    for line in proc.stdout.splitlines():
+        if line.startswith("SECONDS "):
+            return float(line.split()[1])
+    raise RuntimeError(f"a start-up baseline failed: {proc.stderr.strip()[-500:]}")
+
+
 def measure_startup(model_args: list[str]) -> dict:
     proc = subprocess.run([sys.executable, "-c", STARTUP_SCRIPT, "demo", *model_args],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -185,6 +218,31 @@ def measure_startup(model_args: list[str]) -> dict:
         if line.startswith("STARTUP "):
             return json.loads(line[len("STARTUP "):])
     raise RuntimeError(f"the start-up probe failed: {proc.stderr.strip()[-500:]}")
+
+
+def report_startup(model_args: list[str], repeats: int = 1) -> None:
+    """Time to window / first sample / first image (median of ``repeats`` fresh processes),
+    beside the bare-window and generator-import baselines measured in between."""
+    runs, bare, stack = [], [], []
+    for _ in range(repeats):
+        runs.append(measure_startup(model_args))
+        bare.append(_fresh_seconds(BARE_WINDOW_SCRIPT))
+        stack.append(_fresh_seconds(GENERATOR_IMPORT_SCRIPT))
+    baselines = {"window": (float(np.median(bare)), "an empty Qt window"),
+                 "first_sample": (float(np.median(bare)), "an empty Qt window"),
+                 "first_image": (float(np.median(stack)), "importing torch + diffusers' models")}
+    print(f"\n{'start-up (s, median of ' + str(repeats) + ')':<44} {'dd-live':>9} "
+          f"{'baseline':>9} {'ratio':>7}")
+    for key in ("window", "first_sample", "first_image"):
+        values = [run[key] for run in runs if key in run]
+        label = "start-up: time to " + key.replace("_", " ") + " (s)"
+        base, what = baselines[key]
+        if len(values) < len(runs):
+            print(f"{label:<44} {'never':>9}")
+            continue
+        value = float(np.median(values))
+        print(f"{label:<44} {value:>9.2f} {base:>9.2f} {value / base:>7.2f}   (baseline: {what})")
+    print("  (a fresh `dd-live demo` window, from the interpreter's start, imports included)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gui", action="store_true", help="also the trace view's frame rate")
     parser.add_argument("--startup", action="store_true",
                         help="also time to window / first sample / first image (fresh process)")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="only the start-up times (no live runs)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fresh processes per start-up figure (the median is shown)")
     args = parser.parse_args(argv)
+    if args.startup_only:
+        report_startup(["--model", args.model], args.repeats)
+        return 0
 
     from dd_live.cli import _config_from_args, build_parser
     from dd_live.config import resolve_threads
@@ -263,13 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{f'GUI fps ({args.channels} ch, {GUI_FPS:g} target)':<44} {generating:>9.1f} "
               f"{paused:>9.1f} {generating / paused:>7.2f}   (baseline: generation paused)")
     if args.startup:
-        marks = measure_startup(model_args)
-        for key in ("window", "first_sample", "first_image"):
-            value = marks.get(key)
-            shown = f"{value:>9.2f}" if value is not None else f"{'never':>9}"
-            label = "start-up: time to " + key.replace("_", " ") + " (s)"
-            print(f"{label:<44} {shown}")
-        print("  (a fresh `dd-live demo` window, from the interpreter's start, imports included)")
+        report_startup(model_args, args.repeats)
     print(f"\nlatest: {latest['n_windows']} windows, {latest['n_images']} images; interval: "
           f"{interval['n_windows']} windows, {interval['n_images']} images")
     return 0 if latest["lost"] == 0 and interval["lost"] == 0 else 1

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the session's stack (scipy's filters, the sources) loads af
 logger = logging.getLogger(__name__)
 
 TRACE_INTERVAL_MS = 25  # 40 redraws/s requested; >= 30 fps on a busy 2-core machine
+PREVIEW_TRACE_INTERVAL_MS = 100  # 10 redraws/s while the model loads: the imports get the CPU
 SPECTRUM_INTERVAL_MS = 250
 STATUS_INTERVAL_MS = 250
 STATUS_MESSAGE_MS = 4000
@@ -522,6 +523,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.preview = preview
         self.session = preview
         self._show_stream(preview.info)
+        self.trace_timer.setInterval(PREVIEW_TRACE_INTERVAL_MS)
         for timer in (self.trace_timer, self.spectrum_timer, self.status_timer):
             timer.start()
 
@@ -576,6 +578,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if self._close_requested:
                 self.close()
             return
+        self.trace_timer.setInterval(TRACE_INTERVAL_MS)
         self.phase = "running"
         self.controls.set_running(True)
         info = session.info
