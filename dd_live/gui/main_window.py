@@ -627,6 +627,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         logger.info("window: the stream's layout changed to %d channels at %g Hz",
                     info.n_channels, info.sfreq)
+        if info.sfreq != self.traces.sfreq:  # the demo's judge reads windows at the rate
+            self.verdict.attach(self._thought_judge(session))
         self._show_stream(info)
         self._show_channel_stage(session)
         self.spectrum.clear()
