@@ -80,3 +80,13 @@ def test_a_counter_that_does_not_count_is_not_used():
     assert SampleCounter()(np.array([0.5, 1.5, 2.5])) is None  # not integers
     assert find_counter(("Fz", "COUNTER")) == 1 and find_counter(("Sample Index",)) == 0
     assert find_counter(("Fz", "Cz")) is None
+
+
+def test_a_counter_read_one_sample_at_a_time_is_judged_without_warnings():
+    # a board may deliver a single sample per read: no judgement on an empty set of steps
+    # (numpy warns "Mean of empty slice", an error under the test settings)
+    counter = SampleCounter(modulus=256)
+    missing = [counter(np.array([float(k)])) for k in range(20)]
+    assert counter.usable and counter._trusted
+    assert all(m is not None and m.tolist() == [0] for m in missing[1:])
+    assert counter(np.array([25.0])).tolist() == [5]  # 20..24 missing

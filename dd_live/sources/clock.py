@@ -42,6 +42,7 @@ COUNTER_NAMES = frozenset({
     "sample_counter", "samplecounter", "package_num", "package num", "packet counter",
     "packet_counter", "packetcounter",
 })
+COUNTER_JUDGED = 7  # steps a counter must show before it is trusted or given up
 COUNTER_TRUST = 0.9  # a counter is used when at least this share of its first steps are +1
 
 
@@ -72,6 +73,8 @@ class SampleCounter:
         self.usable = True
         self._trusted = False
         self._last: float | None = None
+        self._n_judged = 0  # steps seen before the counter is trusted
+        self._n_ones = 0  # of which +1
 
     def reset(self) -> None:
         """Forget the last value (after a reconnect the counter starts anew)."""
@@ -93,10 +96,15 @@ class SampleCounter:
         else:
             missing = np.where(steps >= 1, steps - 1, -1)
         if not self._trusted:
-            if values.size < 8 and self._last is None:
+            # the first step of the very first chunk is made up (prepended): judge the others,
+            # and only once there are enough of them (a chunk may hold a single sample)
+            judged = steps[1:] if self._last is None else steps
+            self._n_judged += judged.size
+            self._n_ones += int(np.count_nonzero(judged == 1))
+            if self._n_judged < COUNTER_JUDGED:
                 self._last = float(values[-1])
                 return missing.astype(np.int64)
-            if np.mean(steps[1:] == 1) < COUNTER_TRUST:
+            if self._n_ones < COUNTER_TRUST * self._n_judged:
                 self._give_up("its values do not step by one per sample")
                 return None
             self._trusted = True
