@@ -7,8 +7,6 @@ rails 1 s in) with the tiny random model.
 
 from __future__ import annotations
 
-import time
-
 import mne
 from PySide6 import QtCore, QtWidgets
 
@@ -16,20 +14,12 @@ from dd_live.config import AppConfig, GeneratorConfig
 from dd_live.gui import MainWindow
 from dd_live.gui.traces import BAD_MARK
 from dd_live.sources.synthetic import STANDARD_NAMES, synthetic_eeg
+from tests.test_gui import wait_until
 
 SFREQ = 250.0
 NAMES = STANDARD_NAMES[:16]
 
 
-def wait_until(condition, timeout: float) -> bool:
-    app = QtWidgets.QApplication.instance()
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        app.processEvents()
-        time.sleep(0.01)
-    return True
 
 
 def test_bad_channel_is_shown_and_a_channel_can_be_marked_by_hand(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from dd_live.errors import ConfigError, FileFormatError
 from dd_live.sources import open_source
 from dd_live.sources.replay import ReplaySource, read_recording
-from dd_live.stream import AcquisitionThread, RingBuffer
+from tests.test_readers import replay
 
 SFREQ = 250.0
 N_TIMES = 500
@@ -137,16 +137,6 @@ def test_xdf_replays_sample_identical_with_markers(tmp_path):
     assert [e.description for e in events if e.kind == "marker"] == ["stim/face", "stim/house"]
 
 
-def replay_events(spec):
-    """Samples and events of a replay through the acquisition thread (default settings)."""
-    source = open_source(spec, speed=0)
-    raw = RingBuffer(source.info.n_channels, 20_000)
-    acquisition = AcquisitionThread(source, raw, strict=True)
-    source.start()
-    while acquisition.state != "stopped":
-        acquisition.step()
-    source.stop()
-    return source, raw.get(0, raw.n_written)[0], list(acquisition.events)
 
 
 def test_xdf_markers_placed_by_time_stamps_across_a_clock_reset(tmp_path, caplog):
@@ -184,7 +174,7 @@ def test_xdf_markers_placed_by_time_stamps_across_a_clock_reset(tmp_path, caplog
     ])
 
     with caplog.at_level(logging.WARNING):
-        source, data, events = replay_events(f"file:{path}")
+        source, data, _, events = replay(f"file:{path}")
     np.testing.assert_array_equal(data[2], counter[0] * 1e-6)  # all 2000 samples, in order
     placed = {e.description: e.sample_index for e in events if e.kind == "marker"}
     expected = {texts[k]: int(np.argmin(np.abs(data_l - marker_l[k]))) for k in range(40)}

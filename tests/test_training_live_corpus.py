@@ -14,11 +14,11 @@ import pytest
 
 from dd_live import calibration
 from dd_live.config import AppConfig
-from dd_live.decoding import DecodedImages
 from dd_live.errors import ConfigError
 from dd_live.model import EEGEncoder, load
 from dd_live.session import LiveSession
 from dd_live.sources.replay import ReplaySource
+from tests.test_calibration import ProbeDecoder
 from training import pretrain
 from training.data.corpus import EEGCorpus, Preprocessing, build_corpus, live_preprocessing
 
@@ -45,19 +45,6 @@ def write_fif(path, annotate: bool = False):
         raw.set_annotations(mne.Annotations(onsets, 0.0, ["win"] * len(onsets)))
     raw.save(path, verbose="error")
     return path
-
-
-class ProbeDecoder:
-    """Stands in for the image model: keeps each window's model input (nothing is generated)."""
-
-    n_channels, n_times = TINY_SHAPE
-
-    def __init__(self):
-        self.inputs = []
-
-    def __call__(self, eeg, seed):
-        self.inputs.append(np.array(eeg, copy=True))
-        return DecodedImages(images=[], seeds=[], timings={})
 
 
 def test_pretrain_live_preprocessing_gives_the_live_apps_windows(tmp_path):
