@@ -219,9 +219,7 @@ def test_reference_time_conditioning_as_class_labels_matches_the_former_hook(tin
     ``class_labels`` (computed once per image, null rows included) makes the same images as the
     former forward pre-hook that computed it inside every UNet call, with and without guidance.
     Tolerance: <= 1 level of 255 (the 8-bit conversion is torch's here, numpy's in diffusers)."""
-    from diffusers import StableDiffusionPipeline
-
-    from dd_live.generate.schedulers import make_scheduler
+    from tests.test_generate_static import hooked_pipeline_images
 
     with torch.no_grad():
         tiny.time_cond.layers[2].bias.fill_(3.0)  # a time-embedding offset that shows in the image
@@ -232,25 +230,6 @@ def test_reference_time_conditioning_as_class_labels_matches_the_former_hook(tin
     context = torch.randn(2, CLIP_TOKENS, CLIP_DIM, generator=torch.Generator().manual_seed(0))
     for guidance in (1.0, 3.0):
         ours = np.stack([np.asarray(im) for im in loaded.configure(guidance_scale=guidance)(context, seed=5).images])
-        pipe = StableDiffusionPipeline(
-            vae=loaded.vae, text_encoder=None, tokenizer=None, unet=loaded.unet,
-            scheduler=make_scheduler("plms", loaded.scheduler_config), safety_checker=None,
-            feature_extractor=None, requires_safety_checker=False)
-        pipe.set_progress_bar_config(disable=True)
-
-        def add_class_labels(module, args, kwargs):
-            kwargs["class_labels"] = loaded.time_cond(kwargs["encoder_hidden_states"])
-            return args, kwargs
-
-        handle = loaded.unet.register_forward_pre_hook(add_class_labels, with_kwargs=True)
-        try:
-            with torch.inference_mode():
-                hooked = pipe(prompt_embeds=context, negative_prompt_embeds=torch.zeros_like(context)
-                              if guidance > 1 else None, num_inference_steps=STEPS, guidance_scale=guidance,
-                              height=IMAGE_SIZE, width=IMAGE_SIZE, output_type="np",
-                              generator=[torch.Generator().manual_seed(s) for s in (5, 6)]).images
-        finally:
-            handle.remove()
-        hooked = (hooked * 255).round().astype(np.uint8)
+        hooked = hooked_pipeline_images(loaded, context, (5, 6), steps=STEPS, guidance=guidance)
         assert np.abs(ours.astype(int) - hooked.astype(int)).max() <= 1
         assert ours.std() > 0
