@@ -409,7 +409,7 @@ def _read_mne(path: Path, fmt: str) -> Recording:
         annotations += _stim_markers(raw, stim, bdf=fmt == "BDF")
     eeg = [k for k, kind in enumerate(types) if kind in VOLT_TYPES]
     if edf is not None:  # an EDF/BDF whose channels have no physical dimension: by size
-        units = dict(zip(edf["labels"], edf["units"], strict=False))
+        units = dict(zip(edf["labels"], edf["units"]))
         unitless = [k for k in eeg if not units.get(raw.ch_names[k], "x").strip()]
         data[unitless] *= _unitless_scale(data, unitless, len(eeg), path.name)
     if eeg:
@@ -639,7 +639,7 @@ def one_hot_annotations(sample, labels) -> list[tuple[str, float]]:
     """
     return [
         (str(label), max(float(value), 0.0))
-        for label, value in zip(labels, sample, strict=False)
+        for label, value in zip(labels, sample)
         if value != 0 and np.isfinite(value)
     ]
 
