@@ -107,7 +107,10 @@ class GenerationWorker(Generic[JobT, ResultT]):
             self.n_failed += 1
             logger.exception("generation failed; the session goes on")
             if self._on_error is not None:
-                self._on_error(job, exc)
+                try:
+                    self._on_error(job, exc)
+                except Exception:  # the worker thread must outlive its observers
+                    logger.exception("an error callback failed")
         else:
             self.n_done += 1
             if self._on_result is not None:

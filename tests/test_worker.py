@@ -58,3 +58,34 @@ def test_thread_drains_on_stop():
     worker.stop(drain=True)
     assert results == ["a", "b"]
     assert not worker.running
+
+
+def test_a_failing_error_callback_does_not_end_the_thread(caplog):
+    """The worker thread outlives an ``on_error`` callback that raises: the next job runs."""
+    results = []
+    second_done = threading.Event()
+
+    def process(job):
+        if job == "bad":
+            raise RuntimeError("sampler exploded")
+        return job
+
+    def on_error(job, exc):
+        raise ValueError("the error observer is broken too")
+
+    def on_result(job, result):
+        results.append(result)
+        second_done.set()
+
+    worker = GenerationWorker(process, on_result=on_result, on_error=on_error).start()
+    try:
+        worker.submit("bad")
+        assert worker.drain(5)
+        worker.submit("good")
+        assert second_done.wait(5), "the worker thread died with the error callback"
+        assert results == ["good"]
+        assert worker.running
+        assert worker.n_failed == 1
+        assert "error callback failed" in caplog.text
+    finally:
+        worker.stop()
