@@ -277,3 +277,32 @@ def test_a_chunk_of_the_wrong_shape_is_an_error_with_the_shapes():
     assert acq.state == "error" and isinstance(acq.error, MontageError)
     assert "delivered a chunk of shape (3, 5), expected (2, 5)" in str(acq.error)
     assert list(acq.events) == events and events[-1].kind == "error"
+
+
+def test_a_marker_after_a_backward_seek_lands_on_the_replayed_samples():
+    """Seeking a replay back makes its timestamps go back: a marker replayed after the seek
+    belongs to the new samples, not to the older samples still in the buffer that carry the
+    same time stamp (those were what the marker's sample index named before the fix)."""
+    from dd_live.sources.readers import Recording
+    from dd_live.sources.replay import ReplaySource
+
+    n_times = 1000
+    data = np.zeros((2, n_times))
+    data[0] = np.arange(n_times)  # row 0 numbers the file's samples
+    recording = Recording(data, SFREQ, ("count", "Cz"), ("misc", "eeg"), ("", "V"),
+                          ((3.0, 0.0, "stim"),), "seek", "seek")
+    source = ReplaySource(recording, speed=float("inf"), chunk_duration=0.1)
+    raw = RingBuffer(2, 3000)
+    events = []
+    acquisition = AcquisitionThread(source, raw, on_events=events.extend, strict=True)
+    source.start()
+    while raw.n_written < 500:  # file samples 0..499: the marker at 300 passes once
+        acquisition.step()
+    source.seek(2.0)  # back to file sample 200: stream sample 500 is file sample 200
+    while raw.n_written < 800:
+        acquisition.step()
+    markers = [event for event in events if event.kind == "marker"]
+    assert [event.sample_index for event in markers] == [300, 600]
+    for event in markers:  # each lands on file sample 300
+        assert raw.get(event.sample_index, event.sample_index + 1)[0][0, 0] == 300
+    assert any(event.kind == "discontinuity" for event in events)

@@ -144,3 +144,13 @@ def test_one_writer_one_reader_always_see_contiguous_runs():
     assert not failures, failures[0]
     assert buffer.n_written >= n_total
     assert_run(*buffer.latest(CAPACITY), buffer.n_written - CAPACITY)
+
+
+def test_index_at_from_a_start_searches_only_the_later_samples():
+    buffer = RingBuffer(1, 50)
+    times = np.r_[np.arange(30), np.arange(10, 30)] / SFREQ  # the clock went back at index 30
+    buffer.write(np.zeros((1, 50)), times)
+    assert buffer.index_at(15 / SFREQ, start=30) == 35
+    assert buffer.index_at(0.0, start=30) == 30  # all later -> the start
+    assert buffer.index_at(1e6, start=30) == 50
+    assert buffer.index_at(0.0, start=60) == 50  # a start not written yet -> the next index

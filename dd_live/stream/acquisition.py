@@ -126,6 +126,9 @@ class AcquisitionThread:
         self._n_samples = 0
         self.n_filter_resets = 0  # the filter restarted after a gap or a clock jump
         self._last_timestamp: float | None = None
+        # first sample after the timestamps last went back (a replay seeked backwards): events
+        # are placed among the samples from here on, not on older ones with the same time
+        self._run_start = 0
         self._last_data_time: float | None = None
         self._source_ended = False
         self._thread: threading.Thread | None = None
@@ -193,6 +196,9 @@ class AcquisitionThread:
             self._gap_event(first_index + int(k), float(timestamps[k]), float(steps[k]))
             for k in breaks
         ] if report_gaps else []
+        back = breaks[steps[breaks] < 0]
+        if back.size:
+            self._run_start = first_index + int(back[-1])
         if self._filt is not None:
             pieces = []
             for begin, end in zip(np.r_[0, breaks], np.r_[breaks, n_times], strict=True):
@@ -285,7 +291,7 @@ class AcquisitionThread:
         return placed
 
     def _to_stream_event(self, event: SourceEvent) -> StreamEvent:
-        index = self._raw.index_at(event.timestamp)
+        index = self._raw.index_at(event.timestamp, start=self._run_start)
         return StreamEvent(
             event.kind,
             index,

@@ -137,22 +137,27 @@ class RingBuffer:
             data, times = self._copy(first, stop)
             return data, times, first
 
-    def index_at(self, timestamp: float) -> int:
-        """Absolute index of the first held sample whose timestamp is >= ``timestamp``.
+    def index_at(self, timestamp: float, start: int = 0) -> int:
+        """Absolute index of the first held sample at or after ``start`` whose timestamp is
+        >= ``timestamp``.
 
-        Returns ``n_written`` when no held sample is that late, and the oldest held index when
-        all are later. Assumes timestamps increase.
+        Returns ``n_written`` when no such sample is that late, and the oldest such index when
+        all are later. Assumes timestamps increase from ``start`` on (a stream whose clock went
+        back searches from the first sample after the jump).
         """
         with self._lock:
             stop = self._n_written
-            n_held = min(stop, self._capacity)
-            pos = (stop - n_held) % self._capacity
-            head = min(n_held, self._capacity - pos)
-            older, newer = self._times[pos : pos + head], self._times[: n_held - head]
+            first = max(int(start), stop - min(stop, self._capacity))
+            if first >= stop:
+                return stop
+            n = stop - first
+            pos = first % self._capacity
+            head = min(n, self._capacity - pos)
+            older, newer = self._times[pos : pos + head], self._times[: n - head]
             offset = int(np.searchsorted(older, timestamp, side="left"))
             if offset == head:
                 offset += int(np.searchsorted(newer, timestamp, side="left"))
-            return stop - n_held + offset
+            return first + offset
 
     def _copy(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Two slice copies at most; the caller holds the lock and checked the range."""
