@@ -61,6 +61,7 @@ MARKER_PREFIX = "image:"
 MARKER_STREAM = "dd-live-calibration"
 TABLE_COLUMNS = ("trial", "image_id", "file", "sha256", "onset_sample", "onset_time", "split")
 ONSET_LOOKBACK = 2.0  # s of received samples searched for an onset stamped before they arrived
+LEAD_OUT_MARGIN = 0.25  # s recorded after the last window, for samples still in transit
 REPLAY_CHUNK = 0.02  # s per chunk when a session is replayed for training (dd-live replay's)
 REPLAY_BUFFER = 120.0  # s of samples kept while a replay for training is cut into windows
 ID_LENGTH = 12  # hex digits of the content hash that make an image id
@@ -306,6 +307,7 @@ class CalibrationRun:
         self._pending: list[_Pending] = []
         self._search_from = 0
         self._last_placed = 0
+        self._last_onset: float | None = None
         self._table = None
         self._writer = None
         self.rows: list[dict[str, Any]] = []
@@ -367,8 +369,20 @@ class CalibrationRun:
 
             self._outlet.push_sample([MARKER_PREFIX + trial.stimulus.image_id], pylsl.local_clock())
         self._pending.append(_Pending(trial, onset_time))
+        self._last_onset = onset_time
         self.n_presented += 1
         return onset_time
+
+    def _wait_for_last_window(self) -> None:
+        """Record until the last onset's ``[window] offset + length`` has passed (an rsvp
+        trial's 0.2 s is shorter than the 0.46 s its window needs), so a finished run's every
+        image has a whole window to train on."""
+        if self._last_onset is None:
+            return
+        w = self.app_config.window
+        left = self._last_onset + w.offset + w.length + 1.0 / self.source.info.sfreq - self.clock()
+        if left > 0:
+            self.wait(left + (0.0 if self.simulated else LEAD_OUT_MARGIN))
 
     def wait(self, seconds: float) -> None:
         """Let ``seconds`` of signal pass (sleeps in real time; steps the source when simulated)."""
@@ -429,6 +443,8 @@ class CalibrationRun:
         self.aborted = self.aborted or aborted
         try:
             if self.session.raw is not None:
+                if not self.aborted:  # the last image's window ends after its blank
+                    self._wait_for_last_window()
                 if self.simulated and self._pending:
                     self.wait(1.0 / self.source.info.sfreq)
                 self.poll()

@@ -209,13 +209,13 @@ def test_windows_over_a_recorded_dropout_are_skipped_as_live(tmp_path, caplog):
     # the 0.02 s + 0.44 s windows (samples onset+5 ... onset+115) that overlap it
     hit = [r for r in rows if r["onset_sample"] + 5 < 700 and r["onset_sample"] + 115 > 600]
     complete = [r for r in rows if r["onset_sample"] + 115 <= recording.n_times]
-    assert len(hit) == 4 and len(complete) == 12
+    assert len(hit) == 4 and len(complete) == len(rows) == 14  # a finished run: every window whole
     config = AppConfig.from_toml(folder / "config.toml").replace(quality={"mode": "off"},
                                                                 record={"enabled": False})
     with caplog.at_level("INFO"):
         pairs = CalibrationPairs(folder, "all", n_channels=8, n_times=64, image_size=16,
                                  app_config=config)
-    assert "4 of 12 windows hold NaN/Inf samples" in caplog.text
+    assert "4 of 14 windows hold NaN/Inf samples" in caplog.text
     assert [pairs.image_keys[label] for label in pairs.labels] == [
         r["sha256"] for r in complete if r not in hit]
     assert np.isfinite(pairs.eeg).all()
@@ -225,7 +225,7 @@ def test_windows_over_a_recorded_dropout_are_skipped_as_live(tmp_path, caplog):
     session.start()
     for _ in range(100_000):
         session.step()
-        if session.source.finished and len(probe.inputs) + session.n_rejected >= 12:
+        if session.source.finished and len(probe.inputs) + session.n_rejected >= 14:
             break
     session.stop()
     assert session.n_rejected == 4
@@ -281,3 +281,16 @@ def test_a_real_board_gets_lsl_markers_that_match_the_table(tmp_path):
     assert [e["sample"] for e in events] == [int(r["onset_sample"]) for r in rows]
     n_samples = len(np.fromfile(run.folder / "timestamps.f64"))
     assert all(0 < int(r["onset_sample"]) < n_samples for r in rows)
+
+
+def test_a_finished_rsvp_calibration_records_the_last_images_whole_window(tmp_path):
+    # rsvp trials last 0.2 s but a window needs 0.02 + 0.44 s: the recording must go on past the
+    # last blank, or a finished run's last images have no window to train on
+    images = draw_images(tmp_path / "img", 10)
+    run = calibrate(images, CalibrationConfig(test_images=2, test_repeats=3, seed=6),
+                    app_config(tmp_path), headless=True, speed=0)
+    assert not run.aborted and len(run.rows) == 8 + 2 * 3
+    n_samples = len(np.fromfile(run.folder / "timestamps.f64"))
+    assert max(r["onset_sample"] for r in run.rows) + 5 + 110 <= n_samples
+    pairs = CalibrationPairs(run.folder, "all", n_times=64, image_size=16)
+    assert len(pairs) == len(run.rows)
