@@ -845,7 +845,8 @@ class LiveSession:
         if self.acquisition is not None:
             self.acquisition.stop()
         try:
-            self.source.stop()
+            if self._source is not None:  # (None: the source could not be opened at start)
+                self._source.stop()
         except Exception as exc:
             logger.exception("stopping the source failed")
             self.callbacks.emit("error", "source", exc)

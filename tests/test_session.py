@@ -258,3 +258,18 @@ def test_default_torch_threads_leave_one_core_to_acquisition_and_the_window():
         assert set_torch_threads(0) == torch.get_num_threads() == max(1, cores - 1)
     finally:
         torch.set_num_threads(before)
+
+
+def test_stop_after_a_failed_start_reports_no_error(tmp_path, caplog):
+    """A source that cannot be opened fails start() with its reason; the stop() that follows
+    (a window closing, a with-block) reports nothing more: no second, misleading error."""
+    config = AppConfig().replace(source={"spec": f"file:{tmp_path / 'missing.fif'}"})
+    session = LiveSession(config, generate=False, threaded=False)
+    errors = []
+    session.callbacks.error.append(lambda part, exc: errors.append((part, exc)))
+    with pytest.raises(Exception, match="missing.fif"):
+        session.start()
+    session.stop()
+    assert session.state == "stopped"
+    assert errors == []
+    assert "stopping the source failed" not in caplog.text
