@@ -59,6 +59,13 @@ def test_query_finds_each_image_by_its_own_embedding_and_caches(gallery, weights
     np.testing.assert_array_equal(again.embeddings, retriever.embeddings)
     os.utime(gallery / "1.png", (1, 1))  # a changed file is embedded again, the others come from the cache
     assert ImageRetriever.from_folder(gallery, clip_model="ddlive-tiny-clip", pretrained=weights).n_embedded == 1
+    # other weights written to the same file (a model trained again): every image is embedded anew
+    torch.manual_seed(1)
+    model = open_clip.create_model("ddlive-tiny-clip")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
+    os.utime(weights, ns=(os.stat(weights).st_atime_ns, os.stat(weights).st_mtime_ns + 10**9))
+    fresh = ImageRetriever.from_folder(gallery, clip_model="ddlive-tiny-clip", pretrained=weights)
+    assert fresh.n_embedded == 4 and not np.allclose(fresh.embeddings, retriever.embeddings)
 
 
 def test_bad_queries_and_folders_are_clear_errors(gallery, weights, tmp_path):

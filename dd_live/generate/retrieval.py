@@ -92,6 +92,10 @@ class ImageRetriever:
         if not paths:
             raise GenerationError(f"image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         model_id = f"{clip_model}|{pretrained}"
+        weights = Path(str(pretrained)).expanduser() if pretrained else None
+        if weights is not None and weights.is_file():  # a retrained file at the same path
+            stat = weights.stat()
+            model_id += f"|{stat.st_size}|{stat.st_mtime_ns}"
         cache = _read_cache(folder / CACHE_FILE, model_id)
         cached = dict(zip(cache.names, zip(cache.mtimes, cache.embeddings))) if cache else {}
         mtimes = np.array([p.stat().st_mtime for p in paths])
