@@ -333,9 +333,6 @@ class LiveSession:
             else BadChannelTracker(info.sfreq, judged_names, max_bad=cfg.channels.max_bad,
                                    bad_seconds=cfg.channels.bad_seconds)
 
-    def _make_filter(self, sfreq: float, n_channels: int) -> StreamingFilter | MainsFilter | None:
-        return make_filter(self.config.filter, sfreq, n_channels)
-
     def _make_preprocessor(self, info) -> WindowPreprocessor:
         """Pick, repair and map the channels for the model; the mapping is logged and kept in
         :attr:`channel_map`."""
