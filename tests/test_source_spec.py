@@ -54,3 +54,33 @@ def test_bad_spec_lists_accepted_forms(spec, why):
         ConfigError, match=rf"(?s)bad source spec .*{why}.*Accepted forms:.*lsl-type:TYPE"
     ):
         open_source(spec)
+
+
+def test_a_yes_no_parameter_that_is_neither_is_refused(tmp_path):
+    """``loop=maybe`` used to replay once without a word; now it is a clear error."""
+    import mne
+    import numpy as np
+
+    raw = mne.io.RawArray(np.zeros((2, 500)), mne.create_info(2, 250.0, "eeg"), verbose="error")
+    path = tmp_path / "x_raw.fif"
+    raw.save(path, verbose="error")
+    assert open_source(f"file:{path}?loop=yes").loop
+    assert not open_source(f"file:{path}?loop=0").loop
+    with pytest.raises(ConfigError, match=r"loop must be one of .*got 'maybe'"):
+        open_source(f"file:{path}?loop=maybe")
+    with pytest.raises(ConfigError, match=r"realtime must be one of .*got 'sometimes'"):
+        open_source("synthetic?realtime=sometimes")
+    with pytest.raises(ConfigError, match=r"dejitter must be one of .*got 'maybe'"):
+        open_source("brainflow:-1?dejitter=maybe")
+    assert open_source("brainflow:-1?dejitter=off").dejitter is False
+
+
+def test_a_replay_speed_that_is_no_number_names_the_setting(tmp_path):
+    import mne
+    import numpy as np
+
+    raw = mne.io.RawArray(np.zeros((2, 500)), mne.create_info(2, 250.0, "eeg"), verbose="error")
+    path = tmp_path / "x_raw.fif"
+    raw.save(path, verbose="error")
+    with pytest.raises(ConfigError, match=r"replay speed must be a number .*got 'fast'"):
+        open_source(f"file:{path}?speed=fast")

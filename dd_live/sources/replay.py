@@ -28,7 +28,13 @@ MIN_SPEED, MAX_SPEED = 0.25, 8.0
 
 
 def _check_speed(speed: float) -> float:
-    speed = float(speed)
+    try:
+        speed = float(speed)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"replay speed must be a number ({MIN_SPEED:g} to {MAX_SPEED:g}, or 0 for as fast as "
+            f"possible), got {speed!r}"
+        ) from None
     if speed == 0 or math.isinf(speed):
         return math.inf
     if not MIN_SPEED <= speed <= MAX_SPEED:

@@ -96,9 +96,13 @@ def _options(spec: str, params: dict, allowed: set[str]) -> dict:
     return params
 
 
-def _as_bool(options: dict, key: str) -> None:
+def _as_bool(spec: str, options: dict, key: str) -> None:
+    """Turn a yes/no parameter into a bool; any other word is refused (not taken as no)."""
     if key in options and not isinstance(options[key], bool):
         value = str(options[key]).lower()
+        if value not in TRUE_WORDS | FALSE_WORDS:
+            raise _bad_spec(spec, f"{key} must be one of {sorted(TRUE_WORDS | FALSE_WORDS)}, "
+                                  f"got {options[key]!r}")
         options[key] = value in TRUE_WORDS
 
 
@@ -121,7 +125,7 @@ def open_source(spec: str, **overrides) -> Source:
         state, params = _split_query(spec, body)
         options = _options(spec, params, SYNTHETIC_OPTIONS)
         for key in ("counter", "realtime", "viewer"):
-            _as_bool(options, key)
+            _as_bool(spec, options, key)
         if state:
             options["state"] = state
         return SyntheticSource(**{**options, **overrides})
@@ -132,7 +136,8 @@ def open_source(spec: str, **overrides) -> Source:
         if not board:
             raise _bad_spec(spec, "no board given (brainflow:-1, brainflow:cyton...)")
         options = {k: params.pop(k) for k in list(params) if k in BRAINFLOW_OPTIONS}
-        _as_bool(options, "debug")
+        for key in ("debug", "dejitter"):
+            _as_bool(spec, options, key)
         return BrainFlowSource(board, params or None, **{**options, **overrides})
     if kind in ("lsl", "lsl-type", "lsl-id"):
         from dd_live.sources.lsl import LSLSource
@@ -141,7 +146,8 @@ def open_source(spec: str, **overrides) -> Source:
         if not target:
             raise _bad_spec(spec, f"no stream given after {kind}:")
         options = _options(spec, params, LSL_OPTIONS)
-        _as_bool(options, "recover")
+        for key in ("recover", "dejitter"):
+            _as_bool(spec, options, key)
         key = {"lsl": "name", "lsl-type": "stype", "lsl-id": "source_id"}[kind]
         options[key] = target
         options = {**options, **overrides}
@@ -157,6 +163,6 @@ def open_source(spec: str, **overrides) -> Source:
             raise _bad_spec(spec, "it is no source kind, and no file or folder of that name "
                             "exists")
         options = _options(spec, params, REPLAY_OPTIONS)
-        _as_bool(options, "loop")
+        _as_bool(spec, options, "loop")
         return ReplaySource(path, **{**options, **overrides})
     raise _bad_spec(spec, f"unknown kind {kind!r}")
