@@ -319,7 +319,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from dd_live.calibration import CalibrationConfig, calibrate
 
     args.model = NO_MODEL  # a calibration shows images; it makes none
-    config = _config_from_args(args).replace(record={"root": str(args.out)})
+    config = _config_from_args(args)
+    if args.out is not None:  # else the --config file's [record] root (default: runs)
+        config = config.replace(record={"root": str(args.out)})
     calibration = CalibrationConfig(
         design=args.design, n_trials=args.trials, on=args.on, blank=args.blank,
         test_images=args.test_images, test_repeats=args.test_repeats,
@@ -538,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--break-every", type=int, default=0, help="a break every N trials")
     p.add_argument("--copy-images", action="store_true",
                    help="copy the images into the session folder")
-    p.add_argument("--out", type=Path, default=Path("runs"), help="folder for the session folder")
+    p.add_argument("--out", type=Path, help="folder for the session folder (default: the "
+                   "--config file's [record] root, else runs)")
     p.add_argument("--headless", action="store_true", help="no window (simulated viewer, tests)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="1: real time; 0: simulated time as fast as possible (simulated viewer)")

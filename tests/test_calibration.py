@@ -294,3 +294,16 @@ def test_a_finished_rsvp_calibration_records_the_last_images_whole_window(tmp_pa
     assert max(r["onset_sample"] for r in run.rows) + 5 + 110 <= n_samples
     pairs = CalibrationPairs(run.folder, "all", n_times=64, image_size=16)
     assert len(pairs) == len(run.rows)
+
+
+def test_cli_calibrate_records_where_the_config_file_says_unless_out_is_given(tmp_path, capsys):
+    images = draw_images(tmp_path / "img", 4)
+    config = tmp_path / "dd-live.toml"
+    config.write_text(f'[record]\nroot = "{(tmp_path / "from-config").as_posix()}"\n')
+    argv = ["calibrate", "--source", VIEWER, "--images", str(images), "--headless", "--speed", "0",
+            "--trials", "3", "--config", str(config)]
+    assert cli.main(argv) == 0
+    assert len(list((tmp_path / "from-config").iterdir())) == 1
+    assert cli.main([*argv, "--out", str(tmp_path / "from-cli")]) == 0  # the command line wins
+    assert len(list((tmp_path / "from-cli").iterdir())) == 1
+    assert len(list((tmp_path / "from-config").iterdir())) == 1
