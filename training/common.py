@@ -21,6 +21,19 @@ LOG_FILE = "log.jsonl"
 CONFIG_FILE = "train_config.json"
 
 
+def run_command(main) -> None:
+    """``python -m training.<stage>``: run ``main()``; a bad input or setting (any dd-live error:
+    a missing folder, a wrong file, a bad value) ends with its one-line message on stderr and
+    status 1, not a traceback."""
+    from dd_live.errors import DDLiveError
+
+    logging.basicConfig(level=logging.INFO)
+    try:
+        main()
+    except DDLiveError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
     """An Accelerator for CPU, one GPU, or many (accelerate launch / torchrun set the env).
 

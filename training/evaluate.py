@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
     args = parser.parse_args(argv)
     config = EvaluateConfig(**{name: getattr(args, name) for name in asdict(defaults)})
+    if not args.model.is_dir():
+        raise ConfigError(f"--model {args.model} is not a folder: give the model/ folder that "
+                          "python -m training.finetune wrote (e.g. runs/ft/model)")
     train_config = load_config(FinetuneConfig, args.train_config or args.model.parent / CONFIG_FILE)
     if args.data is not None:
         train_config = replace(train_config, data=args.data)
@@ -234,5 +237,6 @@ def write_grid(rows: list[dict], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    main()
+    from training.common import run_command
+
+    run_command(main)

@@ -352,5 +352,6 @@ def save_model_folder(accelerator, model, optimizer, scheduler_config, model_dir
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    main()
+    from training.common import run_command
+
+    run_command(main)

@@ -131,5 +131,6 @@ def save_checkpoint(accelerator, model, optimizer, output_dir: Path, epoch: int,
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    main()
+    from training.common import run_command
+
+    run_command(main)
