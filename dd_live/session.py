@@ -691,8 +691,9 @@ class LiveSession:
                                 "stop": job.window.stop})
             return
         self._last_timings = result.timings
-        if self.recorder is not None and job.segment == self._segment:
-            self.recorder.add_image(result)  # (a window of the previous layout: not this file's)
+        recorder = self.recorder  # read once: another thread may stop recording meanwhile
+        if recorder is not None and job.segment == self._segment:
+            recorder.add_image(result)  # (a window of the previous layout: not this file's)
         self.callbacks.emit("image", result)
 
     def _on_decode_error(self, job: _Job, exc: BaseException) -> None:
@@ -719,13 +720,15 @@ class LiveSession:
         self.callbacks.emit("state", "session", state, message)
 
     def _record_event(self, event: dict[str, Any]) -> None:
-        if self.recorder is not None:
-            self.recorder.add_event(event)
+        recorder = self.recorder  # read once: another thread may stop recording meanwhile
+        if recorder is not None:
+            recorder.add_event(event)
 
     # -- control -------------------------------------------------------------------------------
     def pause_generation(self) -> None:
         """Stop cutting windows and interrupt the running sampler (the GUI's stop button)."""
-        self._triggers_on = False
+        with self._lock:  # the dispatch thread cuts no window between this and cancel_pending()
+            self._triggers_on = False
         if self.worker is not None:
             self.worker.cancel_pending()  # a window cut before the pause does not start after it
         self._interrupt_decoder()
@@ -821,7 +824,8 @@ class LiveSession:
 
     @property
     def recording_path(self) -> Path | None:
-        return self.recorder.folder if self.recorder is not None else None
+        recorder = self.recorder
+        return recorder.folder if recorder is not None else None
 
     def stop(self) -> None:
         """Ordered shutdown: triggers, generator, acquisition, recorder. Safe to call twice."""
