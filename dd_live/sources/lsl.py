@@ -169,6 +169,16 @@ _FORMAT_NAMES = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int16
                  7: "int64"}
 
 
+def _close_quietly(inlet) -> None:
+    """Close an inlet's stream (None allowed); a failure to close is logged, not raised."""
+    if inlet is None:
+        return
+    try:
+        inlet.close_stream()
+    except Exception:  # a stream that is already gone cannot be closed twice
+        logger.debug("closing an LSL inlet failed", exc_info=True)
+
+
 class LSLSource(Source):
     """An LSL stream, found by name, type or source id (all given must match).
 
@@ -357,10 +367,12 @@ class LSLSource(Source):
         if self._clock is not None:
             self._clock.join(timeout=CLOCK_TIMEOUT + 1.0)
             self._clock = None
-        if self._inlet is not None:
-            self._inlet.close_stream()
+        for inlet in (self._inlet, self._marker_inlet,
+                      self._pending_layout[2] if self._pending_layout is not None else None):
+            _close_quietly(inlet)
         self._inlet = None
         self._marker_inlet = None
+        self._pending_layout = None
         self._resolver = None
 
     def _clock_loop(self) -> None:
@@ -523,6 +535,7 @@ class LSLSource(Source):
         except (pylsl.util.TimeoutError, pylsl.util.LostError) as err:
             logger.info("LSL stream %s came back but did not answer (%s); waiting",
                         self.info.name, err)
+            _close_quietly(inlet)
             return False
         self._resolver = None
         self.n_reconnects += 1
