@@ -367,7 +367,11 @@ class CalibrationRun:
         if self._outlet is not None:
             import pylsl
 
-            self._outlet.push_sample([MARKER_PREFIX + trial.stimulus.image_id], pylsl.local_clock())
+            # stamped at the flip, in the LSL clock: the onset's age on the source's clock
+            # (LSL, Unix or monotonic) carried over to LSL's own
+            age = max(0.0, self.clock() - onset_time)
+            self._outlet.push_sample([MARKER_PREFIX + trial.stimulus.image_id],
+                                     pylsl.local_clock() - age)
         self._pending.append(_Pending(trial, onset_time))
         self._last_onset = onset_time
         self.n_presented += 1

@@ -158,7 +158,8 @@ class EEGDecoder:
         if config.mode == "retrieve" or config.gallery:  # generate mode: nearest images beside
             from dd_live.generate.retrieval import retrieval_embedder
 
-            model_folder = Path(config.model).expanduser() if config.model != TINY_MODEL else None
+            model_folder = (None if config.model == TINY_MODEL else demo_model_dir()
+                            if config.model == DEMO_MODEL else Path(config.model).expanduser())
             retriever = ImageRetriever.from_folder(config.gallery,
                                                    **retrieval_embedder(config, model_folder))
         if config.mode == "retrieve":
