@@ -180,47 +180,15 @@ def signal_rows(decoder, tmp: Path) -> list[dict]:
 
 
 # -- LSL faults: real outlets in a subprocess -------------------------------------------------
-def outlet_main(phases: list[dict]) -> None:
-    """``--outlet``: push the phases (as tests/lsl_outlet.py does); each outlet stays until a
-    line (or the end) comes on stdin."""
-    import pylsl
-
-    rng = np.random.default_rng(0)
-    for phase in phases:
-        info = pylsl.StreamInfo(phase["name"], "EEG", phase["n_channels"], LSL_SFREQ,
-                                pylsl.cf_float32, phase["source_id"])
-        channels = info.desc().append_child("channels")
-        for c in range(phase["n_channels"]):
-            channel = channels.append_child("channel")
-            channel.append_child_value("label", phase.get("counter_label", "CH0") if c == 0
-                                       else f"E{c}")
-            channel.append_child_value("type", "misc" if c == 0 else "EEG")
-            channel.append_child_value("unit", "" if c == 0 else "microvolts")
-        outlet = pylsl.StreamOutlet(info, chunk_size=10)
-        outlet.wait_for_consumers(timeout=20.0)
-        counter = np.arange(phase["first"], phase["first"] + phase["n_samples"])
-        t0 = pylsl.local_clock() - counter[0] / LSL_SFREQ
-        wall0 = time.monotonic()
-        for begin in range(0, counter.size, 10):
-            part = counter[begin:begin + 10].astype(np.float64)
-            values = 20.0 * np.sin(0.3 * part[:, None] + np.arange(phase["n_channels"]))
-            values += 10.0 * np.sin(2 * np.pi * 10 * part[:, None] / LSL_SFREQ)
-            values[:, 0] = part
-            stamp = t0 + part[-1] / LSL_SFREQ + rng.uniform(-1, 1) * phase.get("jitter", 0.0)
-            outlet.push_chunk(np.ascontiguousarray(values), stamp)
-            due = wall0 + (part[-1] - counter[0] + 1) / LSL_SFREQ / 4.0  # 4x real time
-            time.sleep(max(0.0, due - time.monotonic()))
-        sys.stdin.readline()  # the reader has everything (or is done): the outlet may go
-        del outlet
-        time.sleep(0.5)
-    sys.stdin.read()
-
-
 def lsl_run(phases, decoder, until, tmp=None) -> Run:
     """The phases pushed by an outlet process; each outlet goes (a lost stream) once the
     session holds all its samples."""
-    proc = subprocess.Popen([sys.executable, __file__, "--outlet", json.dumps(phases)],
-                            stdin=subprocess.PIPE, text=True)
+    # the test suite's outlet process (tests/lsl_outlet.py), 4x real time; each outlet stays
+    # open until this side says it holds all of its samples
+    phases = [{"sfreq": LSL_SFREQ, "hold": 600.0, **p} for p in phases]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "lsl_outlet.py"),
+                             json.dumps(phases)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
     released = []
 
     def until_and_release(session):
@@ -457,9 +425,6 @@ def mne_lsl_row(decoder, tmp: Path) -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--outlet":
-        outlet_main(json.loads(sys.argv[2]))
-        return
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("dd_live").setLevel(logging.WARNING)  # collected for the table, not shown
     logging.getLogger("dd_live").propagate = False

@@ -165,19 +165,26 @@ def test_live_and_training_preprocessing_are_identical(tmp_path):
     config = AppConfig.from_toml(folder / "config.toml").replace(quality={"mode": "off"},
                                                                 record={"enabled": False})
     assert config.window.mode == "marker"
-    probe = ProbeDecoder()
-    session = LiveSession(config, source=ReplaySource(folder, speed=0), decoder=probe, threaded=False)
-    session.start()
-    for _ in range(100_000):
-        session.step()
-        if session.source.finished and len(probe.inputs) >= 12:
-            break
-    session.stop()
+    probe = replay_model_inputs(config, folder, 12)
     # training: the calibration loader on the same folder
     pairs = CalibrationPairs(folder, "all", n_channels=8, n_times=64, image_size=16,
                              app_config=config)
     assert len(probe.inputs) == len(pairs) == 12
     np.testing.assert_array_equal(np.stack(probe.inputs), pairs.eeg)
+
+
+def replay_model_inputs(config: AppConfig, path, n_windows: int) -> ProbeDecoder:
+    """What a real LiveSession replaying ``path`` at full speed feeds the model, window by
+    window, until the file ends and ``n_windows`` came."""
+    probe = ProbeDecoder()
+    session = LiveSession(config, source=ReplaySource(path, speed=0), decoder=probe, threaded=False)
+    session.start()
+    for _ in range(100_000):
+        session.step()
+        if session.source.finished and len(probe.inputs) >= n_windows:
+            break
+    session.stop()
+    return probe
 
 
 class DropoutViewer(SyntheticSource):

@@ -16,9 +16,7 @@ from dd_live import calibration
 from dd_live.config import AppConfig
 from dd_live.errors import ConfigError
 from dd_live.model import EEGEncoder, load
-from dd_live.session import LiveSession
-from dd_live.sources.replay import ReplaySource
-from tests.test_calibration import ProbeDecoder
+from tests.test_calibration import replay_model_inputs
 from training import pretrain
 from training.data.corpus import EEGCorpus, Preprocessing, build_corpus, live_preprocessing
 
@@ -64,14 +62,7 @@ def test_pretrain_live_preprocessing_gives_the_live_apps_windows(tmp_path):
     # the live app on the same file: a real session replaying it, a window after each annotation
     config = AppConfig().replace(window={"mode": "marker", "marker_match": "win"},
                                  quality={"mode": "off"}, record={"enabled": False})
-    probe = ProbeDecoder()
-    session = LiveSession(config, source=ReplaySource(fif, speed=0), decoder=probe, threaded=False)
-    session.start()
-    for _ in range(100_000):
-        session.step()
-        if session.source.finished and len(probe.inputs) >= 22:
-            break
-    session.stop()
+    probe = replay_model_inputs(config, fif, 22)
     assert len(probe.inputs) == 22
     np.testing.assert_array_equal(np.stack(probe.inputs), cached)
 
