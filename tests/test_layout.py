@@ -87,3 +87,65 @@ def test_lora_without_peft_names_the_extra(tmp_path, monkeypatch):
     generator = ImageGenerator.tiny(image_size=32, lora=tmp_path / "lora.safetensors")
     with pytest.raises(MissingExtraError, match=r"pip install 'dd-live\[lcm\]'"):
         generator.prepare()
+
+
+# -- the file readers: one module per format, no circles ---------------------------------------
+def _package_imports(folder) -> dict[str, set[str]]:
+    """``module -> the dd_live modules it imports`` (at the top or inside a function) for every
+    module under ``folder``, read from the source."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    graph = {}
+    for path in sorted((root / folder).rglob("*.py")):
+        name = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+        graph[name] = {m for m in imported if m.startswith("dd_live.")}
+    return graph
+
+
+def test_readers_import_no_caller_and_form_no_circle():
+    """No module of dd_live/sources imports a package that holds it (``dd_live.sources``,
+    ``dd_live.sources.io``: their ``__init__`` imports the modules) and no reader imports the
+    façade ``dd_live.sources.readers``; the import graph of dd_live/sources has no circle."""
+    graph = _package_imports("dd_live/sources")
+    assert len([m for m in graph if m.startswith("dd_live.sources.io.")]) >= 8  # one per format
+    for module, imported in graph.items():
+        holders = {p for p in ("dd_live.sources", "dd_live.sources.io")
+                   if module.startswith(p + ".")}
+        if module.startswith("dd_live.sources.io."):
+            holders.add("dd_live.sources.readers")
+        assert not imported & holders, f"{module} imports {imported & holders}"
+    state = dict.fromkeys(graph, "new")
+
+    def visit(module, path):
+        if state[module] == "open":
+            raise AssertionError("import circle: " + " -> ".join([*path, module]))
+        if state[module] == "new":
+            state[module] = "open"
+            for other in sorted(graph[module] & set(graph)):
+                visit(other, [*path, module])
+            state[module] = "done"
+
+    for module in graph:
+        visit(module, [])
+
+
+def test_every_reader_module_imports_first_in_a_fresh_interpreter():
+    """Each module of the readers' package imported first, in its own interpreter: a circle of
+    top-level imports fails whichever module of it comes first."""
+    modules = sorted(m for m in _package_imports("dd_live/sources/io"))
+    code = "import importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)"
+    for first in modules:
+        order = [first, *(m for m in modules if m != first)]
+        subprocess.run([sys.executable, "-c", code, *order], check=True, timeout=120)
+    from dd_live.sources.readers import SUPPORTED, FileEvent, Recording, read_recording
+    from dd_live.sources.replay import ReplaySource  # noqa: F401 (imported as callers do)
+
+    assert callable(read_recording) and Recording and FileEvent and ".xdf" in SUPPORTED

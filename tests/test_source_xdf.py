@@ -7,6 +7,7 @@ chunk per stream, clock offsets, stream footers.
 """
 
 import logging
+import re
 import struct
 
 import numpy as np
@@ -52,11 +53,13 @@ def _footer(first, last, count):
 
 
 def xdf_stream(name, stype, timestamps, values, srate=SFREQ, labels=(), unit="microvolts",
-               offsets=None, chunk=None, types=None):
+               offsets=None, chunk=None, types=None, first_stamp_only=False):
     """One stream for :func:`write_xdf_streams`. ``values``: ``(n_channels, n_times)`` numbers
     (float32 on disk) or a list of strings (a marker stream); ``offsets``: ``[(time, offset)]``
     clock offsets on the stream's clock (default: zero at both ends); ``chunk``: samples per
-    samples chunk (default: all in one)."""
+    samples chunk (default: all in one); ``first_stamp_only``: only the first sample of each
+    chunk carries its time stamp, the others are deduced from the rate (as LabRecorder
+    writes a regular stream)."""
     is_string = isinstance(values, list)
     n_channels = 1 if is_string else values.shape[0]
     if offsets is None:
@@ -65,7 +68,8 @@ def xdf_stream(name, stype, timestamps, values, srate=SFREQ, labels=(), unit="mi
     return dict(name=name, type=stype, timestamps=np.asarray(timestamps, dtype=float),
                 values=values, srate=srate, labels=labels, unit=unit, offsets=offsets,
                 chunk=chunk or max(len(timestamps), 1), types=types,
-                fmt="string" if is_string else "float32", n_channels=n_channels)
+                fmt="string" if is_string else "float32", n_channels=n_channels,
+                first_stamp_only=first_stamp_only)
 
 
 def write_xdf_streams(path, streams):
@@ -85,8 +89,9 @@ def write_xdf_streams(path, streams):
                                    for t, v in zip(stamps[part], s["values"][part]))
             else:
                 samples = b"".join(
-                    b"\x08" + struct.pack("<d", t) + column.astype("<f4").tobytes()
-                    for t, column in zip(stamps[part], s["values"][:, part].T))
+                    (b"\x00" if s["first_stamp_only"] and k else b"\x08" + struct.pack("<d", t))
+                    + column.astype("<f4").tobytes()
+                    for k, (t, column) in enumerate(zip(stamps[part], s["values"][:, part].T)))
             out.append(_chunk(3, struct.pack("<I", sid) + _varlen(len(stamps[part])) + samples))
     for sid, s in enumerate(streams, start=1):
         for t, offset in s["offsets"]:
@@ -302,6 +307,86 @@ def test_xdf_cut_short_keeps_the_complete_chunks(tmp_path, caplog):
     assert recording.n_times == 400  # 8 whole chunks of 50
     np.testing.assert_allclose(recording.data, eeg_uv[:, :400].astype(np.float32) * 1e-6,
                                rtol=1e-6)
+
+
+def _chunks(content: bytes) -> list[tuple[int, int]]:
+    """``(byte offset, tag)`` of every chunk of an XDF file's bytes."""
+    chunks, position = [], 4
+    while position < len(content):
+        width = content[position]
+        length = int.from_bytes(content[position + 1 : position + 1 + width], "little")
+        chunks.append((position, struct.unpack("<H", content[position + 1 + width :][:2])[0]))
+        position += 1 + width + length
+    return chunks
+
+
+def _labrecorder_like(path, eeg_uv):
+    """An EEG stream in chunks of 50 samples, each stamped once (as LabRecorder writes)."""
+    write_xdf_streams(path, [xdf_stream("eeg", "EEG", 1.0 + np.arange(N_TIMES) / SFREQ, eeg_uv,
+                                        labels=CH_NAMES, chunk=50, first_stamp_only=True)])
+    content = path.read_bytes()
+    samples = [(k + 1, at) for k, (at, tag) in enumerate(_chunks(content)) if tag == 3]
+    return content, samples
+
+
+def _replayed_notices(path) -> list[str]:
+    source = ReplaySource(path, speed=0).start()
+    notices = []
+    while not source.finished:
+        source.read()
+        notices += [e.description for e in source.pop_events() if e.kind == "notice"]
+    source.stop()
+    return notices
+
+
+def test_xdf_with_random_bytes_in_a_chunk_keeps_the_chunks_before(tmp_path, caplog):
+    """Random bytes inside the 6th samples chunk: pyxdf reads them as time stamps and loses
+    its place in the file, then reads a "chunk length" from sample bytes (an invalid length
+    here; in other files one of gigabytes, which it tries to allocate: MemoryError). The chunk
+    is named with its offset, the 5 chunks before it are read sample-exact."""
+    eeg_uv = np.random.default_rng(11).normal(0, 20, (3, N_TIMES))
+    path = tmp_path / "garbled.xdf"
+    content, samples = _labrecorder_like(path, eeg_uv)
+    number, at = samples[5]
+    garbage = at + 200
+    path.write_bytes(content[:garbage] + np.random.default_rng(3).bytes(64)
+                     + content[garbage + 64 :])
+    with caplog.at_level(logging.WARNING):
+        recording = read_recording(path)
+    expected = f"samples chunk {number} (at byte {at})"
+    assert f"garbled.xdf is damaged: {expected}" in caplog.text
+    assert re.search(r"sample \d+ \(at byte \d+\) has a time-stamp byte count of \d+", caplog.text)
+    assert f"Reading the {number - 1} complete chunks before it ({at} bytes)" in caplog.text
+    assert recording.n_times == 250  # the 5 samples chunks before the damaged one
+    np.testing.assert_allclose(recording.data, eeg_uv[:, :250].astype(np.float32) * 1e-6,
+                               rtol=1e-6)
+    assert expected in recording.events[-1].description and recording.events[-1].index == 249
+    assert any(expected in text for text in _replayed_notices(path))
+
+
+def test_xdf_chunk_length_larger_than_the_file_keeps_the_chunks_before(tmp_path, caplog):
+    eeg_uv = np.random.default_rng(12).normal(0, 20, (3, N_TIMES))
+    path = tmp_path / "long.xdf"
+    content, samples = _labrecorder_like(path, eeg_uv)
+    number, at = samples[7]
+    path.write_bytes(content[: at + 1] + struct.pack("<Q", 2_100_000_000) + content[at + 9 :])
+    with caplog.at_level(logging.WARNING):
+        recording = read_recording(path)
+    size = f"{len(content) / 1e3:.1f} kB"
+    assert (f"long.xdf is damaged: chunk {number} (at byte {at}) claims 2.1 GB, beyond the end "
+            f"of the file ({size})") in caplog.text
+    np.testing.assert_allclose(recording.data, eeg_uv[:, :350].astype(np.float32) * 1e-6,
+                               rtol=1e-6)
+
+
+def test_xdf_damaged_before_any_samples_is_refused_naming_the_chunk(tmp_path):
+    path = tmp_path / "header.xdf"
+    content, samples = _labrecorder_like(path, np.zeros((3, N_TIMES)))
+    header_at = _chunks(content)[1][0]  # the stream header
+    path.write_bytes(content[: header_at + 40] + b"\x00<<>>" + content[header_at + 46 :])
+    with pytest.raises(FileFormatError, match=rf"header.xdf is damaged: the stream header, "
+                       rf"chunk 2 \(at byte {header_at}\), is not valid XML"):
+        read_recording(path)
 
 
 def test_xdf_channel_types_and_mne_lsl_units(tmp_path):

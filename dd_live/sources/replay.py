@@ -1,6 +1,6 @@
 """Replay of a recorded file (or a dd-live session folder) as a :class:`Source`.
 
-:class:`ReplaySource` streams a :class:`Recording` (read by :mod:`dd_live.sources.readers`)
+:class:`ReplaySource` streams a :class:`Recording` (read by :mod:`dd_live.sources.io`)
 at ``speed`` × the real rate, paced drift-free from the monotonic clock, with seek,
 pause/resume and loop. :func:`read_recording` and :class:`Recording` are re-exported here.
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 from dd_live.errors import ConfigError
 from dd_live.sources.base import Source, SourceEvent, StreamInfo, empty_chunk
-from dd_live.sources.readers import SUPPORTED, Recording, read_recording
+from dd_live.sources.io import SUPPORTED, Recording, read_recording
 
 __all__ = ["SUPPORTED", "Recording", "ReplaySource", "read_recording"]
 

@@ -11,7 +11,7 @@ Dropped packets are found from the wrapping sample index (0-255 on a Cyton, even
 Cyton+Daisy), cross-checked with the time stamps for losses longer than one wrap, and become
 ``"gap"`` :class:`FileEvent` (a replay moves its clock on by their duration); a Ganglion's
 index (two samples per packet id) cannot tell and is not used. The Marker column becomes
-annotations. :func:`read_openbci` is called by :func:`~dd_live.sources.readers.read_recording`
+annotations. :func:`read_openbci` is called by :func:`~dd_live.sources.io.read_recording`
 for ``.txt`` (and ``.csv``) files that start with ``%OpenBCI``.
 """
 
@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from dd_live.errors import FileFormatError
-from dd_live.sources.readers import FileEvent, Recording
+from dd_live.sources.io.base import FileEvent, Recording
 from dd_live.sources.units import MICROVOLT, check_amplitude
 
 logger = logging.getLogger(__name__)
+
+OPENBCI_MAGIC = "%OpenBCI"  # the first line of every OpenBCI GUI recording
 
 # the sample-index modulus of the boards whose index counts samples one by one (BrainFlow:
 # the Cyton's packet counter 0-255; Cyton+Daisy: even numbers 0-254, one per pair of packets).
