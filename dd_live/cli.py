@@ -406,6 +406,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     try:
         out = convert(args.src, args.dst)
     except CheckpointError as exc:
+        if str(args.src).endswith(".safetensors"):  # a weights file: the hint does not apply
+            raise
         raise CheckpointError(f"{exc} (convert also takes an ImageNet-EEG data file such as "
                               "eeg_5_95_std.pth)") from None
     print(f"wrote {out}")

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from dd_live.errors import CheckpointError, ConfigError
+from dd_live.model.safe_load import read_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def load_classifier(folder: str | Path) -> StateClassifier:
         config = meta["config"]
         config = StateClassifierConfig(**{**config, "widths": tuple(config["widths"])})
         model = StateClassifier(config, tuple(meta["class_names"]))
-        model.load_state_dict(load_file(folder / WEIGHTS_FILE))  # strict: every key checked
+        model.load_state_dict(read_safetensors(folder / WEIGHTS_FILE))  # strict: every key checked
     except (OSError, KeyError, TypeError, json.JSONDecodeError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"{folder} is not a state classifier folder ({CONFIG_FILE} + "
                               f"{WEIGHTS_FILE}): {error}") from error

@@ -58,7 +58,7 @@ from dd_live.generate.tiny import (
     tiny_unet_config,
     tiny_vae_config,
 )
-from dd_live.model import CLIP_DIM, CLIP_TOKENS
+from dd_live.model import CLIP_DIM, CLIP_TOKENS, check_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +209,7 @@ class ImageGenerator:
                 vae=self.vae, text_encoder=None, tokenizer=None, unet=self.unet, scheduler=scheduler,
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False,
             )
+            check_safetensors(self.lora)  # a local LoRA file or folder: garbled is refused
             pipe.load_lora_weights(str(self.lora))
             pipe.fuse_lora()
             pipe.unload_lora_weights()

@@ -20,18 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, PNDMScheduler, UNet2DConditionModel
 from huggingface_hub.constants import is_offline_mode
-from safetensors import SafetensorError
 
 from dd_live.assets import sd15_config_dir
 from dd_live.errors import GenerationError
 from dd_live.generate.reference import REFERENCE_STATE_KEY, split_reference_state
 from dd_live.generate.schedulers import make_scheduler
 from dd_live.generate.timecond import TimeConditioner
-from dd_live.model import load_reference_generator_state
+from dd_live.model import check_safetensors, load_reference_generator_state, read_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +93,10 @@ def _from_folder(folder: Path, torch_dtype: torch.dtype) -> Components:
     kwargs = {"torch_dtype": torch_dtype, "local_files_only": True}
 
     def part(cls, name: str):
+        check_safetensors(folder / name)  # a garbled weights file: CheckpointError naming it
         try:
             return cls.from_pretrained(folder, subfolder=name, **kwargs)
-        except (OSError, ValueError, SafetensorError) as exc:  # diffusers: OSError for bad weights
+        except (OSError, ValueError) as exc:  # diffusers: OSError for bad weights
             raise GenerationError(
                 f"could not load {folder / name}/ ({type(exc).__name__}: {exc}); its files may be "
                 "truncated, incomplete or of another model"
@@ -170,16 +169,11 @@ def _from_file(path: Path, config_dir: Path, torch_dtype: torch.dtype) -> Compon
 
 def _read_weights(path: Path) -> Any:
     """The tensors of one weights file (safetensors, or a torch file read weights-only), on the
-    CPU. Raises GenerationError naming the file when it cannot be read; lets
-    ``pickle.UnpicklingError`` through (a pickled class: the caller decides)."""
+    CPU. Raises CheckpointError (a garbled safetensors file) or GenerationError naming the file
+    when it cannot be read; lets ``pickle.UnpicklingError`` through (a pickled class: the caller
+    decides)."""
     if path.suffix == ".safetensors":
-        try:
-            return safetensors.torch.load_file(path)
-        except (SafetensorError, OSError) as exc:
-            raise GenerationError(
-                f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc}); it may be "
-                "truncated, still downloading or of another format"
-            ) from None
+        return read_safetensors(path)
     try:
         # zip-format (torch >= 1.6) files are memory-mapped; the legacy format cannot be
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
@@ -208,6 +202,7 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
 
 
 def _load_tiny_vae(path_or_id: str | Path, torch_dtype: torch.dtype) -> AutoencoderTiny:
+    check_safetensors(path_or_id)  # a local folder's garbled weights: CheckpointError naming them
     try:
         return AutoencoderTiny.from_pretrained(
             path_or_id, torch_dtype=torch_dtype, local_files_only=is_offline_mode() or Path(path_or_id).exists()
@@ -233,6 +228,7 @@ def load_unet(path: str | Path, *, torch_dtype: torch.dtype, config: str | Path 
         folder = path / "unet" if (path / "unet" / "config.json").is_file() else path
         if not (folder / "config.json").is_file():
             raise GenerationError(f"UNet folder {path} has no config.json (nor unet/config.json)")
+        check_safetensors(folder)
         return UNet2DConditionModel.from_pretrained(folder, torch_dtype=torch_dtype, local_files_only=True)
     if not path.is_file() or path.suffix not in (*SINGLE_FILE_SUFFIXES, ".bin"):
         raise GenerationError(

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from dd_live.errors import ConfigError, GenerationError, require_extra
+from dd_live.model.safe_load import check_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ def check_weights(clip_model: str, pretrained: str | Path | None) -> None:
                           f"(random weights would rank the gallery by noise); {fix}")
     text = str(pretrained)
     if Path(text).expanduser().is_file():
+        check_safetensors(Path(text).expanduser())  # a garbled weights file: CheckpointError
         return
     import open_clip
 

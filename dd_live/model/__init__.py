@@ -74,6 +74,7 @@ from dd_live.model.config import (
 from dd_live.model.encoder import EEGEncoder
 from dd_live.model.masked import MaskedSignalModel
 from dd_live.model.reference import import_reference, load_reference_generator_state
+from dd_live.model.safe_load import check_safetensors, read_safetensors
 
 __all__ = [
     "CLIP_DIM",
@@ -89,10 +90,12 @@ __all__ = [
     "EncoderConfig",
     "MaskedSignalConfig",
     "MaskedSignalModel",
+    "check_safetensors",
     "convert",
     "get_preset",
     "import_reference",
     "load",
     "load_reference_generator_state",
+    "read_safetensors",
     "save",
 ]

@@ -16,8 +16,7 @@ import json
 import logging
 from pathlib import Path
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from dd_live import __version__
@@ -27,6 +26,7 @@ from dd_live.model.config import ConditionerConfig, EncoderConfig, MaskedSignalC
 from dd_live.model.encoder import EEGEncoder
 from dd_live.model.masked import MaskedSignalModel
 from dd_live.model.reference import import_reference
+from dd_live.model.safe_load import read_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +89,7 @@ def _load_folder(folder: Path) -> nn.Module:
             f"checkpoint folder {folder} has no {WEIGHTS_FILE}; copy the whole folder or "
             "re-create it with save() or `dd-live convert`"
         )
-    try:
-        tensors = load_file(weights_path)
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{weights_path} could not be read: {exc}") from None
+    tensors = read_safetensors(weights_path)
     model = MODEL_KINDS[kind][0](config)
     expected = set(model.state_dict())
     missing, leftover = sorted(expected - set(tensors)), sorted(set(tensors) - expected)

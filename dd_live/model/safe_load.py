@@ -1,4 +1,11 @@
-"""Open pickled torch files without ever running code from them.
+"""Open weight files safely: pickled torch files without ever running code from them, and
+safetensors files with a one-line refusal naming the file when one is garbled.
+
+A garbled ``.safetensors`` (cut short, random bytes, a damaged header) makes the safetensors
+library raise its own ``SafetensorError`` (and diffusers an ``OSError`` about "weights"):
+:func:`read_safetensors` and :func:`check_safetensors` are the one place where that becomes a
+:class:`CheckpointError`; every loader of dd-live (checkpoint folders, generator parts, LoRA,
+tiny autoencoder, single files) goes through them before it hands a file to a library.
 
 Everything goes through ``torch.load(..., weights_only=True)``: torch's restricted unpickler
 builds tensors and plain containers and refuses every other Python global. The DreamDiffusion
@@ -18,7 +25,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
+from safetensors import SafetensorError, safe_open
 
 from dd_live.errors import CheckpointError
 
@@ -36,6 +45,7 @@ REFERENCE_CONFIG_CLASSES = (
 )
 _GLOBAL_IN_MESSAGE = re.compile(r"GLOBAL ([\w.]+)")
 _UNPICKLER_REASON = re.compile(r"WeightsUnpickler error:\s*(.+)")
+SAFETENSORS_SUFFIX = ".safetensors"
 
 
 class ReferenceConfig:
@@ -68,6 +78,8 @@ def load_torch_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} does not exist; check the path")
+    if path.suffix == SAFETENSORS_SUFFIX:  # torch.load hands these to safetensors too
+        return read_safetensors(path)
     try:
         with torch.serialization.safe_globals(_allowed_reference_globals()):
             # zip-format files are memory-mapped (the 5.2 GB generation checkpoint stays on disk)
@@ -95,3 +107,44 @@ def load_torch_file(path: str | Path) -> Any:
         ) from None
     logger.debug("read %s with the weights-only unpickler", path)
     return _plain(contents)
+
+
+def _garbled(path: Path, exc: Exception) -> CheckpointError:
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return CheckpointError(
+        f"{path} is not a readable safetensors file ({reason}): it is truncated, still being "
+        "copied or downloaded, or damaged; copy or download it again"
+    )
+
+
+def read_safetensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Every tensor of the safetensors file ``path``, on ``device``.
+
+    Raises CheckpointError naming the file when it is missing or garbled.
+    """
+    path = Path(path)
+    try:
+        return safetensors.torch.load_file(path, device=device)
+    except (SafetensorError, OSError) as exc:
+        raise _garbled(path, exc) from None
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Check, before a library loads them, that the safetensors files at ``path`` (the file,
+    or every ``*.safetensors`` below a folder) open: a header of the length it says, valid
+    JSON, tensor offsets that cover the data exactly. Reads the headers only (memory-mapped).
+    Other paths (a hub id, a ``.bin`` file) are left to their loader.
+
+    Raises CheckpointError naming the first garbled file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.rglob(f"*{SAFETENSORS_SUFFIX}"))
+    else:
+        files = [path] if path.suffix == SAFETENSORS_SUFFIX and path.is_file() else []
+    for file in files:
+        try:
+            with safe_open(file, framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as exc:
+            raise _garbled(file, exc) from None
