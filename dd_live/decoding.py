@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,11 +348,16 @@ def read_model_settings(folder: str | Path) -> dict[str, Any]:
     return settings
 
 
-def write_model_settings(folder: str | Path, description: str, generator: dict[str, Any]) -> Path:
-    """Write ``dd_live.json`` (see :func:`read_model_settings`) into a model folder."""
+def write_model_settings(folder: str | Path, description: str, generator: dict[str, Any],
+                         channels: Sequence[str] | None = None) -> Path:
+    """Write ``dd_live.json`` (see :func:`read_model_settings`) into a model folder;
+    ``channels``: the model's channel names in order (the rows of its ``[n_channels, n_times]``
+    windows), written as ``"channels"`` when given."""
+    settings: dict[str, Any] = {"description": description, "generator": generator}
+    if channels is not None:
+        settings["channels"] = [str(name) for name in channels]
     path = Path(folder) / MODEL_SETTINGS_FILE
-    path.write_text(json.dumps({"description": description, "generator": generator}, indent=1)
-                    + "\n", encoding="utf-8")
+    path.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
     return path
 
 

@@ -99,12 +99,12 @@ def test_generated_images_follow_the_state(world, decoder, classifier):
 def test_load_classifier_refuses_a_folder_without_one(tmp_path):
     with pytest.raises(CheckpointError, match="not a state classifier folder"):
         load_classifier(tmp_path)
-    # truncated weights (an interrupted copy): a CheckpointError naming the folder, too
+    # truncated weights (an interrupted copy): a CheckpointError naming the file
     broken = tmp_path / "classifier"
     shutil.copytree(DEMO / "classifier", broken)
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:500])
-    with pytest.raises(CheckpointError, match=f"{broken} is not a state classifier folder"):
+    with pytest.raises(CheckpointError, match=f"{weights} is not a readable safetensors file"):
         load_classifier(broken)
 
 
@@ -129,3 +129,69 @@ def test_demo_through_a_live_session_with_default_settings_shows_each_thought():
     assert min(result["per_state"].values()) >= STATE_FLOOR, f"per thought: {summary}"
     assert result["accuracy"] >= OVERALL_FLOOR, f"overall {result['accuracy']:.3f} ({summary})"
     assert result["n_dropped"] == 0
+
+
+# -- the demo model names its channels -----------------------------------------------------------
+def test_demo_model_names_the_channels_its_windows_are_built_from(tmp_path, world):
+    """dd_live.json lists the synthetic source's channel names in order (the rows of every
+    training window, DemoWorld.windows), as the build's own writer writes them: rewriting the
+    settings from the folder's quality.json gives the shipped file byte for byte."""
+    from dd_live.decoding import read_model_settings
+    from dd_live.sources import SyntheticSource
+    from training.demo.build import rewrite_settings
+
+    channels = read_model_settings(DEMO)["channels"]
+    assert channels == list(world.ch_names) == list(SyntheticSource(16, 250.0).info.ch_names)
+    assert len(channels) == world.n_channels
+    for name in ("dd_live.json", "quality.json"):
+        shutil.copy(DEMO / name, tmp_path / name)
+    (tmp_path / "dd_live.json").unlink()
+    rewrite_settings(tmp_path)
+    assert (tmp_path / "dd_live.json").read_bytes() == (DEMO / "dd_live.json").read_bytes()
+
+
+SPLINE = '[generator]\nchannel_method = "spline"\n'
+
+
+def test_demo_with_spline_channel_mapping_starts_and_makes_images(tmp_path):
+    """`[generator] channel_method = "spline"` with --model demo: the settings the command line
+    builds, a real LiveSession on the synthetic headset (stepped, not paced by the wall clock):
+    it maps the channels by name with splines and makes images."""
+    from dd_live.cli import _config_from_args, build_parser
+    from dd_live.session import LiveSession
+    from dd_live.sources import SyntheticSource
+
+    path = tmp_path / "spline.toml"
+    path.write_text(SPLINE)
+    config = _config_from_args(build_parser().parse_args(
+        ["demo", "--model", "demo", "--config", str(path)]))
+    assert config.generator.channel_method == "spline"
+    session = LiveSession(config, source=SyntheticSource(16, 250.0, realtime=False, seed=4),
+                          threaded=False)
+    images = []
+    session.callbacks.image.append(images.append)
+    session.start()
+    try:
+        while len(images) < 3:
+            session.step()
+    finally:
+        session.stop()
+    assert session.preprocessor.mapper.method == "spline"
+    assert [how for _, _, how in session.channel_map] == ["name"] * 16
+    assert all(image.size == (64, 64) for result in images for image in result.images)
+
+
+def test_dd_live_demo_with_spline_from_the_command_line(tmp_path):
+    """`dd-live demo --headless --config spline.toml`, as a user starts it: it runs (before the
+    demo model named its channels it stopped at start) and its summary counts images."""
+    import re
+    import subprocess
+    import sys
+
+    path = tmp_path / "spline.toml"
+    path.write_text(SPLINE)
+    proc = subprocess.run([sys.executable, "-m", "dd_live", "demo", "--headless", "--duration",
+                           "4", "--config", str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    n_images = re.search(r"\d+ samples, \d+ windows, (\d+) images", proc.stdout)  # the summary
+    assert n_images and int(n_images.group(1)) > 0, proc.stdout

@@ -68,9 +68,12 @@ LEGEND = {"calm": "red circle", "focus": "green square", "visual": "blue triangl
           "alert": "orange horizontal bar", "drowsy": "white vertical bar"}
 
 
-def write_demo_settings(folder: Path, generator: dict) -> Path:
-    """The folder's dd_live.json: description, sampler settings, and the thought legend."""
-    path = write_model_settings(folder, DEMO_DESCRIPTION, {**generator, "threads": 1})
+def write_demo_settings(folder: Path, generator: dict, world: DemoWorld | None = None) -> Path:
+    """The folder's dd_live.json: description, sampler settings, the model's channel names in
+    order (those of the synthetic source its windows are cut from: ``world.ch_names``), and
+    the thought legend."""
+    channels = (world or DemoWorld()).ch_names
+    path = write_model_settings(folder, DEMO_DESCRIPTION, {**generator, "threads": 1}, channels)
     settings = json.loads(path.read_text(encoding="utf-8"))
     settings["legend"] = {name: LEGEND[name] for name in STATE_NAMES}
     path.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
@@ -185,7 +188,7 @@ def build(out: Path, config: BuildConfig, work_dir: Path) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(tmp, conditioner, unet, vae, classifier)
     generator_config = {"scheduler": DEMO_SCHEDULER, "steps": DEMO_STEPS, "guidance_scale": 1.0}
-    write_demo_settings(tmp, generator_config)  # measured as `dd-live demo` runs it
+    write_demo_settings(tmp, generator_config, world)  # measured as `dd-live demo` runs it
     quality = measure(tmp, world, config, classifier, (eeg, labels))
     times["measure"] = time.perf_counter() - start - sum(times.values())
     record = {
@@ -206,6 +209,16 @@ def build(out: Path, config: BuildConfig, work_dir: Path) -> dict:
     return record
 
 
+def rewrite_settings(out: Path) -> dict:
+    """Write the dd_live.json of a built demo folder as :func:`build` writes it, from the sampler
+    settings and world recorded in its quality.json; returns that record."""
+    record = json.loads((out / QUALITY_FILE).read_text(encoding="utf-8"))
+    world = DemoWorld(**record["build_config"]["world"])
+    write_demo_settings(out, record["generator_config"], world)
+    logger.info("rewrote %s", out / "dd_live.json")
+    return record
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m training.demo.build", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the model folder to write (e.g. dd_live/assets/demo)")
@@ -213,7 +226,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: fastest on a busy 2-core machine, and reproducible)")
     parser.add_argument("--work-dir", type=Path, default=None, help="intermediate files (default: <out>.work)")
+    parser.add_argument("--settings-only", action="store_true",
+                        help="rewrite only the dd_live.json of the model already built in --out, from its "
+                             "quality.json (what a rebuild would write), without training anything")
     args = parser.parse_args(argv)
+    if args.settings_only:
+        return rewrite_settings(args.out)
     torch.set_num_threads(args.threads)
     np.random.seed(0)  # nothing should draw from numpy's global RNG; pinned in case a library does
     work_dir = args.work_dir or args.out.with_name(args.out.name + ".work")

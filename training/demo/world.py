@@ -70,6 +70,12 @@ class DemoWorld:
         return len(STATE_NAMES)
 
     @property
+    def ch_names(self) -> tuple[str, ...]:
+        """The model's channel names in order: the synthetic source's, whose windows (rows
+        in the source's order, see :meth:`windows`) the model is trained on."""
+        return SyntheticSource(self.n_channels, self.sfreq).info.ch_names
+
+    @property
     def window_times(self) -> int:
         """Source samples per window (0.44 s at 250 Hz: 110)."""
         return int(round(self.window_length * self.sfreq))
