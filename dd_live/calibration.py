@@ -22,8 +22,10 @@ buffers), marker windows (:class:`~dd_live.stream.MarkerWindower`) and
 :class:`~dd_live.stream.WindowPreprocessor`.
 Training (``training.data.calibration``) calls it, so training and inference cannot drift.
 
-No Qt here: the full-screen window is :mod:`dd_live.gui.presenter`; :class:`HeadlessPresenter`
-runs the same schedule without a screen (tests, the simulated viewer at ``--speed 0``).
+No Qt here, not even lazily: the module sits below the GUI like the session. What shows the
+trials comes in as an argument (:data:`PresentTrials`): the CLI passes the full-screen window
+(:func:`dd_live.gui.presenter.present_fullscreen`); :class:`HeadlessPresenter` runs the same
+schedule without a screen (tests, the simulated viewer at ``--speed 0``).
 """
 
 from __future__ import annotations
@@ -515,6 +517,12 @@ class HeadlessPresenter:
         return n_shown
 
 
+#: What shows a started run's trials on a screen: ``present(run, trials, max_trials=N)`` calls
+#: ``run.flip`` at each image onset and ``run.wait`` in between, and returns when the trials are
+#: done or the run was aborted (Esc, a closed window, ``max_trials``).
+PresentTrials = Callable[..., object]
+
+
 def load_pixels(path: str | Path) -> np.ndarray:
     """``(height, width, 3)`` uint8 RGB of an image file."""
     from PIL import Image
@@ -666,15 +674,20 @@ def session_epochs(recording: Recording, onsets: Sequence[int], app_config: AppC
 
 
 def calibrate(images: str | Path, config: CalibrationConfig | None = None,
-              app_config: AppConfig | None = None, *, headless: bool = False, speed: float = 1.0,
-              max_trials: int | None = None, screen: int | None = None,
-              source: Source | None = None, photodiode: bool = False,
-              attention_target: str | None = None) -> CalibrationRun:
+              app_config: AppConfig | None = None, *, headless: bool = False,
+              present: PresentTrials | None = None, speed: float = 1.0,
+              max_trials: int | None = None, source: Source | None = None) -> CalibrationRun:
     """The whole of ``dd-live calibrate``: images -> schedule -> run -> a session folder.
 
-    ``max_trials`` stops early (as a user's Esc would: the folder stays valid). A Ctrl+C ends
-    the run the same way. Returns the stopped run (``run.folder``, ``run.rows``).
+    ``headless``: the trials run without a screen (:class:`HeadlessPresenter`); else
+    ``present`` shows them (:data:`PresentTrials`; the CLI passes the full-screen window with
+    its screen, photodiode and attention-task options bound). ``max_trials`` stops early (as a
+    user's Esc would: the folder stays valid). A Ctrl+C ends the run the same way. Returns the
+    stopped run (``run.folder``, ``run.rows``).
     """
+    if not headless and present is None:
+        raise ConfigError("calibrate: give present= (what shows the trials on a screen, e.g. "
+                          "dd_live.gui.presenter.present_fullscreen) or headless=True")
     config = config or CalibrationConfig()
     stimuli = make_stimuli(find_images(images), config)
     trials = make_schedule(stimuli, config)
@@ -686,10 +699,7 @@ def calibrate(images: str | Path, config: CalibrationConfig | None = None,
         if headless:
             HeadlessPresenter(run).present(trials, max_trials=max_trials)
         else:
-            from dd_live.gui.presenter import present_fullscreen
-
-            present_fullscreen(run, trials, screen=screen, max_trials=max_trials,
-                               photodiode=photodiode, attention_target=attention_target)
+            present(run, trials, max_trials=max_trials)
     except KeyboardInterrupt:
         run.aborted = True
         logger.warning("calibration interrupted: keeping everything recorded so far")

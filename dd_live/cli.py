@@ -331,9 +331,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         problem = window_problem()
         if problem is not None:
             raise ConfigError(f"{problem}; or run without a window: --headless")
-    run = calibrate(args.images, calibration, config, headless=args.headless, speed=args.speed,
-                    max_trials=args.max_trials, screen=args.screen, photodiode=args.photodiode,
-                    attention_target=args.attention_target)
+    present = None
+    if not args.headless:  # the full-screen window, wired here: calibration holds no Qt
+        from functools import partial
+
+        from dd_live.gui.presenter import present_fullscreen
+
+        present = partial(present_fullscreen, screen=args.screen, photodiode=args.photodiode,
+                          attention_target=args.attention_target)
+    run = calibrate(args.images, calibration, config, headless=args.headless, present=present,
+                    speed=args.speed, max_trials=args.max_trials)
     state = "aborted, kept" if run.aborted else "done:"
     print(f"calibration {state} {len(run.rows)} of {run.n_presented} images placed; session "
           f"in {run.folder}")

@@ -67,3 +67,20 @@ def test_escape_aborts(tmp_path):
 
 def _key_press(key):
     return QtGui.QKeyEvent(QtCore.QEvent.Type.KeyPress, key, QtCore.Qt.KeyboardModifier.NoModifier)
+
+
+def test_cli_calibrate_wires_the_full_screen_window(tmp_path, capsys):
+    """`dd-live calibrate` without --headless: the command line hands the full-screen window
+    (with its options) to the calibration run, which holds no Qt itself. A screen that does not
+    exist is refused by the window (so the option reached it); on screen 0 the trials are
+    shown and placed."""
+    from dd_live import cli
+
+    images = draw_images(tmp_path / "img", 4)
+    argv = ["calibrate", "--source", VIEWER, "--images", str(images), "--trials", "4",
+            "--on", "0.1", "--blank", "0.1", "--test-images", "1", "--test-repeats", "1",
+            "--out", str(tmp_path / "runs")]
+    assert cli.main([*argv, "--screen", "7"]) == 2
+    assert "--screen 7: there are 1 screen(s)" in capsys.readouterr().err
+    assert cli.main([*argv, "--screen", "0", "--photodiode"]) == 0
+    assert "done: 4 of 4 images placed" in capsys.readouterr().out

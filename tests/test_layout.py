@@ -93,19 +93,13 @@ def test_lora_without_peft_names_the_extra(tmp_path, monkeypatch):
 def _package_imports(folder) -> dict[str, set[str]]:
     """``module -> the dd_live modules it imports`` (at the top or inside a function) for every
     module under ``folder``, read from the source."""
-    import ast
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
     graph = {}
     for path in sorted((root / folder).rglob("*.py")):
         name = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
-        imported = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                imported.add(node.module)
-            elif isinstance(node, ast.Import):
-                imported.update(alias.name for alias in node.names)
+        imported = _imports_in_source(path.relative_to(root))
         graph[name] = {m for m in imported if m.startswith("dd_live.")}
     return graph
 
@@ -149,3 +143,30 @@ def test_every_reader_module_imports_first_in_a_fresh_interpreter():
     from dd_live.sources.replay import ReplaySource  # noqa: F401 (imported as callers do)
 
     assert callable(read_recording) and Recording and FileEvent and ".xdf" in SUPPORTED
+
+
+def test_calibration_imports_no_qt_and_no_gui():
+    """dd_live/calibration.py sits below the GUI like the session: no import of dd_live.gui,
+    PySide6 or pyqtgraph in its source (not even inside a function), and importing it (with
+    the training code that reads calibration sessions) loads none of them."""
+    imported = _imports_in_source("dd_live/calibration.py")
+    assert not {m for m in imported if m.split(".")[0] in ("PySide6", "pyqtgraph")
+                or m == "dd_live.gui" or m.startswith("dd_live.gui.")}, imported
+    loaded = _modules_after_import("dd_live.calibration")
+    assert not {m.split(".")[0] for m in loaded} & {"PySide6", "pyqtgraph"}
+    assert not any(m == "dd_live.gui" or m.startswith("dd_live.gui.") for m in loaded)
+
+
+def _imports_in_source(relative) -> set[str]:
+    """Every module a source file imports, at the top or inside a function."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).resolve().parent.parent / relative).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    return imported
