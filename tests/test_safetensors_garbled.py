@@ -81,7 +81,8 @@ def test_model_load_raises_checkpoint_error_for_a_file_and_a_folder(how, tmp_pat
         dd_live.model.load(bare)
     folder = shutil.copytree(demo_model_dir() / "conditioner", tmp_path / "conditioner")
     garble(folder / "model.safetensors", how)
-    with pytest.raises(CheckpointError, match=re.escape(f"{folder / 'model.safetensors'} {REFUSAL}")):
+    weights = folder / "model.safetensors"
+    with pytest.raises(CheckpointError, match=re.escape(f"{weights} {REFUSAL}")):
         dd_live.model.load(folder)
 
 

@@ -418,3 +418,22 @@ def test_xdfz_reads_like_xdf(tmp_path):
     a, b = read_recording(plain), read_recording(packed)
     np.testing.assert_array_equal(a.data, b.data)
     assert a.annotations == b.annotations and len(b.annotations) == 2
+
+
+def test_xdfz_cut_short_keeps_the_complete_chunks(tmp_path, caplog):
+    """A compressed recording whose gzip stream stops part way (the recorder crashed): the
+    chunks that decompress whole are read, as in a plain XDF cut short."""
+    import gzip
+
+    eeg_uv = np.random.default_rng(13).normal(0, 20, (3, N_TIMES))
+    plain = tmp_path / "rec.xdf"
+    content, samples = _labrecorder_like(plain, eeg_uv)
+    packed = tmp_path / "crashed.xdfz"
+    packed.write_bytes(gzip.compress(content)[:3000])
+    with caplog.at_level(logging.WARNING):
+        recording = read_recording(packed)
+    assert "crashed.xdfz ends inside a chunk" in caplog.text
+    assert "the compressed data end inside it" in caplog.text
+    assert 0 < recording.n_times < N_TIMES and recording.n_times % 50 == 0
+    np.testing.assert_allclose(recording.data, eeg_uv[:, : recording.n_times].astype(np.float32)
+                               * 1e-6, rtol=1e-6)

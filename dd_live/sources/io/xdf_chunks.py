@@ -146,60 +146,66 @@ def scan_xdf(path: Path) -> ChunkScan | None:
     with opener(path, "rb") as handle:
         if handle.read(4) != b"XDF:":
             raise FileFormatError("it does not start with 'XDF:' (not an XDF file)")
-        while True:
-            start = handle.tell()
-            where = f"chunk {n_chunks + 1} (at byte {start})"
+        start = handle.tell()
 
-            def stop(problem: str, damaged: bool = True) -> ChunkScan:
-                return ChunkScan(start, n_chunks, n_samples_chunks, problem, damaged)  # noqa: B023
+        def stop(problem: str, damaged: bool = True) -> ChunkScan:
+            """Where the sound part ends: before the chunk at ``start`` (read when called)."""
+            return ChunkScan(start, n_chunks, n_samples_chunks, problem, damaged)
 
-            try:
-                length = _varlen(handle)
-            except _Damage as err:
-                return stop(f"{where} starts with {err}")
-            if length is None:
-                if handle.tell() == start:
-                    return None  # the end, between two chunks
-                return stop(f"{where} is cut inside its length field", damaged=False)
-            tag_bytes = handle.read(2)
-            if len(tag_bytes) < 2:
-                return stop(f"{where} is cut before its tag", damaged=False)
-            tag = struct.unpack("<H", tag_bytes)[0]
-            content_start = handle.tell()
-            if tag not in XDF_TAGS or length < 2:
-                return stop(f"{where} has an invalid tag {tag} or length {length}")
-            beyond = size is not None and content_start + length - 2 > size
-            if length > XDF_MAX_CHUNK and beyond:
-                return stop(
-                    f"{where} claims {_size_text(length)}, beyond the end of the file "
-                    f"({_size_text(size)})"
-                )
-            if length > XDF_MAX_CHUNK and size is None:  # compressed: no size to compare
-                return stop(f"{where} claims {_size_text(length)}, more than a chunk holds")
-            content = handle.read(length - 2)
-            if len(content) < length - 2:
-                return stop(
-                    f"{where} claims {length} bytes, {len(content) + 2} there", damaged=False
-                )
-            try:
-                if tag in (1, 6):
-                    _xml_of(content if tag == 1 else content[4:], where)
-                elif tag == 2:
-                    _xdf_layout(content, layouts, where)
-                elif tag == 3:
-                    stream_id = struct.unpack("<I", content[:4])[0] if len(content) >= 4 else -1
-                    if stream_id not in layouts:
-                        raise _Damage(f"samples {where} of undeclared stream {stream_id}")
-                    _walk_samples(content, content_start, *layouts[stream_id], where)
-                    n_samples_chunks += 1
-                elif tag in FIXED_LENGTHS and len(content) != FIXED_LENGTHS[tag]:
-                    raise _Damage(
-                        f"{where}, a {CHUNK_NAMES[tag]} chunk, holds {len(content)} bytes, "
-                        f"not {FIXED_LENGTHS[tag]}"
+        try:
+            while True:
+                start = handle.tell()
+                where = f"chunk {n_chunks + 1} (at byte {start})"
+                try:
+                    length = _varlen(handle)
+                except _Damage as err:
+                    return stop(f"{where} starts with {err}")
+                if length is None:
+                    if handle.tell() == start:
+                        return None  # the end, between two chunks
+                    return stop(f"{where} is cut inside its length field", damaged=False)
+                tag_bytes = handle.read(2)
+                if len(tag_bytes) < 2:
+                    return stop(f"{where} is cut before its tag", damaged=False)
+                tag = struct.unpack("<H", tag_bytes)[0]
+                content_start = handle.tell()
+                if tag not in XDF_TAGS or length < 2:
+                    return stop(f"{where} has an invalid tag {tag} or length {length}")
+                beyond = size is not None and content_start + length - 2 > size
+                if length > XDF_MAX_CHUNK and beyond:
+                    return stop(
+                        f"{where} claims {_size_text(length)}, beyond the end of the file "
+                        f"({_size_text(size)})"
                     )
-            except _Damage as err:
-                return stop(str(err))
-            n_chunks += 1
+                if length > XDF_MAX_CHUNK and size is None:  # compressed: no size to compare
+                    return stop(f"{where} claims {_size_text(length)}, more than a chunk holds")
+                content = handle.read(length - 2)
+                if len(content) < length - 2:
+                    return stop(
+                        f"{where} claims {length} bytes, {len(content) + 2} there", damaged=False
+                    )
+                try:
+                    if tag in (1, 6):
+                        _xml_of(content if tag == 1 else content[4:], where)
+                    elif tag == 2:
+                        _xdf_layout(content, layouts, where)
+                    elif tag == 3:
+                        stream_id = struct.unpack("<I", content[:4])[0] if len(content) >= 4 else -1
+                        if stream_id not in layouts:
+                            raise _Damage(f"samples {where} of undeclared stream {stream_id}")
+                        _walk_samples(content, content_start, *layouts[stream_id], where)
+                        n_samples_chunks += 1
+                    elif tag in FIXED_LENGTHS and len(content) != FIXED_LENGTHS[tag]:
+                        raise _Damage(
+                            f"{where}, a {CHUNK_NAMES[tag]} chunk, holds {len(content)} bytes, "
+                            f"not {FIXED_LENGTHS[tag]}"
+                        )
+                except _Damage as err:
+                    return stop(str(err))
+                n_chunks += 1
+        except EOFError:  # gzip: the compressed data stop inside a chunk (a recording cut short)
+            return stop(f"chunk {n_chunks + 1} (at byte {start}) is cut short: the compressed "
+                        "data end inside it", damaged=False)
 
 
 def _xml_of(content: bytes, where: str):
