@@ -155,7 +155,9 @@ def test_other_embedding_other_image_scale_zero_plain_image(files):
     r = renderer(files)
     a, b = pixels(r(embedding(0), seed=5)), pixels(r(embedding(1), seed=5))
     assert level_difference(a, b) > 10  # the embedding reaches the picture
+    assert r.generator._captured  # the UNet step's static variant
     r.configure(scale=0.0)
+    assert not r.generator._captured  # a captured step would replay the old scale: captured again
     off = pixels(r(embedding(0), seed=5))
     plain = diffusers_images(files, embedding(0), 5, ip_adapter=False)  # no IP-Adapter at all
     assert level_difference(off, plain) <= MAX_LEVEL_DIFFERENCE
@@ -369,6 +371,16 @@ def test_settings_are_checked_naming_the_key():
     config = GeneratorConfig()
     assert (config.base, config.ip_adapter, config.ip_adapter_scale, config.img2img_strength) == (None, None, 1.0, 0.0)
     assert config.ip_adapter_embedder == DEFAULT_EMBEDDER_ID == "ViT-H-14/laion2b_s32b_b79k"
+
+
+def test_readme_settings_block_documents_the_ip_adapter_keys():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("### Settings"):]
+    block = block[block.index("[generator]"):block.index("[record]")]
+    for key in ("base", "ip_adapter", "ip_adapter_scale", "ip_adapter_embedder", "img2img_strength"):
+        assert f"{key} = " in block, f"README's [generator] settings lack {key}"
 
 
 def test_command_line_wins_and_from_config_builds_the_renderer(files, tmp_path):

@@ -418,6 +418,7 @@ class IPAdapterRenderer:
         with _quiet(*LOADER_NOTES):
             pipe.load_ip_adapter(self._state, subfolder=None, weight_name=None, image_encoder_folder=None)
         pipe.set_ip_adapter_scale(self.settings.scale)
+        self.generator.drop_captured()  # nothing captured may predate the adapter
         self._state = None  # the weights live in the UNet now
         self._loaded = True
         logger.info("IP-Adapter renderer ready: %r", self)
@@ -465,6 +466,7 @@ class IPAdapterRenderer:
             self.generator.configure(**generator_changes)
         if self._loaded and settings.scale != self.settings.scale:
             self._pipeline().set_ip_adapter_scale(settings.scale)
+            self.generator.drop_captured()  # the scale is a constant inside a captured UNet step
         self.settings = settings
         return self
 
