@@ -373,6 +373,8 @@ class IPAdapterRenderer:
     ):
         if not embedder_id:
             raise ConfigError("ip_adapter_embedder must name the embedder, e.g. " + DEFAULT_EMBEDDER_ID)
+        if generator.prepared:  # its null context is fixed at prepare(): it must be the empty prompt
+            raise GenerationError("give IPAdapterRenderer a generator that is not prepared yet")
         self.generator = generator
         self.settings = IPAdapterSettings(scale=scale, strength=strength)
         self.embedder_id = embedder_id
