@@ -451,7 +451,9 @@ def run_headless(config: AppConfig, duration: float | None = None,
     finally:
         session.stop()
     s = session.stats()
-    print(f"\n{s.n_samples} samples, {s.n_windows} windows, {s.n_images} images, "
+    made_by = ", ".join(f"{n} by {name}" for name, n in session.images_by_renderer.items())
+    print(f"\n{s.n_samples} samples, {s.n_windows} windows, {s.n_images} images"
+          + (f" ({made_by})" if made_by else "") + ", "
           f"{s.n_dropped} skipped (generator busy), {s.n_rejected} rejected")
     if session.recording_path is not None:
         print(f"session saved to {session.recording_path}")
