@@ -116,13 +116,18 @@ class EmbeddingDecoder:
         names = getattr(model, "ch_names", None)
         self.ch_names: tuple[str, ...] | None = tuple(names) if names else None
         self.has_gallery = self.gallery is not None and len(self.gallery) > 0
+        # whether the folder has a low-level head (lowlevel() gives None without one), and
+        # whether it decodes a VAE latent (the img2img start) or only a thumbnail
+        probe = model.lowlevel(np.zeros((self.n_channels, self.n_times), np.float32))
+        self.has_lowlevel = probe is not None
+        self.has_latent = probe is not None and getattr(probe, "latent", None) is not None
         if renderer is not None:
             self.renderer_name = "ip-adapter"
         elif self.has_gallery:
             self.renderer_name = "retrieval"
         else:
             self.renderer_name = "lowlevel"
-        if self.renderer_name == "lowlevel" and not self._has_lowlevel():
+        if self.renderer_name == "lowlevel" and not self.has_lowlevel:
             raise ConfigError(f"{self.folder}: the model has neither a gallery nor a low-level "
                               "head, and no IP-Adapter renderer is set: nothing to show; set "
                               "[generator] base and ip_adapter (--base, --ip-adapter)")
@@ -131,19 +136,15 @@ class EmbeddingDecoder:
         self.description = (f"{getattr(model, 'description', '') or 'personal model'} · "
                             f"{getattr(model, 'decoder_name', 'decoder')} into "
                             f"{model.embedder.id} · {self.renderer_name}{spent}")
-        if renderer is not None and self.strength > 0 and self._has_lowlevel() is False:
+        if renderer is not None and self.strength > 0 and not self.has_latent:
             logger.warning("img2img_strength %.2f has no low-level latent to start from (the "
-                           "model has no low-level head): rendering from the embedding alone",
-                           self.strength)
+                           "model's low-level head decodes %s): rendering from the embedding "
+                           "alone", self.strength,
+                           "a thumbnail only" if self.has_lowlevel else "nothing")
 
     def __repr__(self) -> str:
         return (f"<EmbeddingDecoder: {self.renderer_name} | {self.n_channels} ch x "
                 f"{self.n_times} | {self.model.embedder.id}>")
-
-    def _has_lowlevel(self) -> bool:
-        """Whether the folder has a low-level head (its ``lowlevel()`` gives a picture)."""
-        return getattr(self.model, "lowlevel_head", True) is not None and \
-            self.model.lowlevel(np.zeros((self.n_channels, self.n_times), np.float32)) is not None
 
     @classmethod
     def from_config(cls, config: Any) -> EmbeddingDecoder:
