@@ -150,6 +150,69 @@ def test_calibrate_train_prints_the_command_that_runs_live(tmp_path, capsys):
     assert image_events(live)
 
 
+# -- rendering with a stock SD 1.5 + IP-Adapter (tiny stand-ins) ------------------------------
+@pytest.fixture(scope="module")
+def tiny_ip_adapter(model_folder, tmp_path_factory):
+    """A tiny SD 1.5-shaped diffusers folder and tiny IP-Adapter weights for its UNet, random,
+    sized for the model's embedding width (real weights cannot ship in tests; nothing downloads).
+    Returns ``(base folder, IP-Adapter file, the model's embedder id)``."""
+    from diffusers import UNet2DConditionModel
+
+    from dd_live.decoders import EmbeddingModel
+    from dd_live.generate.tiny import save_ip_adapter_state, save_tiny_sd15, tiny_ip_adapter_state
+
+    tmp = tmp_path_factory.mktemp("sd")
+    base = save_tiny_sd15(tmp / "sd15")
+    unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    embedder = EmbeddingModel.load(model_folder).embedder
+    weights = save_ip_adapter_state(tiny_ip_adapter_state(unet, image_embed_dim=embedder.dim),
+                                    tmp / "ip-adapter.safetensors")
+    return base, weights, embedder.id
+
+
+def write_config(path, **generator):
+    lines = ["[generator]"] + [f"{key} = {json.dumps(value)}" for key, value in generator.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_with_sd_and_ip_adapter_the_pictures_are_generated_from_the_embedding(
+        model_folder, tiny_ip_adapter, tmp_path, capsys):
+    base, weights, embedder_id = tiny_ip_adapter
+    config = write_config(tmp_path / "ip.toml", ip_adapter_embedder=embedder_id)
+    capsys.readouterr()
+    assert cli.main(["run", "--headless", "--source", VIEWER, "--model", str(model_folder),
+                     "--base", str(base), "--ip-adapter", str(weights), "--config", str(config),
+                     "--steps", "2", "--duration", str(LIVE_SECONDS),
+                     "--record", str(tmp_path / "live")]) == 0
+    out = capsys.readouterr().out
+    (live,) = (tmp_path / "live").iterdir()
+    events = image_events(live)
+    assert events and f"{len(events)} images ({len(events)} by ip-adapter)" in out
+    for event in events:
+        assert event["renderer"] == "ip-adapter" and event["seed"] is not None
+        assert {"decoder", "sample", "total"} <= set(event["timings"])
+        assert len(event["matches"]) == 4  # the nearest gallery images beside the picture
+        assert (live / event["lowlevel"]).is_file()
+        with Image.open(live / event["images"][0]) as picture, \
+                Image.open(event["matches"][0][0]) as nearest:
+            assert picture.size != nearest.size or not np.array_equal(
+                np.asarray(picture.convert("RGB")), np.asarray(nearest.convert("RGB")))
+
+
+def test_an_ip_adapter_for_another_embedder_is_refused_with_one_line(
+        model_folder, tiny_ip_adapter, tmp_path, capsys):
+    base, weights, embedder_id = tiny_ip_adapter
+    # no ip_adapter_embedder set: the renderer expects ip-adapter_sd15's OpenCLIP ViT-H/14
+    capsys.readouterr()
+    assert cli.main(["run", "--headless", "--source", VIEWER, "--model", str(model_folder),
+                     "--base", str(base), "--ip-adapter", str(weights), "--steps", "2",
+                     "--duration", "1"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("dd-live: error:")
+    assert embedder_id in lines[0] and "ViT-H-14/laion2b_s32b_b79k" in lines[0]
+
+
 # -- the window -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def app():
