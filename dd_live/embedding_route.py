@@ -12,7 +12,7 @@ window into what the window shows side by side:
 4. the picture itself, from the first renderer at hand: a stock Stable Diffusion 1.5 with
    IP-Adapter weights (``[generator] base`` + ``ip_adapter``, ``--base`` / ``--ip-adapter``;
    ``img2img_strength`` > 0 starts it from the low-level latent), else the nearest gallery
-   images (``"retrieval"``), else the low-level picture (``"lowlevel"``). Without any SD weight
+   image (``"retrieval"``; the next ones are in the matches), else the low-level picture (``"lowlevel"``). Without any SD weight
    at hand the folder still shows and records images.
 
 One space, checked: the decoder's target space, the gallery's embeddings and the renderer's
@@ -33,12 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from dd_live.decoding import DecodedImages, read_model_settings, set_torch_threads
+from dd_live.decoding import DecodedImages, set_torch_threads
 from dd_live.errors import ConfigError, GenerationError
 
 logger = logging.getLogger(__name__)
 
-EMBEDDING_ROUTE = "embedding"  # dd_live.json "route" of a personal embedding-route model folder
 NEAREST_K = 4  # gallery images shown (and recorded) beside each picture
 LOWLEVEL_SIZE = 256  # px: the low-level picture is scaled to this when it is the picture itself
 RENDERERS = ("ip-adapter", "retrieval", "lowlevel")
@@ -46,8 +45,9 @@ RENDERERS = ("ip-adapter", "retrieval", "lowlevel")
 
 def is_embedding_folder(model: str | Path) -> bool:
     """True when ``model`` is a folder whose ``dd_live.json`` says route ``"embedding"``."""
-    folder = Path(str(model)).expanduser()
-    return folder.is_dir() and read_model_settings(folder).get("route") == EMBEDDING_ROUTE
+    from dd_live.decoders import is_embedding_model
+
+    return is_embedding_model(model)
 
 
 def check_one_space(model_id: str, gallery_id: str | None, renderer_id: str | None, *,
@@ -116,11 +116,11 @@ class EmbeddingDecoder:
         names = getattr(model, "ch_names", None)
         self.ch_names: tuple[str, ...] | None = tuple(names) if names else None
         self.has_gallery = self.gallery is not None and len(self.gallery) > 0
-        # whether the folder has a low-level head (lowlevel() gives None without one), and
-        # whether it decodes a VAE latent (the img2img start) or only a thumbnail
-        probe = model.lowlevel(np.zeros((self.n_channels, self.n_times), np.float32))
-        self.has_lowlevel = probe is not None
-        self.has_latent = probe is not None and getattr(probe, "latent", None) is not None
+        # whether the folder has a low-level head, and whether it decodes a VAE latent (the
+        # img2img start) or only a thumbnail
+        head = getattr(model, "lowlevel_head", None)
+        self.has_lowlevel = head is not None
+        self.has_latent = head is not None and getattr(head, "latent_shape", None) is not None
         if renderer is not None:
             self.renderer_name = "ip-adapter"
         elif self.has_gallery:
@@ -214,10 +214,8 @@ class EmbeddingDecoder:
         elif self.renderer_name == "retrieval":
             from PIL import Image
 
-            images = []
-            for path, _ in matches:
-                with Image.open(path) as image:
-                    images.append(image.convert("RGB"))
+            with Image.open(matches[0][0]) as image:  # the nearest; the others in matches
+                images = [image.convert("RGB")]
         else:
             from PIL import Image
 
