@@ -341,25 +341,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         from dd_live.gui.training import offer_training
 
         model = offer_training(run.folder, config.source.spec, output_dir=args.train_out,
-                               autostart=args.train)
+                               decoder=args.train_model, autostart=args.train)
         if model is not None:  # "Run live with it"
             again = ["run", "--model", str(model), "--source", config.source.spec]
             return cmd_run(build_parser().parse_args(
                 again + (["--config", str(args.config)] if args.config else [])))
         return 0
     if args.train:
-        return _train_after_calibration(run.folder, config.source.spec, args.train_out)
+        return _train_after_calibration(run.folder, config.source.spec, args.train_out,
+                                        args.train_model)
     return 0
 
 
-def _train_after_calibration(session: Path, source: str, output_dir: Path | None) -> int:
+def _train_after_calibration(session: Path, source: str, output_dir: Path | None,
+                             decoder: str = "all") -> int:
     """``dd-live calibrate --train``: train the personal model with a progress bar, then print
     the command that runs live with it."""
     from dd_live.personal import run_command, train_personal_model
 
     bar = TextProgress(sys.stderr)
     try:
-        model = train_personal_model(session, output_dir, progress=bar)
+        model = train_personal_model(session, output_dir, decoder=decoder, progress=bar)
     finally:
         bar.close()
     print(f"personal model trained in {model.seconds:.0f} s: {model.summary}")
@@ -613,6 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", action="store_true",
                    help="then train a personal model on the new session (CPU, a few minutes) "
                    "and print the command that runs live with it (the window offers it too)")
+    p.add_argument("--train-model", choices=("ridge", "conv", "dreamdiffusion", "all"),
+                   default="all", help="with --train: the decoders to try (default all: the "
+                   "best on the validation images is kept; ridge alone takes seconds)")
     p.add_argument("--train-out", type=Path, metavar="DIR",
                    help="with --train: where the model goes, as DIR/model (default: "
                    "<session folder>_personal)")

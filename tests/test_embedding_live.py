@@ -135,7 +135,8 @@ def test_calibrate_train_prints_the_command_that_runs_live(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["calibrate", "--source", VIEWER, "--images", str(images), "--headless",
                      "--speed", "0", "--trials", "100", "--test-images", "8", "--out",
-                     str(tmp_path / "runs"), "--train", "--train-out", str(tmp_path / "me")]) == 0
+                     str(tmp_path / "runs"), "--train", "--train-model", "ridge", "--train-out",
+                     str(tmp_path / "me")]) == 0
     captured = capsys.readouterr()
     assert "personal model trained in" in captured.out
     assert "100%" in captured.err  # the progress bar reached its end
@@ -273,7 +274,7 @@ def test_train_my_model_dialog_trains_off_the_qt_thread_then_runs_live(app, cali
 
     from dd_live.gui.training import PROGRESS_STEPS, TrainingDialog
 
-    dialog = TrainingDialog(calibration, VIEWER, tmp_path / "me")
+    dialog = TrainingDialog(calibration, VIEWER, tmp_path / "me", decoder="ridge")
     seen = []
     dialog.bar.valueChanged.connect(seen.append)
     dialog.show()

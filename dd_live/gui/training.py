@@ -29,6 +29,7 @@ class TrainingDialog(QtWidgets.QDialog):
         session: the calibration session folder.
         source: the source spec the session was recorded from (for the live run).
         output_dir: OUT (the model goes to ``OUT/model``); default beside the session.
+        decoder: the decoders to try (``"all"``, or ``"ridge"``, ``"conv"``, ...).
 
     Attributes:
         model: the :class:`~dd_live.personal.PersonalModel` once trained, else None.
@@ -42,10 +43,11 @@ class TrainingDialog(QtWidgets.QDialog):
     _failed = QtCore.Signal(str)
 
     def __init__(self, session: str | Path, source: str, output_dir: str | Path | None = None,
-                 parent=None) -> None:
+                 decoder: str = "all", parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("dd-live: your calibration is done")
         self.session, self.source, self.output_dir = Path(session), source, output_dir
+        self.decoder = decoder
         self.model = None
         self.chosen: Path | None = None
         self.error: str | None = None
@@ -107,7 +109,7 @@ class TrainingDialog(QtWidgets.QDialog):
         from dd_live.personal import train_personal_model
 
         try:
-            model = train_personal_model(self.session, self.output_dir,
+            model = train_personal_model(self.session, self.output_dir, decoder=self.decoder,
                                          progress=lambda f, m: self._progress.emit(float(f), m))
         except Exception as exc:  # shown in the dialog, never lost
             logger.exception("training the personal model failed")
@@ -155,11 +157,11 @@ class TrainingDialog(QtWidgets.QDialog):
 
 
 def offer_training(session: str | Path, source: str, *, output_dir: str | Path | None = None,
-                   autostart: bool = False) -> Path | None:
+                   decoder: str = "all", autostart: bool = False) -> Path | None:
     """Show the dialog after a calibration (``autostart``: start training at once, as
     ``--train`` asks); returns the model folder to run live with, or None."""
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    dialog = TrainingDialog(session, source, output_dir)
+    dialog = TrainingDialog(session, source, output_dir, decoder)
     if autostart:
         QtCore.QTimer.singleShot(0, dialog.start_training)
     dialog.exec()
