@@ -2,8 +2,8 @@
 
 ``window [C_s, T]`` of subject ``s`` -> its **alignment layer** (a learned channel mixing
 ``C_s -> C``, one per person) -> **backbone**: temporal convolution (``n_filters`` kernels of
-``kernel`` samples) -> spatial convolution across all ``C`` channels -> average pooling to
-``n_bins`` time bins -> **projector**: an MLP to the embedding width (linear, a residual GELU
+``kernel`` samples, output every other sample, SiLU) -> spatial convolution across all ``C``
+channels -> average pooling to ``n_bins`` time bins -> **projector**: an MLP to the embedding width (linear, a residual GELU
 block, LayerNorm). It outputs the target space's ``z`` (see
 :class:`~dd_live.decoders.torch_io.TargetSpace`); :meth:`ConvDecoder.embed` returns the
 embedding itself.
@@ -45,7 +45,7 @@ class ConvConfig:
     n_channels: int = 8
     n_times: int = 110
     dim: int = 1024
-    n_filters: int = 40
+    n_filters: int = 24
     kernel: int = 25
     n_bins: int = 16
     dropout: float = 0.3
@@ -97,12 +97,13 @@ class ConvDecoder(nn.Module):
         for layer, n_in in zip(self.alignment, config.subject_channels, strict=True):
             replicate_mapping(layer, n_in, c)
         self.backbone = nn.Sequential(
-            nn.Conv2d(1, f, (1, config.kernel), padding=(0, config.kernel // 2)),  # temporal
+            # temporal, every other sample kept (after a ``kernel``-tap filter)
+            nn.Conv2d(1, f, (1, config.kernel), stride=(1, 2), padding=(0, config.kernel // 2)),
             nn.BatchNorm2d(f),
-            nn.ELU(),
+            nn.SiLU(),
             nn.Conv2d(f, f, (c, 1)),  # spatial, across all channels
             nn.BatchNorm2d(f),
-            nn.ELU(),
+            nn.SiLU(),
             nn.AdaptiveAvgPool2d((1, config.n_bins)),
             nn.Dropout(config.dropout),
             nn.Flatten(),
