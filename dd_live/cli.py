@@ -73,6 +73,12 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
     p.add_argument("--unet", help="a distilled SD 1.5 UNet (folder or file) replacing the model's, "
                    "e.g. a one-step DMD2 UNet")
     p.add_argument("--lora", help="a few-step LoRA (LCM, TCD, Hyper-SD), fused at load")
+    p.add_argument("--base", help="the stock SD 1.5 the embedding route renders with (a diffusers "
+                   "folder, hub id or single file)")
+    p.add_argument("--ip-adapter", dest="ip_adapter",
+                   help="IP-Adapter SD 1.5 weights for --base (.safetensors/.bin file, folder or hub id)")
+    p.add_argument("--ip-adapter-scale", dest="ip_adapter_scale", type=float,
+                   help="IP-Adapter scale (1: as trained, 0: off)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (<=1: off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--notch", type=_notch_arg, metavar="auto|off|HZ",
@@ -121,7 +127,8 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
     gen = {}
     for arg, key in (("model", "model"), ("scheduler", "scheduler"), ("steps", "steps"),
                      ("guidance", "guidance_scale"), ("seed", "seed"), ("preset", "preset"),
-                     ("unet", "unet"), ("lora", "lora"), ("model_config", "model_config")):
+                     ("unet", "unet"), ("lora", "lora"), ("model_config", "model_config"),
+                     ("base", "base"), ("ip_adapter", "ip_adapter"), ("ip_adapter_scale", "ip_adapter_scale")):
         value = getattr(args, arg, None)
         if value is not None:
             gen[key] = value

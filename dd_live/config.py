@@ -53,6 +53,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 WINDOW_MODES = ("latest", "interval", "marker", "recorded")  # policies: dd_live/triggers.py
 QUALITY_MODES = ("adaptive", "fixed", "off")
 GENERATION_MODES = ("generate", "retrieve")
+IP_ADAPTER_EMBEDDER = "ViT-H-14/laion2b_s32b_b79k"  # the space ip-adapter_sd15 is conditioned on
+IP_ADAPTER_MAX_SCALE = 5.0
 NO_MODEL = "none"  # generator.model: show (and record) the signal, make no images
 CHANNEL_METHODS = ("replicate", "spline")
 BAD_CHANNEL_MODES = ("auto", "off")
@@ -246,6 +248,12 @@ class GeneratorConfig:
     model name, and its weights: an open_clip tag such as ``"openai"`` or a local file).
     Retrieval refuses to start without real weights; a personal model folder (from
     ``training.finetune --data SESSION``) names its own embedder, used when these are unset.
+    ``base`` / ``ip_adapter``: the embedding route's renderer, a stock SD 1.5 (diffusers
+    folder, hub id or single file) with IP-Adapter SD 1.5 weights (a ``.safetensors``/``.bin``
+    file, a folder or a hub id) at ``ip_adapter_scale``; ``ip_adapter_embedder``: the
+    image-embedding space the adapter is conditioned on (``name/pretrained``; a decoder or
+    gallery of another space is refused); ``img2img_strength``: how much of the low-level
+    picture the generation starts from (0: none, pure IP-Adapter generation; up to 1).
     """
 
     model: str = "tiny"
@@ -272,6 +280,11 @@ class GeneratorConfig:
     model_config: str | None = None
     clip_model: str = "ViT-L-14"
     clip_pretrained: str | None = None
+    base: str | None = None
+    ip_adapter: str | None = None
+    ip_adapter_scale: float = 1.0
+    ip_adapter_embedder: str = IP_ADAPTER_EMBEDDER
+    img2img_strength: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.preset in ("", *PRESETS),
@@ -290,6 +303,17 @@ class GeneratorConfig:
                f"got {self.channel_method!r}")
         _check(self.mode != "retrieve" or bool(self.gallery),
                "[generator] mode 'retrieve' needs a gallery folder: set [generator] gallery")
+        _check(0 <= self.ip_adapter_scale <= IP_ADAPTER_MAX_SCALE and math.isfinite(self.ip_adapter_scale),
+               f"[generator] ip_adapter_scale must be 0..{IP_ADAPTER_MAX_SCALE:g} (1: as trained, 0: off), "
+               f"got {self.ip_adapter_scale}")
+        _check(0 <= self.img2img_strength <= 1,
+               "[generator] img2img_strength must be 0..1 (0: no low-level start), "
+               f"got {self.img2img_strength}")
+        _check(bool(self.ip_adapter_embedder.strip()),
+               f"[generator] ip_adapter_embedder must name an embedder, e.g. {IP_ADAPTER_EMBEDDER!r}")
+        _check(not self.ip_adapter or bool(self.base),
+               "[generator] ip_adapter needs [generator] base: the stock SD 1.5 to render with "
+               "(a diffusers folder, hub id or single file; --base)")
 
 
 def apply_preset(gen: GeneratorConfig, explicit: frozenset[str] | set[str] = frozenset()) -> GeneratorConfig:

@@ -318,12 +318,23 @@ class ImageGenerator:
 
     @torch.inference_mode()
     def __call__(self, context: torch.Tensor, seed: int | list[int], *,
-                 on_step: Callable[[int], Any] | None = None) -> GenerationResult:
+                 on_step: Callable[[int], Any] | None = None,
+                 image_embeds: torch.Tensor | None = None,
+                 null_image_embeds: torch.Tensor | None = None,
+                 init_latents: torch.Tensor | None = None,
+                 denoising_strength: float = 1.0) -> GenerationResult:
         """Images for context [B, 77, 768]; ``seed`` is one int (seeds seed..seed+B-1) or B ints.
 
         ``context`` may already be on the generator's device (it is then not copied). Nothing
         waits for the device until the 8-bit images are read back; a non-finite context is
         reported then. ``on_step(i)`` is called after each UNet step (on the caller's thread).
+
+        A UNet with IP-Adapter weights loaded takes ``image_embeds`` [B, 1, D] (diffusers'
+        ``added_cond_kwargs={"image_embeds": [...]}``); with guidance the unconditional rows are
+        ``null_image_embeds`` [1, 1, D] (zeros when not given). ``init_latents`` [B, 4, h, w]
+        (scaled VAE latents) start an img2img generation as StableDiffusionImg2ImgPipeline does:
+        only the last ``denoising_strength`` of the schedule runs (at least one step), from the
+        start noised to its first timestep with the scheduler's ``add_noise``.
         """
         # 1. check inputs
         self.prepare()
@@ -341,21 +352,45 @@ class ImageGenerator:
         use_cfg = settings.guidance_scale > 1.0 and unet.config.time_cond_proj_dim is None
         if use_cfg:
             context = torch.cat([self._null.expand(batch_size, -1, -1), context])
+        if image_embeds is not None:
+            image_embeds = image_embeds.to(self.device, self.dtype)
+            if use_cfg:
+                null_rows = (torch.zeros_like(image_embeds[:1]) if null_image_embeds is None
+                             else null_image_embeds.to(self.device, self.dtype))
+                image_embeds = torch.cat([null_rows.expand_as(image_embeds), image_embeds])
         class_labels = self.time_cond(context) if self.time_cond is not None else None  # once per image
         timestep_cond = self._guidance_embedding(settings.guidance_scale, context.shape[0])
-        # 3. timesteps on the host for the scheduler, on the device for the UNet (one copy)
+        # 3. timesteps on the host for the scheduler, on the device for the UNet (one copy);
+        #    img2img runs only the schedule's tail (StableDiffusionImg2ImgPipeline.get_timesteps)
         scheduler.set_timesteps(settings.num_inference_steps, device="cpu")
         timesteps = scheduler.timesteps
+        if init_latents is not None:
+            n_steps = settings.num_inference_steps
+            n_run = min(max(int(n_steps * denoising_strength), 1), n_steps)
+            begin = (n_steps - n_run) * scheduler.order
+            timesteps = timesteps[begin:]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(begin)
         timesteps_device = self._to_device(timesteps)
         # 4. initial noise: one CPU generator per image, so a seed gives the same start on any
         #    device; step noise (stochastic samplers) from generators on the device
         size = settings.image_size or self.native_image_size
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-        latents = self._initial_latents(generators, size) * scheduler.init_noise_sigma
+        if init_latents is None:
+            latents = self._initial_latents(generators, size) * scheduler.init_noise_sigma
+        else:
+            init_latents = init_latents.to(self.device, self.dtype)
+            noise = self._initial_latents(generators, size)
+            if noise.shape != init_latents.shape:
+                raise GenerationError(
+                    f"init_latents have shape {list(init_latents.shape)}, the generation's latents "
+                    f"{list(noise.shape)}; give one start per image at the latent size")
+            latents = scheduler.add_noise(init_latents, noise, timesteps[:1].repeat(batch_size))
         step_generators = (generators if self.device.type == "cpu"  # as diffusers' pipeline does
                            else [torch.Generator(self.device).manual_seed(s) for s in seeds])
         step_kwargs = self._step_kwargs(scheduler, settings.scheduler, step_generators)
-        unet_call = self._unet_call(latents.shape[0] * (2 if use_cfg else 1), size, class_labels, timestep_cond)
+        unet_call = self._unet_call(latents.shape[0] * (2 if use_cfg else 1), size, class_labels, timestep_cond,
+                                    image_embeds)
         # 5. the denoising loop; an interrupt() stops it before the next UNet step
         steps_run = 0
         for i, t in enumerate(timesteps):
@@ -363,7 +398,7 @@ class ImageGenerator:
                 break
             model_input = torch.cat([latents] * 2) if use_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
-            noise = unet_call(model_input, timesteps_device[i], context, class_labels, timestep_cond)
+            noise = unet_call(model_input, timesteps_device[i], context, class_labels, timestep_cond, image_embeds)
             if use_cfg:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + settings.guidance_scale * (cond - uncond)
@@ -436,17 +471,19 @@ class ImageGenerator:
         return kwargs
 
     def _unet_call(self, batch: int, size: int, class_labels: torch.Tensor | None,
-                   timestep_cond: torch.Tensor | None) -> CapturedCall:
+                   timestep_cond: torch.Tensor | None, image_embeds: torch.Tensor | None = None) -> CapturedCall:
         """The UNet step for this shape: a captured CUDA graph (CUDA), the same static path run
-        eagerly elsewhere. One variant per (batch incl. guidance rows, size)."""
+        eagerly elsewhere. One variant per (batch incl. guidance rows, size, IP-Adapter input)."""
         latent = size // 2 ** (len(self.vae.config.block_out_channels) - 1)
-        key = ("unet", batch, latent, class_labels is not None, timestep_cond is not None, self._float_timesteps())
+        key = ("unet", batch, latent, class_labels is not None, timestep_cond is not None, self._float_timesteps(),
+               None if image_embeds is None else tuple(image_embeds.shape))
         if key not in self._captured:
             unet = self.unet
 
-            def step(sample, t, context, labels, t_cond):
+            def step(sample, t, context, labels, t_cond, ip_embeds):
+                added = None if ip_embeds is None else {"image_embeds": [ip_embeds]}
                 return unet(sample, t, encoder_hidden_states=context, class_labels=labels,
-                            timestep_cond=t_cond, return_dict=False)[0]
+                            timestep_cond=t_cond, added_cond_kwargs=added, return_dict=False)[0]
 
             example = (
                 torch.zeros(batch, unet.config.in_channels, latent, latent, device=self.device, dtype=self.dtype),
@@ -454,6 +491,7 @@ class ImageGenerator:
                 torch.zeros(batch, CLIP_TOKENS, CLIP_DIM, device=self.device, dtype=self.dtype),
                 None if class_labels is None else torch.zeros_like(class_labels),
                 None if timestep_cond is None else torch.zeros_like(timestep_cond),
+                None if image_embeds is None else torch.zeros_like(image_embeds),
             )
             self._captured[key] = self._capture(step, example)
         return self._captured[key]
