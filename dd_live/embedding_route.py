@@ -11,7 +11,8 @@ window into what the window shows side by side:
 3. the nearest gallery images with their scores (stage ``retrieve``);
 4. the picture itself, from the first renderer at hand: a stock Stable Diffusion 1.5 with
    IP-Adapter weights (``[generator] base`` + ``ip_adapter``, ``--base`` / ``--ip-adapter``;
-   ``img2img_strength`` > 0 starts it from the low-level latent), else the nearest gallery
+   ``img2img_strength`` > 0 starts it from the low-level latent, or from the low-level picture
+   when the head decodes no latent), else the nearest gallery
    image (``"retrieval"``; the next ones are in the matches), else the low-level picture (``"lowlevel"``). Without any SD weight
    at hand the folder still shows and records images.
 
@@ -94,7 +95,7 @@ class EmbeddingDecoder:
         renderer: an :class:`~dd_live.generate.ip_adapter.IPAdapterRenderer`, or None
             (retrieval and the low-level picture only).
         strength: ``img2img_strength``: 0 renders from the embedding alone; 0 < s <= 1 starts
-            the renderer from the low-level latent with that much noise.
+            the renderer from the low-level latent (or picture), keeping that much of it.
         folder: where the model came from (for messages).
         k: gallery images per window.
     """
@@ -136,11 +137,13 @@ class EmbeddingDecoder:
         self.description = (f"{getattr(model, 'description', '') or 'personal model'} · "
                             f"{getattr(model, 'decoder_name', 'decoder')} into "
                             f"{model.embedder.id} · {self.renderer_name}{spent}")
-        if renderer is not None and self.strength > 0 and not self.has_latent:
-            logger.warning("img2img_strength %.2f has no low-level latent to start from (the "
-                           "model's low-level head decodes %s): rendering from the embedding "
-                           "alone", self.strength,
-                           "a thumbnail only" if self.has_lowlevel else "nothing")
+        if renderer is not None and self.strength > 0 and not self.has_lowlevel:
+            logger.warning("img2img_strength %.2f has no low-level picture to start from (the "
+                           "model has no low-level head): rendering from the embedding alone",
+                           self.strength)
+        elif renderer is not None and self.strength > 0 and not self.has_latent:
+            logger.info("img2img starts from the low-level picture encoded by the VAE (the "
+                        "model's low-level head decodes no latent)")
 
     def __repr__(self) -> str:
         return (f"<EmbeddingDecoder: {self.renderer_name} | {self.n_channels} ch x "
@@ -165,8 +168,7 @@ class EmbeddingDecoder:
         if base and ip_adapter:
             from dd_live.generate.ip_adapter import IPAdapterRenderer
 
-            renderer = IPAdapterRenderer.from_pretrained(base, ip_adapter,
-                                                         **renderer_settings(config))
+            renderer = IPAdapterRenderer.from_config(config)
         return cls(model, renderer, strength=getattr(config, "img2img_strength", 0.0),
                    folder=folder)
 
@@ -198,9 +200,11 @@ class EmbeddingDecoder:
         picture = None if low is None else low.picture
         seeds: list[int] = []
         if self.renderer is not None:
+            # img2img from the decoded coarse latent, else from the low-level picture itself
             latent = getattr(low, "latent", None) if self.strength > 0 else None
-            result = self.renderer(embedding, seed, init_latent=latent,
-                                   strength=self.strength if latent is not None else 0.0)
+            start = picture if self.strength > 0 and latent is None else None
+            result = self.renderer(embedding, seed, init_latent=latent, init_image=start,
+                                   strength=self.strength if low is not None else 0.0)
             if getattr(result, "interrupted", False):
                 return DecodedImages([], list(result.seeds), dict(result.timings), embedding,
                                      matches, interrupted=True, embedding=embedding,
@@ -244,27 +248,3 @@ class EmbeddingDecoder:
     def clear_interrupt(self) -> None:
         if self.renderer is not None and hasattr(self.renderer, "clear_interrupt"):
             self.renderer.clear_interrupt()
-
-
-def renderer_settings(config: Any) -> dict[str, Any]:
-    """:meth:`IPAdapterRenderer.from_pretrained` keyword arguments from ``[generator]``."""
-    settings = dict(
-        scale=getattr(config, "ip_adapter_scale", 1.0),
-        scheduler=config.scheduler,
-        num_inference_steps=config.steps,
-        guidance_scale=config.guidance_scale,
-        device=config.device,
-        dtype=config.dtype,
-        attention=config.attention,
-        tiny_vae=config.tiny_vae,
-        tiny_decoder=config.tiny_decoder or config.tiny_vae is not None,
-        image_size=config.image_size,
-        unet=config.unet,
-        lora=config.lora,
-        cuda_graphs=None if config.cuda_graphs else False,
-        config=config.model_config,
-    )
-    embedder = getattr(config, "ip_adapter_embedder", None)
-    if embedder:
-        settings["embedder_id"] = embedder
-    return settings
