@@ -166,8 +166,12 @@ class EmbeddingDecoder:
                               "low-level picture)")
         renderer = None
         if base and ip_adapter:
-            from dd_live.generate.ip_adapter import IPAdapterRenderer
+            from dd_live.generate.ip_adapter import DEFAULT_EMBEDDER_ID, IPAdapterRenderer
 
+            # one space, checked before any SD weight is read (the widths once they are)
+            check_one_space(model.embedder.id, gallery_embedder_id(model.gallery),
+                            getattr(config, "ip_adapter_embedder", None) or DEFAULT_EMBEDDER_ID,
+                            folder=folder)
             renderer = IPAdapterRenderer.from_config(config)
         return cls(model, renderer, strength=getattr(config, "img2img_strength", 0.0),
                    folder=folder)

@@ -161,21 +161,20 @@ def _run_training(command: list[str], root: Path, stages: _StageProgress) -> _Fi
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, bufsize=1)
     last_error, buffer = "", ""
-    assert proc.stderr is not None
-    while True:
-        chunk = proc.stderr.read(256)
-        if not chunk:
-            break
-        buffer += chunk
-        *lines, buffer = re.split(r"[\r\n]", buffer)
-        for text in lines:
-            if "error" in text.lower():
-                last_error = text.strip()
-            stages.line(text)
-    proc.wait()
+    with subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, bufsize=1) as proc:
+        assert proc.stderr is not None
+        while True:
+            chunk = proc.stderr.read(256)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = re.split(r"[\r\n]", buffer)
+            for text in lines:
+                if "error" in text.lower():
+                    last_error = text.strip()
+                stages.line(text)
     return _Finished(proc.returncode, last_error)
 
 
