@@ -761,6 +761,11 @@ def main(argv: list[str] | None = None) -> Path:
                 embedder.spec.id, time.perf_counter() - started)
 
     names = ("ridge", "conv", "dreamdiffusion") if args.model == "all" else (args.model,)
+    if args.init is not None:  # a new person on a group's backbone: the conv decoder alone
+        if args.model not in ("conv", "all"):
+            raise ConfigError(f"--init fits a conv decoder's alignment layer and projector; --model "
+                              f"{args.model} cannot start from it (use --model conv)")
+        names = ("conv",)
     if args.model == "all" and len({p.eeg.shape[1] for p in data.people}) > 1:
         names = ("conv", "dreamdiffusion")
     if args.model == "all" and len(data.people) > 1:
