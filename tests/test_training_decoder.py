@@ -194,3 +194,18 @@ def test_vit_h_weights_in_the_hub_cache_are_found_offline(monkeypatch, tmp_path)
     # a file given by path keeps the tag of the hub repository it sits in
     named = training_decoder.resolve_embedder("ViT-H-14", embedder.weights, seed=0)
     assert named.spec.id == "ViT-H-14/laion2b_s32b_b79k"
+
+
+def test_things_eeg2_subjects_train_a_model_whose_gallery_is_the_test_images(tmp_path):
+    from test_training_things_eeg2 import write_things
+
+    root = write_things(tmp_path / "things")
+    folder = training_decoder.main(["--data", f"things-eeg2:{root}", "--subject", "1", "--model", "ridge",
+                                    "--output-dir", str(tmp_path / "out")])
+    model = EmbeddingModel.load(folder)
+    assert (model.n_channels, model.n_times) == (17, 48) and model.ch_names[0] == "O0"
+    assert len(model.gallery) == 4  # the 4 test images, not the training set
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["decoders"]["ridge"]["test"]["n_way"] == 4
+    with pytest.raises(Exception, match="--subject"):
+        training_decoder.main(["--data", f"things-eeg2:{root}", "--output-dir", str(tmp_path / "o2")])

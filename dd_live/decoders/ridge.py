@@ -19,7 +19,7 @@ from dd_live.errors import ConfigError
 
 KIND = "ridge"
 #: The alpha grid ``RidgeCV`` searches (features are standardised EEG samples), and its folds.
-ALPHAS = tuple(float(a) for a in np.logspace(-1, 6, 8))
+ALPHAS = tuple(float(a) for a in np.logspace(0, 7, 8))
 CV_FOLDS = 3
 
 
