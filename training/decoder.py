@@ -12,7 +12,8 @@ low-level head (thumbnail; a coarse VAE latent with ``--vae``) is fitted beside 
 Output: ``OUT/model/`` (see :mod:`dd_live.decoders.model`): ``dd_live.json``, ``decoder/``,
 ``lowlevel/``, ``gallery/`` (the session's images and their embeddings), ``image_embedder.json``
 and ``README.md`` (the model card with every decoder's figures); ``OUT/results.json`` holds the
-same figures. ``dd-live run --model OUT/model`` runs it.
+same figures, and ``OUT/decoders/NAME/`` every decoder tried. ``dd-live run --model OUT/model``
+runs it.
 
 Several people (ENIGMA's protocol): ``--data A B C`` (one path per person: a session folder or a
 folder of that person's sessions) or ``--data things-eeg2:ROOT --subject 1,2,3`` trains one conv
@@ -60,6 +61,7 @@ logger = logging.getLogger(__name__)
 MODEL = "model"
 RESULTS = "results.json"
 EMBEDDING_CACHE = "image_embeddings.npz"
+TRIED = "decoders"
 MODEL_CHOICES = ("ridge", "conv", "dreamdiffusion", "all")
 #: The default target space: IP-Adapter SD 1.5's image encoder.
 DEFAULT_EMBEDDER = ("ViT-H-14", "laion2b_s32b_b79k")
@@ -413,6 +415,7 @@ class TorchSettings:
     mse_weight: float = 1.0
     eeg_noise: float = 0.1
     seed: int = 0
+    budget: float = 40.0  # s: no epoch starts after this (a 15-minute calibration in ~2 min)
 
 
 def train_torch(decoder: torch.nn.Module, data: DecoderData, embeddings: np.ndarray, center: np.ndarray,
@@ -434,8 +437,12 @@ def train_torch(decoder: torch.nn.Module, data: DecoderData, embeddings: np.ndar
     best, best_state, waited = -1.0, None, 0
     is_conv = isinstance(decoder, ConvDecoder)
     bar = tqdm(range(settings.epochs), desc=f"training {name}", leave=False)
-    n_epochs = 0
+    n_epochs, started = 0, time.perf_counter()
     for epoch in bar:
+        if time.perf_counter() - started > settings.budget:
+            logger.info("%s: stopped after %d epochs, its %.0f s budget spent (--budget)", name, n_epochs,
+                        settings.budget)
+            break
         n_epochs = epoch + 1
         decoder.train()
         for module in frozen:  # a frozen backbone keeps its normalisation statistics too
@@ -732,16 +739,20 @@ def main(argv: list[str] | None = None) -> Path:
                         "the low-level head also predicts a coarse latent, the img2img start")
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--epochs", type=int, default=TorchSettings.epochs)
+    parser.add_argument("--budget", type=float, default=TorchSettings.budget,
+                        help="seconds each torch decoder may train (no epoch starts after them)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not 0 < args.val_fraction < 0.5:
         raise ConfigError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.budget <= 0:
+        raise ConfigError(f"--budget must be > 0 seconds, got {args.budget}")
     if args.init is not None and not (args.init / DECODER_FOLDER).is_dir():
         raise ConfigError(f"--init {args.init} is not a model folder written by python -m training.decoder")
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     things = [d for d in args.data if d.startswith("things-eeg2:")]
     if things:
         subjects = parse_subjects(args.subject)
@@ -761,11 +772,16 @@ def main(argv: list[str] | None = None) -> Path:
                 embedder.spec.id, time.perf_counter() - started)
 
     names = ("ridge", "conv", "dreamdiffusion") if args.model == "all" else (args.model,)
+    if args.init is not None:  # a new person on a group's backbone: the conv decoder alone
+        if args.model not in ("conv", "all"):
+            raise ConfigError(f"--init fits a conv decoder's alignment layer and projector; --model "
+                              f"{args.model} cannot start from it (use --model conv)")
+        names = ("conv",)
     if args.model == "all" and len({p.eeg.shape[1] for p in data.people}) > 1:
         names = ("conv", "dreamdiffusion")
     if args.model == "all" and len(data.people) > 1:
         names = tuple(n for n in names if n != "dreamdiffusion")  # one alignment per person: conv
-    settings = TorchSettings(epochs=args.epochs, seed=args.seed)
+    settings = TorchSettings(epochs=args.epochs, seed=args.seed, budget=args.budget)
     tried = []
     for name in names:
         t0 = time.perf_counter()
@@ -801,9 +817,12 @@ def main(argv: list[str] | None = None) -> Path:
     final = write_model(args.output_dir, data, embedder, clip_model, embeddings, center, kept, head, tried,
                         lowlevel, args.seed)
     results = {"kept": kept.name, "embedder": embedder.spec.to_dict(), "seconds_total": time.perf_counter() - started,
+               "cpu_seconds_total": time.process_time() - cpu_started,
                "decoders": {t.name: {"train_seconds": t.train_seconds, **t.figures} for t in tried},
                "lowlevel": {"train_seconds": lowlevel_seconds, "parameters": head.n_parameters, **lowlevel}}
     (args.output_dir / RESULTS).write_text(json.dumps(results, indent=1))
+    for t in tried:  # every decoder tried, for comparison (the model folder holds the kept one)
+        t.decoder.save(args.output_dir / TRIED / t.name)
     logger.info("kept %s; wrote %s in %.1f s", kept.name, final, time.perf_counter() - started)
     return final
 

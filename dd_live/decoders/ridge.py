@@ -18,9 +18,9 @@ from dd_live.decoders.base import check_window, load_arrays, pooled_features, re
 from dd_live.errors import ConfigError
 
 KIND = "ridge"
-#: The alpha grid ``RidgeCV`` searches (features are standardised EEG samples).
-ALPHAS = tuple(float(a) for a in np.logspace(-1, 6, 15))
-CV_FOLDS = 5
+#: The alpha grid ``RidgeCV`` searches (features are standardised EEG samples), and its folds.
+ALPHAS = tuple(float(a) for a in np.logspace(0, 7, 8))
+CV_FOLDS = 3
 
 
 def fit_ridge(features: np.ndarray, targets: np.ndarray, groups: Sequence[int],
