@@ -24,11 +24,18 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from PIL import Image
+from test_generate_loading import generation_state, write_configs
 
 from dd_live import cli
 from dd_live.config import GeneratorConfig
 from dd_live.errors import CheckpointError, ConfigError
-from dd_live.generate.ip_adapter import DEFAULT_EMBEDDER_ID, IPAdapterRenderer, read_ip_adapter
+from dd_live.generate import ImageGenerator
+from dd_live.generate.ip_adapter import (
+    DEFAULT_EMBEDDER_ID,
+    IPAdapterRenderer,
+    empty_prompt_embedding,
+    read_ip_adapter,
+)
 from dd_live.generate.schedulers import make_scheduler
 from dd_live.generate.tiny import (
     save_ip_adapter_state,
@@ -148,7 +155,9 @@ def test_other_embedding_other_image_scale_zero_plain_image(files):
     r = renderer(files)
     a, b = pixels(r(embedding(0), seed=5)), pixels(r(embedding(1), seed=5))
     assert level_difference(a, b) > 10  # the embedding reaches the picture
+    assert r.generator._captured  # the UNet step's static variant
     r.configure(scale=0.0)
+    assert not r.generator._captured  # a captured step would replay the old scale: captured again
     off = pixels(r(embedding(0), seed=5))
     plain = diffusers_images(files, embedding(0), 5, ip_adapter=False)  # no IP-Adapter at all
     assert level_difference(off, plain) <= MAX_LEVEL_DIFFERENCE
@@ -179,6 +188,35 @@ def test_tiny_decoder_renders_and_differs_from_the_full_vae(files):
     full = renderer(files)
     a, b = pixels(tiny(embedding(0), seed=1)), pixels(full(embedding(0), seed=1))
     assert a.shape == b.shape and level_difference(a, b) > 0
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".ckpt"])
+def test_single_file_base_gives_the_folder_image_with_its_text_encoder(files, tmp_path, suffix):
+    """An SD 1.5 single file (LDM layout, text encoder under cond_stage_model.transformer.)
+    renders as its diffusers folder does: the empty prompt comes from the file's text encoder."""
+    import shutil
+
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel
+
+    gen = ImageGenerator.from_pretrained(files["base"], device="cpu")
+    state = generation_state(gen)
+    text_encoder = CLIPTextModel.from_pretrained(files["base"], subfolder="text_encoder")
+    state.update({f"cond_stage_model.transformer.text_model.{k.removeprefix('text_model.')}": v.contiguous()
+                  for k, v in text_encoder.state_dict().items()})  # the layout of SD 1.5's files
+    configs = write_configs(gen, tmp_path / "configs")
+    for part in ("text_encoder", "tokenizer"):  # the tiny text encoder's architecture and tokens
+        shutil.copytree(files["base"] / part, configs / part)
+    path = tmp_path / f"sd15{suffix}"
+    save_file(state, path) if suffix == ".safetensors" else torch.save({"state_dict": state}, path)
+    single = IPAdapterRenderer.from_pretrained(
+        path, files["adapter"], config=configs, num_inference_steps=2, device="cpu", dtype="float32").prepare()
+    torch.testing.assert_close(single.text_embedding, empty_prompt_embedding(files["base"]))
+    assert single.text_embedding.abs().sum() > 0
+    np.testing.assert_array_equal(pixels(single(embedding(0), seed=3)), pixels(renderer(files)(embedding(0), seed=3)))
+    # a file without a text encoder (UNet and VAE only) renders on a zero text context
+    save_file(generation_state(gen), tmp_path / "no_text.safetensors")
+    assert empty_prompt_embedding(tmp_path / "no_text.safetensors", configs) is None
 
 
 # -- img2img: the low-level start ------------------------------------------------------------------
@@ -333,6 +371,16 @@ def test_settings_are_checked_naming_the_key():
     config = GeneratorConfig()
     assert (config.base, config.ip_adapter, config.ip_adapter_scale, config.img2img_strength) == (None, None, 1.0, 0.0)
     assert config.ip_adapter_embedder == DEFAULT_EMBEDDER_ID == "ViT-H-14/laion2b_s32b_b79k"
+
+
+def test_readme_settings_block_documents_the_ip_adapter_keys():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("### Settings"):]
+    block = block[block.index("[generator]"):block.index("[record]")]
+    for key in ("base", "ip_adapter", "ip_adapter_scale", "ip_adapter_embedder", "img2img_strength"):
+        assert f"{key} = " in block, f"README's [generator] settings lack {key}"
 
 
 def test_command_line_wins_and_from_config_builds_the_renderer(files, tmp_path):

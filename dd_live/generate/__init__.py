@@ -12,6 +12,10 @@ Public API::
         .interrupt();  .clear_interrupt();  .set_cuda_graphs(True | False | None)
         .configure(scheduler=..., num_inference_steps=..., guidance_scale=..., tiny_decoder=...)
     GenerationResult(images, seeds, timings, interrupted)
+    IPAdapterRenderer.from_pretrained(base, ip_adapter, *, scale=1.0, strength=0.0,
+        embedder_id="ViT-H-14/laion2b_s32b_b79k", **generator_kwargs)   # or .from_config(gen)
+        .prepare();  .warmup();  (embedding [D], seed, *, init_latent=None, init_image=None,
+        strength=None) -> GenerationResult;  .embedder_id;  .image_embed_dim;  .interrupt()
     ImageRetriever.from_folder(folder, clip_model=..., pretrained=...).query(clip_vec, k=4)
     choose_attention_backend(device, requested="auto") -> "xformers" | "sdpa"
     SCHEDULERS: "dpm++", "ddim", "ddim-trailing", "euler-a", "plms", "lcm", "tcd"
@@ -21,6 +25,7 @@ open_clip is imported only by the retriever, and only when one is built.
 
 from dd_live.generate.backend import choose_attention_backend
 from dd_live.generate.generator import GenerationResult, GeneratorSettings, ImageGenerator
+from dd_live.generate.ip_adapter import IPAdapterRenderer
 from dd_live.generate.retrieval import ImageRetriever
 from dd_live.generate.schedulers import SCHEDULERS
 from dd_live.generate.timecond import TimeConditioner
@@ -29,6 +34,7 @@ __all__ = [
     "SCHEDULERS",
     "GenerationResult",
     "GeneratorSettings",
+    "IPAdapterRenderer",
     "ImageGenerator",
     "ImageRetriever",
     "TimeConditioner",

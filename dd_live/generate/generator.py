@@ -248,6 +248,12 @@ class ImageGenerator:
             self._resolve_graphs()
         return self
 
+    def drop_captured(self) -> ImageGenerator:
+        """Forget the captured variants (captured again when next used): needed after the UNet's
+        attention processors or their constants changed (a CUDA graph replays what it saw)."""
+        self._captured.clear()
+        return self
+
     def warmup(self, progress: Callable[[str], Any] | None = None) -> ImageGenerator:
         """Run the hot path once per variant the settings can switch between (guidance off and,
         where the UNet takes a null context, on), so kernels are chosen and, on CUDA, the CUDA

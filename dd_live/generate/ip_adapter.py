@@ -38,6 +38,7 @@ from huggingface_hub.constants import is_offline_mode
 from PIL import Image
 from safetensors import SafetensorError
 
+from dd_live.assets import sd15_config_dir
 from dd_live.config import IP_ADAPTER_EMBEDDER, IP_ADAPTER_MAX_SCALE
 from dd_live.errors import CheckpointError, ConfigError, GenerationError
 from dd_live.generate.generator import WARMUP_GUIDANCE, GenerationResult, ImageGenerator
@@ -56,6 +57,8 @@ IP_ADAPTER_SUFFIXES = (".safetensors", ".bin")
 IP_ADAPTER_DOWNLOAD = (f"huggingface-cli download {IP_ADAPTER_REPO_ID} "
                        f"{IP_ADAPTER_SUBFOLDER}/{IP_ADAPTER_WEIGHT_NAMES[0]} --local-dir models/ip-adapter")
 IP_PARTS = ("image_proj", "ip_adapter")
+TEXT_ENCODER_PREFIX = "cond_stage_model.transformer."  # an SD 1.5 single file's text encoder
+CLIP_START_TOKEN, CLIP_END_TOKEN = 49406, 49407  # CLIP's tokenizer: "" is start, then end (= pad)
 HUB_FILE = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)/(.+\.(?:safetensors|bin))$")  # owner/name/path/file
 
 
@@ -204,19 +207,27 @@ def check_ip_adapter_state(state: Mapping[str, Mapping[str, torch.Tensor]], unet
     return int(weight.shape[1])
 
 
-def empty_prompt_embedding(base: str | Path) -> torch.Tensor | None:
+def empty_prompt_embedding(base: str | Path, config: str | Path | None = None) -> torch.Tensor | None:
     """[77, C] float32: the base's text encoder's embedding of the empty prompt, computed once
     (as StableDiffusionPipeline encodes ``prompt=""``); None when the base carries no text
-    encoder and tokenizer (a folder without ``text_encoder/`` and ``tokenizer/``, a single file)."""
+    encoder (a folder without ``text_encoder/`` and ``tokenizer/``, a checkpoint file without
+    ``cond_stage_model.transformer.*`` weights, such as the DreamDiffusion release's).
+
+    A single-file checkpoint's text encoder is built from ``config``'s ``text_encoder/``
+    config (default: the packaged SD 1.5 one) and tokenised by ``config``'s ``tokenizer/``
+    when it has one, else as CLIP's tokenizer tokenises "" (start token, then end tokens).
+    """
     from transformers import CLIPTextModel, CLIPTokenizer
 
     path = Path(base).expanduser()
+    if path.is_file():
+        return _single_file_text_embedding(path, Path(config) if config is not None else sd15_config_dir())
     if path.is_dir():
         if not ((path / "text_encoder").is_dir() and (path / "tokenizer").is_dir()):
             return None
         source, local = str(path), True
     elif path.exists() or not HUB_ID.match(str(base)):
-        return None  # a single file: its text encoder is not opened (zeros are the text context)
+        return None
     else:
         source, local = str(base), is_offline_mode()
     try:
@@ -227,14 +238,63 @@ def empty_prompt_embedding(base: str | Path) -> torch.Tensor | None:
         raise GenerationError(
             f"could not load the text encoder of {base} ({type(exc).__name__}: {exc}); its "
             "text_encoder/ or tokenizer/ may be incomplete") from None
-    ids = tokenizer("", padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids
+    return _encode_empty_prompt(text_encoder, _empty_prompt_ids(tokenizer))
+
+
+def _empty_prompt_ids(tokenizer) -> torch.Tensor:
+    """[1, 77] token ids of "" padded to the context length (the pipeline's tokenisation)."""
+    return tokenizer("", padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def _encode_empty_prompt(text_encoder, ids: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         mask = None  # SD 1.5's text encoder takes no attention mask (as the pipeline decides)
         if getattr(text_encoder.config, "use_attention_mask", False):
             mask = torch.ones_like(ids)
         embedding = text_encoder(ids, attention_mask=mask)[0][0]
     return embedding.float().clone()
+
+
+def _single_file_text_embedding(path: Path, config_dir: Path) -> torch.Tensor | None:
+    """The empty prompt through a single file's text encoder (LDM layout:
+    ``cond_stage_model.transformer.*``), reading only those tensors where the format allows."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    if path.suffix == ".safetensors":
+        try:
+            with safetensors.safe_open(path, framework="pt") as f:
+                state = {k[len(TEXT_ENCODER_PREFIX):]: f.get_tensor(k) for k in f.keys()  # noqa: SIM118
+                         if k.startswith(TEXT_ENCODER_PREFIX)}
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+    else:
+        contents = load_torch_file(path)
+        contents = contents.get("state_dict", contents) if isinstance(contents, dict) else {}
+        state = ({k[len(TEXT_ENCODER_PREFIX):]: v for k, v in contents.items()
+                  if isinstance(k, str) and k.startswith(TEXT_ENCODER_PREFIX)} if isinstance(contents, dict) else {})
+    if not state:
+        logger.info("%s has no text encoder: the IP-Adapter's text context is zeros", path.name)
+        return None
+    folder = config_dir / "text_encoder" if (config_dir / "text_encoder" / "config.json").is_file() \
+        else sd15_config_dir() / "text_encoder"
+    text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(folder)).eval()
+    # SD 1.5 files say text_model.embeddings..., older ones embeddings...; transformers' own
+    # module names have had either: match the module's
+    prefix = "text_model." if any(k.startswith("text_model.") for k in text_encoder.state_dict()) else ""
+    state = {prefix + key.removeprefix("text_model."): value for key, value in state.items()
+             if not key.endswith("position_ids")}
+    missing, unexpected = text_encoder.load_state_dict(state, strict=False)
+    missing = [key for key in missing if not key.endswith("position_ids")]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"the text encoder in {path} does not fit the config in {folder}: missing {sorted(missing)[:4]}, "
+            f"unexpected {sorted(unexpected)[:4]}; give --model-config a folder with its text_encoder/ config")
+    if (config_dir / "tokenizer").is_dir():
+        ids = _empty_prompt_ids(CLIPTokenizer.from_pretrained(config_dir, subfolder="tokenizer", local_files_only=True))
+    else:
+        ids = torch.tensor([[CLIP_START_TOKEN] + [CLIP_END_TOKEN] * (CLIP_TOKEN_COUNT - 1)])
+    return _encode_empty_prompt(text_encoder, ids)
 
 
 class _DropNotes(logging.Filter):
@@ -313,6 +373,8 @@ class IPAdapterRenderer:
     ):
         if not embedder_id:
             raise ConfigError("ip_adapter_embedder must name the embedder, e.g. " + DEFAULT_EMBEDDER_ID)
+        if generator.prepared:  # its null context is fixed at prepare(): it must be the empty prompt
+            raise GenerationError("give IPAdapterRenderer a generator that is not prepared yet")
         self.generator = generator
         self.settings = IPAdapterSettings(scale=scale, strength=strength)
         self.embedder_id = embedder_id
@@ -358,6 +420,7 @@ class IPAdapterRenderer:
         with _quiet(*LOADER_NOTES):
             pipe.load_ip_adapter(self._state, subfolder=None, weight_name=None, image_encoder_folder=None)
         pipe.set_ip_adapter_scale(self.settings.scale)
+        self.generator.drop_captured()  # nothing captured may predate the adapter
         self._state = None  # the weights live in the UNet now
         self._loaded = True
         logger.info("IP-Adapter renderer ready: %r", self)
@@ -405,6 +468,7 @@ class IPAdapterRenderer:
             self.generator.configure(**generator_changes)
         if self._loaded and settings.scale != self.settings.scale:
             self._pipeline().set_ip_adapter_scale(settings.scale)
+            self.generator.drop_captured()  # the scale is a constant inside a captured UNet step
         self.settings = settings
         return self
 
@@ -564,7 +628,8 @@ class IPAdapterRenderer:
         state, source = read_ip_adapter(ip_adapter)
         generator = ImageGenerator.from_pretrained(base, **generator_kwargs)
         return cls(generator, state, scale=settings.scale, strength=settings.strength,
-                   embedder_id=embedder_id, text_embedding=empty_prompt_embedding(base),
+                   embedder_id=embedder_id,
+                   text_embedding=empty_prompt_embedding(base, generator_kwargs.get("config")),
                    null_image_embedding=null_image_embedding, source=source)
 
     @classmethod
