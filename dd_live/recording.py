@@ -12,7 +12,8 @@
   they came from and their stage timings.
 - ``images/NNNN.png`` (and ``NNNN_1.png``... when a window made several; ``NNNN_lowlevel.png``,
   the embedding route's decoded low-level picture, named by the image event's ``lowlevel``;
-  the event's ``renderer`` says what made the images); ``config.toml`` (the exact settings); ``session.json`` (the stream info).
+  the event's ``renderer`` says what made the images); ``config.toml`` (the exact settings);
+  ``session.json`` (the stream info).
 
 Writing happens on the recorder's own thread, fed by a bounded queue; ``close()`` flushes.
 ``step()`` writes what is queued on the caller's thread (tests, ``threaded=False``).
