@@ -134,9 +134,10 @@ class EmbeddingDecoder:
                               "[generator] base and ip_adapter (--base, --ip-adapter)")
         spent = f", img2img strength {self.strength:g}" if renderer is not None and \
             self.strength > 0 else ""
-        self.description = (f"{getattr(model, 'description', '') or 'personal model'} · "
-                            f"{getattr(model, 'decoder_name', 'decoder')} into "
-                            f"{model.embedder.id} · {self.renderer_name}{spent}")
+        about = getattr(model, "description", "") or (
+            f"personal model: {getattr(model, 'decoder_name', 'a')} decoder into "
+            f"{model.embedder.id}")
+        self.description = f"{about} · pictures by {self.renderer_name}{spent}"
         if renderer is not None and self.strength > 0 and not self.has_lowlevel:
             logger.warning("img2img_strength %.2f has no low-level picture to start from (the "
                            "model has no low-level head): rendering from the embedding alone",
