@@ -70,10 +70,10 @@ TINY_EMBEDDER = "dd-live-tiny-clip"
 #: Features the ridge decoder and the low-level head take at most (time bins are widened to fit).
 RIDGE_MAX_FEATURES = 1024
 #: Side of the low-level thumbnail target, and of the coarse latent (VAE images are encoded at
-#: ``LATENT_IMAGE_SIZE`` px, i.e. a 32 x 32 latent, then pooled).
+#: ``LATENT_IMAGE_SIZE`` px, i.e. a 16 x 16 SD latent, then pooled).
 THUMBNAIL_SIZE = 8
 LATENT_SIZE = 4
-LATENT_IMAGE_SIZE = 256
+LATENT_IMAGE_SIZE = 128
 #: Input samples are a multiple of this (the DreamDiffusion encoder's patch size divides it).
 TIME_MULTIPLE = 8
 EMBED_BATCH = 16
