@@ -209,3 +209,27 @@ def test_things_eeg2_subjects_train_a_model_whose_gallery_is_the_test_images(tmp
     assert results["decoders"]["ridge"]["test"]["n_way"] == 4
     with pytest.raises(Exception, match="--subject"):
         training_decoder.main(["--data", f"things-eeg2:{root}", "--output-dir", str(tmp_path / "o2")])
+
+
+def test_a_vae_gives_the_low_level_head_a_coarse_latent(tmp_path, one_torch_thread):
+    """``--vae``: the head also predicts the image's VAE latent pooled to 4 x 4, the img2img
+    start (a tiny random diffusers VAE stands in for SD's, which is not on a test machine)."""
+    from diffusers import AutoencoderKL
+
+    from dd_live.generate.tiny import tiny_vae_config
+
+    torch.manual_seed(0)
+    AutoencoderKL(**tiny_vae_config(32)).save_pretrained(tmp_path / "sd" / "vae")
+    small = record(tmp_path / "small", 160, n_images=40)
+    folder = training_decoder.main(["--data", small, "--output-dir", str(tmp_path / "out"), "--model", "ridge",
+                                    "--vae", str(tmp_path / "sd")])
+    lowlevel = json.loads((folder / "lowlevel" / "config.json").read_text())
+    assert lowlevel["kind"] == "vae" and lowlevel["shape"] == [4, 4, 4]
+    assert lowlevel["config"]["scaling_factor"] == pytest.approx(0.18215)
+    model = EmbeddingModel.load(folder)
+    low = model.lowlevel(CalibrationPairs(small, "test", 8, 112).eeg[0])
+    assert low.latent.shape == (4, 4, 4) and low.latent.dtype == np.float32 and np.isfinite(low.latent).all()
+    assert low.picture.size == (128, 128)
+    with pytest.raises(Exception, match="--vae"):
+        training_decoder.main(["--data", small, "--output-dir", str(tmp_path / "o2"), "--model", "ridge",
+                               "--vae", str(tmp_path / "missing")])

@@ -68,12 +68,12 @@ DEFAULT_EMBEDDER = ("ViT-H-14", "laion2b_s32b_b79k")
 HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 TINY_EMBEDDER = "dd-live-tiny-clip"
 #: Features the ridge decoder and the low-level head take at most (time bins are widened to fit).
-RIDGE_MAX_FEATURES = 2048
+RIDGE_MAX_FEATURES = 1024
 #: Side of the low-level thumbnail target, and of the coarse latent (VAE images are encoded at
-#: ``LATENT_IMAGE_SIZE`` px, i.e. a 32 x 32 latent, then pooled).
+#: ``LATENT_IMAGE_SIZE`` px, i.e. a 16 x 16 SD latent, then pooled).
 THUMBNAIL_SIZE = 8
 LATENT_SIZE = 4
-LATENT_IMAGE_SIZE = 256
+LATENT_IMAGE_SIZE = 128
 #: Input samples are a multiple of this (the DreamDiffusion encoder's patch size divides it).
 TIME_MULTIPLE = 8
 EMBED_BATCH = 16
@@ -415,7 +415,7 @@ class TorchSettings:
     mse_weight: float = 1.0
     eeg_noise: float = 0.1
     seed: int = 0
-    budget: float = 40.0  # s: no epoch starts after this (a 15-minute calibration in ~2 min)
+    budget: float = 30.0  # s: no epoch starts after this (a 15-minute calibration in ~2 min)
 
 
 def train_torch(decoder: torch.nn.Module, data: DecoderData, embeddings: np.ndarray, center: np.ndarray,
