@@ -216,6 +216,34 @@ def test_an_ip_adapter_for_another_embedder_is_refused_with_one_line(
     assert embedder_id in lines[0] and "ViT-H-14/laion2b_s32b_b79k" in lines[0]
 
 
+def test_img2img_starts_the_renderer_from_the_decoded_low_level_latent(calibration,
+                                                                        tiny_ip_adapter, tmp_path):
+    """``img2img_strength`` > 0: the renderer starts from the window's decoded coarse VAE latent
+    (a model trained with ``--vae``, the tiny SD's VAE standing in for SD 1.5's)."""
+    from dd_live.config import GeneratorConfig
+    from dd_live.decoding import EEGDecoder
+
+    base, weights, embedder_id = tiny_ip_adapter
+    folder = train_decoder.main(["--data", str(calibration), "--output-dir", str(tmp_path / "out"),
+                                 "--model", "ridge", "--vae", str(base)])
+    settings = dict(model=str(folder), base=str(base), ip_adapter=str(weights), steps=2,
+                    ip_adapter_embedder=embedder_id, device="cpu", dtype="float32")
+    decoder = EEGDecoder.from_config(GeneratorConfig(**settings, img2img_strength=0.6))
+    plain = EEGDecoder.from_config(GeneratorConfig(**settings))
+    eeg = np.random.default_rng(0).standard_normal((decoder.n_channels, decoder.n_times),
+                                                   dtype=np.float32)
+    low = decoder.model.lowlevel(eeg)
+    assert low.latent is not None and low.latent.shape[0] == 4
+    started = decoder(eeg, seed=5)
+    assert started.renderer == "ip-adapter" and started.lowlevel is not None
+    # the same as rendering that window's embedding from its latent by hand, and not the same as
+    # rendering from noise
+    by_hand = decoder.renderer(decoder.model.encode(eeg), 5, init_latent=low.latent, strength=0.6)
+    np.testing.assert_array_equal(np.asarray(started.images[0]), np.asarray(by_hand.images[0]))
+    from_noise = plain(eeg, seed=5)
+    assert not np.array_equal(np.asarray(started.images[0]), np.asarray(from_noise.images[0]))
+
+
 # -- the window -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def app():
