@@ -351,7 +351,64 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     state = "aborted, kept" if run.aborted else "done:"
     print(f"calibration {state} {len(run.rows)} of {run.n_presented} images placed; session "
           f"in {run.folder}")
+    if not args.headless and args.speed != 0:  # the window offers "Train my model"
+        from dd_live.gui.training import offer_training
+
+        model = offer_training(run.folder, config.source.spec, output_dir=args.train_out,
+                               decoder=args.train_model, autostart=args.train)
+        if model is not None:  # "Run live with it"
+            again = ["run", "--model", str(model), "--source", config.source.spec]
+            return cmd_run(build_parser().parse_args(
+                again + (["--config", str(args.config)] if args.config else [])))
+        return 0
+    if args.train:
+        return _train_after_calibration(run.folder, config.source.spec, args.train_out,
+                                        args.train_model)
     return 0
+
+
+def _train_after_calibration(session: Path, source: str, output_dir: Path | None,
+                             decoder: str = "all") -> int:
+    """``dd-live calibrate --train``: train the personal model with a progress bar, then print
+    the command that runs live with it."""
+    from dd_live.personal import run_command, train_personal_model
+
+    bar = TextProgress(sys.stderr)
+    try:
+        model = train_personal_model(session, output_dir, decoder=decoder, progress=bar)
+    finally:
+        bar.close()
+    print(f"personal model trained in {model.seconds:.0f} s: {model.summary}")
+    print(f"run live with it:\n  {run_command(model.folder, source)}")
+    return 0
+
+
+class TextProgress:
+    """A one-line text progress bar, ``progress(fraction, message)`` (redrawn on a terminal,
+    a line per new message elsewhere)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last = ""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        filled = int(round(fraction * self.WIDTH))
+        line = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction:4.0%} {message}"
+        if self.tty:
+            self.stream.write("\r" + line[:120].ljust(120))
+        elif message != self._last:
+            self.stream.write(line + "\n")
+        self._last = message
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -467,7 +524,9 @@ def run_headless(config: AppConfig, duration: float | None = None,
     finally:
         session.stop()
     s = session.stats()
-    print(f"\n{s.n_samples} samples, {s.n_windows} windows, {s.n_images} images, "
+    made_by = ", ".join(f"{n} by {name}" for name, n in session.images_by_renderer.items())
+    print(f"\n{s.n_samples} samples, {s.n_windows} windows, {s.n_images} images"
+          + (f" ({made_by})" if made_by else "") + ", "
           f"{s.n_dropped} skipped (generator busy), {s.n_rejected} rejected")
     if session.recording_path is not None:
         print(f"session saved to {session.recording_path}")
@@ -569,6 +628,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-trials", type=int, help=argparse.SUPPRESS)  # tests: stop early
     p.add_argument("--seed", type=int, help="randomisation seed (split and order)")
     p.add_argument("--config", type=Path, help="a TOML config file (filter, window, record)")
+    p.add_argument("--train", action="store_true",
+                   help="then train a personal model on the new session (CPU, a few minutes) "
+                   "and print the command that runs live with it (the window offers it too)")
+    p.add_argument("--train-model", choices=("ridge", "conv", "dreamdiffusion", "all"),
+                   default="all", help="with --train: the decoders to try (default all: the "
+                   "best on the validation images is kept; ridge alone takes seconds)")
+    p.add_argument("--train-out", type=Path, metavar="DIR",
+                   help="with --train: where the model goes, as DIR/model (default: "
+                   "<session folder>_personal)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("stream", help="replay a file as an LSL outlet")

@@ -43,6 +43,10 @@ class DecodedImages:
         clip: the window's CLIP-space vector ``[clip_dim]``.
         matches: retrieval mode: ``(path, score)`` per image.
         interrupted: the sampler was stopped (``interrupt()``): no images; not a result to keep.
+        embedding: the embedding route: the decoded image embedding ``[dim]``; else None.
+        lowlevel: the embedding route: the decoded low-level picture (PIL RGB), or None.
+        renderer: what made ``images``: ``"ip-adapter"``, ``"retrieval"``, ``"lowlevel"`` (the
+            embedding route), ``"sd"`` (a dd-live model folder or checkpoint) or ``"tiny"``.
     """
 
     images: list[Any]
@@ -51,15 +55,21 @@ class DecodedImages:
     clip: np.ndarray | None = None
     matches: list[tuple[str, float]] = field(default_factory=list)
     interrupted: bool = False
+    embedding: np.ndarray | None = None
+    lowlevel: Any = None
+    renderer: str = "sd"
 
 
 class EEGDecoder:
     """Turns an EEG window ``[n_channels, n_times]`` (float32, standardised) into images."""
 
     def __init__(self, conditioner: Any, generator: Any = None, retriever: Any = None,
-                 *, description: str = "", ch_names: Any = None) -> None:
+                 *, description: str = "", ch_names: Any = None, renderer: str = "sd") -> None:
         if generator is None and retriever is None:
             raise GenerationError("EEGDecoder needs an image generator or a retriever")
+        # what makes the images (DecodedImages.renderer): "sd" or "tiny"; "retrieval" without
+        # a generator
+        self.renderer_name = renderer if generator is not None else "retrieval"
         self.conditioner = conditioner.eval()
         self.generator = generator
         self.retriever = retriever
@@ -91,8 +101,14 @@ class EEGDecoder:
         return f"<EEGDecoder: {mode} | {self.n_channels} ch x {self.n_times} | {self.description}>"
 
     @classmethod
-    def from_config(cls, config: GeneratorConfig) -> EEGDecoder:
-        """Build the models ``config.model`` names (``"tiny"``, a dd-live model folder, ...)."""
+    def from_config(cls, config: GeneratorConfig) -> Any:
+        """Build the models ``config.model`` names (``"tiny"``, a dd-live model folder, ...);
+        a personal embedding-route folder gives an
+        :class:`~dd_live.embedding_route.EmbeddingDecoder`."""
+        from dd_live.embedding_route import EmbeddingDecoder, is_embedding_folder
+
+        if config.model not in (TINY_MODEL, DEMO_MODEL) and is_embedding_folder(config.model):
+            return EmbeddingDecoder.from_config(config)
         import torch
 
         from dd_live.generate import GeneratorSettings, ImageGenerator, ImageRetriever
@@ -166,7 +182,7 @@ class EEGDecoder:
         if config.mode == "retrieve":
             generator = None
         return cls(conditioner, generator, retriever, description=description,
-                   ch_names=ch_names)
+                   ch_names=ch_names, renderer=TINY_MODEL if config.model == TINY_MODEL else "sd")
 
     def __call__(self, eeg: np.ndarray, seed: int) -> DecodedImages:
         """Decode one window.
@@ -201,18 +217,21 @@ class EEGDecoder:
             images = [Image.open(path).convert("RGB") for path, _ in matches]
             total = time.perf_counter() - t0
             return DecodedImages(images, [], {"encode": t_encode, "total": total},
-                                 clip_vec, [(str(p), float(s)) for p, s in matches])
+                                 clip_vec, [(str(p), float(s)) for p, s in matches],
+                                 renderer=self.renderer_name)
         result = self.generator(context, seed=seed)
         clip_vec = clip[0].float().cpu().numpy()  # the device is done by now: no extra wait
         if getattr(result, "interrupted", False):
-            return DecodedImages([], list(result.seeds), dict(result.timings), clip_vec, interrupted=True)
+            return DecodedImages([], list(result.seeds), dict(result.timings), clip_vec, interrupted=True,
+                                 renderer=self.renderer_name)
         clock.mark("end")
         timings = {"encode": clock.durations()["encode"], **dict(result.timings)}
         timings["sample"] = timings.pop("unet", 0.0)  # the denoising loop, under its stage name
         timings["total"] = time.perf_counter() - t0
         matches = [] if self.retriever is None else [  # the gallery images nearest to this EEG
             (str(p), float(s)) for p, s in self.retriever.query(clip_vec[None], k=4)[0]]
-        return DecodedImages(list(result.images), list(result.seeds), timings, clip_vec, matches)
+        return DecodedImages(list(result.images), list(result.seeds), timings, clip_vec, matches,
+                             renderer=self.renderer_name)
 
     def _window_to_device(self, eeg: np.ndarray) -> Any:
         """``[n_channels, n_times]`` -> ``[1, n_channels, n_times]`` on the model's device, in

@@ -10,7 +10,10 @@
 - ``timestamps.f64``: one float64 per sample (source clock, s), appended the same way.
 - ``events.jsonl``: markers, gaps, rejected and dropped windows, images with the sample range
   they came from and their stage timings.
-- ``images/NNNN.png``; ``config.toml`` (the exact settings); ``session.json`` (the stream info).
+- ``images/NNNN.png`` (and ``NNNN_1.png``... when a window made several; ``NNNN_lowlevel.png``,
+  the embedding route's decoded low-level picture, named by the image event's ``lowlevel``;
+  the event's ``renderer`` says what made the images); ``config.toml`` (the exact settings);
+  ``session.json`` (the stream info).
 
 Writing happens on the recorder's own thread, fed by a bounded queue; ``close()`` flushes.
 ``step()`` writes what is queued on the caller's thread (tests, ``threaded=False``).
@@ -55,6 +58,7 @@ EVENTS_FILE = "events.jsonl"
 SESSION_FILE = "session.json"
 CONFIG_FILE = "config.toml"
 IMAGES_FOLDER = "images"
+LOWLEVEL_SUFFIX = "_lowlevel"  # images/NNNN_lowlevel.png: the decoded low-level picture
 QUEUE_SIZE = 4096
 SAMPLE_KEYS = ("sample", "start", "stop")  # event fields holding sample indices
 VOLT_UNITS = ("V",)
@@ -297,6 +301,14 @@ class SessionRecorder:
             path = self.folder / IMAGES_FOLDER / f"{result.index:04d}{suffix}.png"
             _save_png(image, path)
             paths.append(str(path.relative_to(self.folder)))
+        lowlevel = getattr(result, "lowlevel", None)
+        extra: dict[str, Any] = {}
+        if lowlevel is not None:  # beside the images, never among them (readers of "images")
+            path = self.folder / IMAGES_FOLDER / f"{result.index:04d}{LOWLEVEL_SUFFIX}.png"
+            _save_png(lowlevel, path)
+            extra["lowlevel"] = str(path.relative_to(self.folder))
+        if getattr(result, "renderer", ""):
+            extra["renderer"] = result.renderer
         self.n_images += 1
         self._write_event({  # its start/stop become file-relative in _write_event
             "type": "image", "index": result.index, "images": paths,
@@ -305,6 +317,7 @@ class SessionRecorder:
             "seed": result.seed, "timings": result.timings,
             "matches": [list(m) for m in result.matches],
             **({"stimulus": result.stimulus} if getattr(result, "stimulus", None) else {}),
+            **extra,
         })
 
     def close(self, timeout: float = 30.0) -> None:

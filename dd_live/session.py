@@ -85,6 +85,9 @@ class GeneratedImage:
         matches: retrieval mode: ``(path, score)`` per image.
         stimulus: the image the window's marker names (``[window] marker_images``), the ground
             truth to show beside the generated one; None when there is none.
+        lowlevel: the embedding route's decoded low-level picture (PIL RGB), or None.
+        renderer: what made ``images`` (``DecodedImages.renderer``: ``"ip-adapter"``,
+            ``"retrieval"``, ``"lowlevel"``, ``"sd"``, ``"tiny"``).
     """
 
     index: int
@@ -98,6 +101,8 @@ class GeneratedImage:
     timings: dict[str, float]
     matches: list[tuple[str, float]] = field(default_factory=list)
     stimulus: str | None = None
+    lowlevel: Any = None
+    renderer: str = ""
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,7 @@ class LiveSession:
         self.n_windows = 0
         self.n_rejected = 0
         self.n_images = 0
+        self.images_by_renderer: dict[str, int] = {}  # images made per renderer (a summary)
         # the channel stage (issue 10): see bad_channels, channel_map, mains_freq
         self.preprocessor: WindowPreprocessor | None = None
         self.bad_tracker: BadChannelTracker | None = None
@@ -680,7 +686,8 @@ class LiveSession:
             index=index, images=decoded.images, window_start=w.start, window_stop=w.stop,
             t_first=float(w.timestamps[0]), t_last=float(w.timestamps[-1]), trigger=w.trigger,
             seed=job.seed if decoded.seeds else None, timings=timings,
-            matches=list(decoded.matches),
+            matches=list(decoded.matches), lowlevel=getattr(decoded, "lowlevel", None),
+            renderer=getattr(decoded, "renderer", ""),
             stimulus=str(path) if self.stimuli is not None and (
                 path := self.stimuli.path_for(w.description)) is not None else None)
 
@@ -691,6 +698,9 @@ class LiveSession:
                                 "stop": job.window.stop})
             return
         self._last_timings = result.timings
+        if result.renderer:
+            self.images_by_renderer[result.renderer] = \
+                self.images_by_renderer.get(result.renderer, 0) + 1
         recorder = self.recorder  # read once: another thread may stop recording meanwhile
         if recorder is not None and job.segment == self._segment:
             recorder.add_image(result)  # (a window of the previous layout: not this file's)

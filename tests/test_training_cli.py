@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("finetune", ["--preset", "tiny", "--data", "{missing}"], "error: --data {missing} does not exist"),
     ("pretrain", ["--preset", "tiny", "--data", "{missing}"], "error: {missing} does not exist"),
     ("evaluate", ["--model", "{missing}"], "error: --model {missing} is not a folder"),
+    ("decoder", ["--data", "{missing}"], "error: --data {missing} does not exist"),
 ])
 def test_a_bad_input_is_one_line_not_a_traceback(tmp_path, stage, argv, message):
     missing = str(tmp_path / "missing")

@@ -15,6 +15,9 @@ images: each test EEG's image-embedding vector (the conditioner's CLIP head) ran
 of the true image, under ``retrieval: {top1, top5, n_way, n_trials}`` in ``results.json``, and
 ``retrieval_matrix.png`` (mean similarity of each true image's EEG to each gallery image).
 ``--data`` evaluates other data than the training run's (e.g. a calibration session folder).
+
+An embedding-route model folder (``python -m training.decoder``) is evaluated with
+``--metric retrieval,lowlevel`` (see :mod:`training.evaluate_embedding`).
 """
 
 import argparse
@@ -29,6 +32,7 @@ import torch.nn.functional as F
 from accelerate.utils import gather_object
 from PIL import Image
 
+from dd_live.decoders import is_embedding_model
 from dd_live.errors import ConfigError
 from dd_live.generate import ImageGenerator
 from dd_live.model import load
@@ -80,9 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", default=None,
                         help="evaluate on this data instead of the training run's: 'synthetic', "
                         "'imagenet-eeg' or a calibration session folder (or a folder of them)")
-    parser.add_argument("--metric", choices=METRICS, default="generation",
+    parser.add_argument("--metric", default=None,
                         help="generation: images + classifier/CLIP metrics; retrieval: n-way "
-                        "zero-shot retrieval among the held-out images")
+                        "zero-shot retrieval among the held-out images; an embedding-route model: "
+                        "retrieval,lowlevel (its default)")
     parser.add_argument("--average-repeats", action=argparse.BooleanOptionalAction, default=True,
                         help="retrieval on calibration data: average the repetitions of each test "
                         "image first")
@@ -95,6 +100,16 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.model.is_dir():
         raise ConfigError(f"--model {args.model} is not a folder: give the model/ folder that "
                           "python -m training.finetune wrote (e.g. runs/ft/model)")
+    if is_embedding_model(args.model):
+        from training.evaluate_embedding import evaluate_embedding_model
+
+        metrics = tuple(m.strip() for m in (args.metric or "retrieval,lowlevel").split(",") if m.strip())
+        return evaluate_embedding_model(args.model, args.data, metrics, args.output_dir,
+                                        args.average_repeats, config.seed, config.split)
+    args.metric = args.metric or "generation"
+    if args.metric not in METRICS:
+        raise ConfigError(f"--metric {args.metric}: a DreamDiffusion model folder is evaluated with one of "
+                          f"{', '.join(METRICS)}")
     train_config = load_config(FinetuneConfig, args.train_config or args.model.parent / CONFIG_FILE)
     if args.data is not None:
         train_config = replace(train_config, data=args.data)

@@ -89,3 +89,69 @@ def clip_embed(clip_model, preprocess, images: list[Image.Image], device) -> tor
     """Normalised CLIP image embeddings ``[n_images, D]``."""
     batch = torch.stack([preprocess(image) for image in images]).to(device)
     return F.normalize(clip_model.to(device).encode_image(batch).float(), dim=-1).cpu()
+
+
+# --- the embedding route: identification in the embedding space, low-level picture metrics ---
+
+#: SSIM's constants (Wang et al. 2004): Gaussian window sd, and K1, K2 for data range 1.
+SSIM_SIGMA, SSIM_K1, SSIM_K2 = 1.5, 0.01, 0.03
+
+
+def identification(scores: np.ndarray, truth: np.ndarray, top_k: tuple[int, ...] = (1, 5)) -> dict:
+    """n-way identification of each trial's true image among all candidates.
+
+    Args:
+        scores: ``[n_trials, n_way]`` similarity of each trial's decoded vector to each candidate.
+        truth: ``[n_trials]`` the true candidate of each trial.
+
+    Returns:
+        ``{"top1": .., "top5": .., "two_way": ..}``: top-k by :func:`n_way_top_k` over all
+        ``n_way`` candidates, and exhaustive 2-way accuracy (the fraction of other candidates
+        the true one outscores, ties counting half, averaged over trials).
+    """
+    scores, truth = np.asarray(scores, dtype=np.float64), np.asarray(truth)
+    n_trials, n_way = scores.shape
+    result = {}
+    rng = np.random.default_rng(0)  # all n_way candidates take part: the draw is only their order
+    for k in top_k:
+        kk = min(k, n_way - 1)
+        result[f"top{k}"] = float(np.mean([n_way_top_k(s, int(t), n_way, 1, kk, rng)
+                                           for s, t in zip(scores, truth, strict=True)]))
+    true = scores[np.arange(n_trials), truth][:, None]
+    wins = (scores < true).sum(1) + 0.5 * ((scores == true).sum(1) - 1)
+    result["two_way"] = float(np.mean(wins / (n_way - 1)))
+    return result
+
+
+def pixcorr(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Mean Pearson correlation of the pixels of each pair (MindEye's PixCorr).
+
+    ``predicted``, ``truth``: ``[n, h, w, 3]`` (or any ``[n, ...]``) of the same shape."""
+    a = predicted.reshape(len(predicted), -1).astype(np.float64)
+    b = truth.reshape(len(truth), -1).astype(np.float64)
+    a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+    r = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return float(r.mean())
+
+
+def grey(images: np.ndarray) -> np.ndarray:
+    """``[n, h, w, 3]`` in [0, 1] -> ``[n, h, w]`` luma (ITU-R BT.601)."""
+    return images[..., :3] @ np.array([0.299, 0.587, 0.114])
+
+
+def ssim(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Mean structural similarity of grey pictures ``[n, h, w]`` in [0, 1] (Gaussian window,
+    sd 1.5, as Wang et al. 2004; no SSIM implementation is installed with dd-live)."""
+    from scipy.ndimage import gaussian_filter
+
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    values = []
+    for x, y in zip(np.asarray(predicted, np.float64), np.asarray(truth, np.float64), strict=True):
+        def blur(image):
+            return gaussian_filter(image, SSIM_SIGMA, truncate=3.5)
+
+        mx, my = blur(x), blur(y)
+        vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+        values.append(s.mean())
+    return float(np.mean(values))

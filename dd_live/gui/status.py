@@ -13,7 +13,9 @@ BANNER_STYLES = {
     "info": "background: #1f4e79; color: white;",
 }
 RATE_WINDOW = 2.0  # s over which the measured sample rate is averaged
-STAGE_WORDS = (("encode", "reading the EEG"), ("sample", "drawing"),
+STAGE_WORDS = (("encode", "reading the EEG"), ("decoder", "decoding the EEG"),
+               ("lowlevel", "the low-level picture"), ("retrieve", "finding the nearest"),
+               ("sample", "drawing"),
                ("decode", "finishing the picture"), ("total", "in all"))
 # the sampler stage is "sample" in DecodedImages' contract; ImageGenerator reports it as "unet"
 STAGE_ALIASES = {"sample": ("sample", "unet")}
@@ -182,8 +184,11 @@ class StatusPanel:
         t = stats.last_timings
         if t:
             latency = t.get("latency", stage_time(t, "total"))
-            self.latency.setText(f"latency {latency * 1e3:.0f} ms" if latency is not None
-                                 else "latency —")
+            text = f"latency {latency * 1e3:.0f} ms" if latency is not None else "latency —"
+            decoder = stage_time(t, "decoder")  # the embedding route's window -> vector
+            if decoder is not None:
+                text += f" · decoder {decoder * 1e3:.1f} ms"
+            self.latency.setText(text)
             self.latency.setToolTip("from the end of an EEG window to its image (waiting "
                                     f"included); last image: {plain_stages(t)}")
 
