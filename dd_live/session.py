@@ -210,6 +210,7 @@ class LiveSession:
         self._t_start = 0.0
         self._rate_marks: deque[tuple[float, int]] = deque(maxlen=RATE_MARKS)
         self.stimuli: StimulusImages | None = None  # marker -> the image it names
+        self._degraded: list[StreamEvent] = []  # why no filter / no images, to announce
 
     def __repr__(self) -> str:
         src = self._source.info.name if self._source is not None and hasattr(
@@ -252,8 +253,11 @@ class LiveSession:
                 self.decoder = EEGDecoder.from_config(cfg.generator)
                 self.decoder.warmup(
                     progress=lambda message: self._set_state("starting", message))
+            if self._generate and (why := _model_impossible(info.sfreq, cfg.window.length,
+                                                             self.decoder.n_times)):
+                self._degrade("images", f"no images: {why}")  # shown and recorded raw
+                self._generate = False
             if self._generate:
-                validate_model_fits(info.sfreq, cfg.window.length, self.decoder.n_times)
                 if cfg.window.marker_images:
                     self.stimuli = StimulusImages(cfg.window.marker_images)
                 self.preprocessor = self._make_preprocessor(info)
@@ -268,6 +272,7 @@ class LiveSession:
                 self.recorder = SessionRecorder.create(cfg.record.root, cfg.record.name, info, cfg,
                                                        on_failure=self._on_recorder_failure)
                 self.recorder.start(threaded=self.threaded)
+            self._emit_degraded()
             self._source.start()
         except BaseException:
             self._set_state("error", "could not start")
@@ -295,8 +300,15 @@ class LiveSession:
         capacity = int(round(cfg.buffer.seconds * info.sfreq))
         self.raw = RingBuffer(info.n_channels, capacity)
         self.filtered = RingBuffer(info.n_channels, capacity)
-        filt = make_filter(cfg.filter, info.sfreq, info.n_channels,
-                           rows=[k for k, kind in enumerate(info.ch_types) if kind == "eeg"])
+        try:  # a rate the band-pass cannot have: the stream is shown (and recorded) raw
+            why = _filter_impossible(cfg.filter, info.sfreq)
+            filt = None if why else make_filter(
+                cfg.filter, info.sfreq, info.n_channels,
+                rows=[k for k, kind in enumerate(info.ch_types) if kind == "eeg"])
+        except ConfigError as exc:
+            why, filt = str(exc), None
+        if why:
+            self._degrade("filter", f"no online filter: {why}; the stream is shown raw")
         self.mains = filt if isinstance(filt, MainsFilter) else None
         if filt is None:  # [filter] off (or nothing to filter): windows come from the raw samples
             self.filtered = self.raw
@@ -469,6 +481,7 @@ class LiveSession:
                 self.recorder.add_event({"type": "segment_start", "sample": 0,
                                          "description": f"the stream changed: {change}",
                                          "previous": str(old_recorder.folder)})
+        self._emit_degraded()
         if self.threaded:
             self.acquisition.start()
         where = f"; recording goes on in {self.recorder.folder}" if self.recorder else ""
@@ -711,6 +724,17 @@ class LiveSession:
                                 "duration": event.duration, **event.extra})
             self.callbacks.emit("event", event)
 
+    def _degrade(self, what: str, message: str) -> None:
+        """The stream's rate rules out ``what`` ("filter" or "images"): one log line now, one
+        ``degraded`` event once the recorder is there (:meth:`_emit_degraded`)."""
+        logger.warning("%s", message)
+        self._degraded.append(StreamEvent("degraded", 0, 0.0, message, extra={"what": what}))
+
+    def _emit_degraded(self) -> None:
+        events, self._degraded = self._degraded, []
+        if events:
+            self._on_events(events)
+
     def _on_acquisition_state(self, state: str, message: str) -> None:
         self.callbacks.emit("state", "acquisition", state, message)
 
@@ -896,6 +920,24 @@ def _source_options(source) -> dict[str, Any]:
     if spec.lower().startswith(("lsl:", "lsl-type:", "lsl-id:")) and "reconnect=" not in spec:
         return {"reconnect": source.reconnect}
     return {}
+
+
+def _filter_impossible(f: FilterConfig, sfreq: float) -> str:
+    """Why ``[filter]`` cannot filter a stream at ``sfreq`` ("" when it can): the band-pass's
+    lower edge at or above Nyquist (the upper edge is lowered to just under it)."""
+    if f.enabled and f.l_freq is not None and f.l_freq >= NYQUIST_MARGIN * sfreq / 2:
+        return (f"[filter] l_freq = {f.l_freq:g} Hz is not below the Nyquist frequency "
+                f"({sfreq / 2:g} Hz) of this {sfreq:g} Hz stream (lower it to filter)")
+    return ""
+
+
+def _model_impossible(sfreq: float, window_length: float, n_times: int) -> str:
+    """Why windows of a stream at ``sfreq`` cannot feed the model ("" when they can)."""
+    try:
+        validate_model_fits(sfreq, window_length, n_times)
+    except ConfigError as exc:
+        return str(exc)
+    return ""
 
 
 def validate_model_fits(info_sfreq: float, window_length: float, n_times: int) -> None:
