@@ -56,7 +56,7 @@ GENERATION_MODES = ("generate", "retrieve")
 NO_MODEL = "none"  # generator.model: show (and record) the signal, make no images
 CHANNEL_METHODS = ("replicate", "spline")
 BAD_CHANNEL_MODES = ("auto", "off")
-RECONNECT_MODES = ("source-id", "name")
+RECONNECT_MODES = ("auto", "source-id", "name")
 LAYOUT_CHANGE_MODES = ("new-segment", "stop")
 
 
@@ -69,8 +69,11 @@ def _check(condition: bool, message: str) -> None:
 class SourceConfig:
     """Where samples come from: a source spec (see ``dd_live.sources.open_source``).
 
-    ``reconnect`` (LSL): ``"source-id"`` waits for the lost stream's own source id;
-    ``"name"`` also takes a stream of the same name and type with a new source id (apps that
+    ``reconnect`` (LSL): ``"auto"`` (default) waits for the lost stream's own source id and,
+    after a few seconds without it, takes a stream of the same name, type, host and layout
+    (an app restarted without its id or with a new one; the log and the ``reconnect`` event say
+    it matched by name); ``"source-id"`` waits for the lost stream's own source id only;
+    ``"name"`` takes a stream of the same name and type with a new source id at once (apps that
     make up a new id at each start). A ``?reconnect=`` in the spec wins.
     ``on_layout_change``: a stream that comes back with other channels, another rate or format
     ends the recording segment and starts a new one (``"new-segment"``) or stops the session
@@ -78,7 +81,7 @@ class SourceConfig:
     """
 
     spec: str = "synthetic"
-    reconnect: str = "source-id"
+    reconnect: str = "auto"
     on_layout_change: str = "new-segment"
 
     def __post_init__(self) -> None:
