@@ -345,6 +345,20 @@ class BufferConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    """What dd-live publishes for other programs: ``lsl`` opens the LSL streams
+    ``<name>-decoded`` (one vector per decoded window) and ``<name>-images`` (one JSON marker per
+    image), see ``dd_live.outlets``; ``lsl_name`` is ``<name>`` ("": the EEG stream's name)."""
+
+    lsl: bool = False
+    lsl_name: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.lsl_name == self.lsl_name.strip(),
+               f"[output] lsl_name must not start or end with spaces, got {self.lsl_name!r}")
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """All settings of one session."""
 
@@ -356,6 +370,7 @@ class AppConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
     # -- construction ----------------------------------------------------------------------
     @classmethod

@@ -151,6 +151,7 @@ class _Job:
     t_ready: float  # time.monotonic() when the window was complete
     t_preprocess: float  # s to map, resample and standardise the window
     segment: int = 1  # the stream layout (recording segment) the window came from
+    decoded: Any = None  # what the decoder returned (its vector goes to the LSL output)
 
 
 class LiveSession:
@@ -211,6 +212,7 @@ class LiveSession:
         self._rate_marks: deque[tuple[float, int]] = deque(maxlen=RATE_MARKS)
         self.stimuli: StimulusImages | None = None  # marker -> the image it names
         self._degraded: list[StreamEvent] = []  # why no filter / no images, to announce
+        self.outlets: Any = None  # [output] lsl: the LSL streams of what is decoded
 
     def __repr__(self) -> str:
         src = self._source.info.name if self._source is not None and hasattr(
@@ -265,6 +267,8 @@ class LiveSession:
                     self._decode, on_result=self._on_result, on_error=self._on_decode_error,
                     on_drop=lambda job: self._on_drop(job.window), on_take=self._rearm_decoder)
             self._build_core(info)
+            if cfg.output.lsl:  # <name>-decoded and <name>-images (dd_live.outlets)
+                self._open_outlets()
             # 5. the recorder
             if cfg.record.enabled:
                 from dd_live.recording import SessionRecorder
@@ -681,7 +685,7 @@ class LiveSession:
             self.decoder.interrupt()
 
     def _decode(self, job: _Job) -> GeneratedImage | None:
-        decoded = self.decoder(job.eeg, job.seed)
+        decoded = job.decoded = self.decoder(job.eeg, job.seed)
         if getattr(decoded, "interrupted", False):
             return None  # stopped or paused mid-way: no image, nothing recorded as one
         timings = {"preprocess": job.t_preprocess, **decoded.timings}
@@ -707,6 +711,8 @@ class LiveSession:
         recorder = self.recorder  # read once: another thread may stop recording meanwhile
         if recorder is not None and job.segment == self._segment:
             recorder.add_image(result)  # (a window of the previous layout: not this file's)
+        if self.outlets is not None:
+            self._publish(job, result, recorder if job.segment == self._segment else None)
         self.callbacks.emit("image", result)
 
     def _on_decode_error(self, job: _Job, exc: BaseException) -> None:
@@ -723,6 +729,22 @@ class LiveSession:
                                 "timestamp": event.timestamp, "description": event.description,
                                 "duration": event.duration, **event.extra})
             self.callbacks.emit("event", event)
+
+    def _open_outlets(self) -> None:
+        from dd_live.outlets import open_outlets
+
+        if not self._generate:
+            logger.warning("[output] lsl: no model runs, so there is nothing to publish")
+            return
+        self.outlets = open_outlets(self)
+
+    def _publish(self, job: _Job, result: GeneratedImage, recorder: Any) -> None:
+        from dd_live.outlets import image_file, renderer_of
+
+        self.outlets.publish(
+            result, job.decoded, file=image_file(recorder, result),
+            renderer=renderer_of(job.decoded, self.decoder, self.config.generator.model),
+            newest=self.acquisition.last_timestamp if self.acquisition is not None else None)
 
     def _degrade(self, what: str, message: str) -> None:
         """The stream's rate rules out ``what`` ("filter" or "images"): one log line now, one
@@ -880,6 +902,8 @@ class LiveSession:
             with self._lock:
                 self._feed_recorder()
             self.recorder.close()
+        if self.outlets is not None:
+            self.outlets.close()
         self._set_state("stopped")
 
 
