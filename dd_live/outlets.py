@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ IMAGES_SUFFIX = "-images"
 DECODED_TYPE = "Embedding"
 IMAGES_TYPE = "Markers"
 CHUNK_SIZE = 1  # samples per network chunk: each decoded window goes out at once
+# s an outlet stays open after its last push when a consumer is connected: liblsl drops what
+# an inlet has received but not pulled yet once the outlet goes, so the last image would be lost
+CLOSE_GRACE = 0.5
 
 
 def _pylsl():
@@ -140,6 +144,7 @@ class DecodedOutlets:
         self.n_published = 0
         self._lock = threading.Lock()
         self._warned_dim = False
+        self._last_push = -CLOSE_GRACE  # time.monotonic() of the last push
         self._decoded = None
         self.dim: int | None = None
         self._images = self._open_images()
@@ -247,10 +252,14 @@ class DecodedOutlets:
             }
             self._images.push_sample([json.dumps(marker)], t_last)
             self.n_published += 1
+            self._last_push = time.monotonic()
 
     def close(self) -> None:
-        """Close both outlets (consumers see the streams go)."""
+        """Close both outlets (consumers see the streams go), giving a connected consumer
+        :data:`CLOSE_GRACE` seconds after the last push to pull it first."""
         with self._lock:
+            if self._images is not None and self._images.have_consumers():
+                time.sleep(max(0.0, self._last_push + CLOSE_GRACE - time.monotonic()))
             self._decoded = self._images = None
 
 
