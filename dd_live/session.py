@@ -741,10 +741,14 @@ class LiveSession:
     def _publish(self, job: _Job, result: GeneratedImage, recorder: Any) -> None:
         from dd_live.outlets import image_file, renderer_of
 
-        self.outlets.publish(
-            result, job.decoded, file=image_file(recorder, result),
-            renderer=renderer_of(job.decoded, self.decoder, self.config.generator.model),
-            newest=self.acquisition.last_timestamp if self.acquisition is not None else None)
+        try:
+            self.outlets.publish(
+                result, job.decoded, file=image_file(recorder, result),
+                renderer=renderer_of(job.decoded, self.decoder, self.config.generator.model),
+                newest=self.acquisition.last_timestamp if self.acquisition is not None else None)
+        except Exception as exc:  # the image still reaches the window and the recording
+            logger.exception("publishing image %d on the LSL output failed", result.index)
+            self.callbacks.emit("error", "output", exc)
 
     def _degrade(self, what: str, message: str) -> None:
         """The stream's rate rules out ``what`` ("filter" or "images"): one log line now, one
