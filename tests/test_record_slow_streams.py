@@ -67,3 +67,26 @@ def test_record_of_a_stream_the_live_filter_cannot_handle_is_sample_exact(
     if markers:
         assert [e["description"] for e in read_events(folder) if e["type"] == "marker"] == \
             ["a", "b"]
+
+
+def test_run_with_a_model_on_a_stream_too_slow_for_it_records_raw_and_says_why(tmp_path):
+    """`dd-live run` with a model: a 10 Hz stream's 0.44 s windows hold 4 samples, too few for
+    the model: no images (one line and an event say why), the signal still recorded exactly."""
+    path = tmp_path / "slow10.xdf"
+    streams, values = _streams(10.0, 120, markers=False)
+    write_xdf_streams(path, streams)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dd_live", "run", "--headless", "--model", "tiny", "--source",
+         f"file:{path}?speed=0", "--duration", "60", "--record", str(out)],
+        capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    (why,) = [line for line in proc.stderr.splitlines() if "WARNING" in line and "no images" in line]
+    assert "at 10 Hz holds 4 samples" in why
+    assert "0 images" in proc.stdout.splitlines()[-2]
+    (folder,) = out.iterdir()
+    raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", preload=True, verbose="error")
+    np.testing.assert_array_equal(np.rint(raw.get_data(picks="COUNTER")[0] * 1e6), values[1])
+    degraded = {e["what"]: e for e in read_events(folder) if e["type"] == "degraded"}
+    assert set(degraded) == {"filter", "images"}
+    assert degraded["images"]["description"] == why.split(": ", 1)[1]
