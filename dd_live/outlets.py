@@ -110,8 +110,10 @@ def embedder_id(decoder: Any) -> str:
 def renderer_of(decoded: Any, decoder: Any, model: str) -> str:
     """What made the images: the decoder's word for it, else ``retrieval`` / ``tiny`` / ``sd``."""
     renderer = getattr(decoded, "renderer", None)
-    if renderer:
-        return str(renderer)
+    if isinstance(renderer, str) and renderer:
+        return renderer
+    if isinstance(getattr(decoder, "renderer_name", None), str):
+        return decoder.renderer_name
     if getattr(decoder, "generator", True) is None:
         return "retrieval"
     return "tiny" if model == "tiny" else "sd"
@@ -274,7 +276,9 @@ def open_outlets(session: Any) -> DecodedOutlets:
     metadata = {
         "model": cfg.generator.model,
         "description": getattr(decoder, "description", "") or "",
-        "decoder": getattr(decoder, "decoder_name", None) or type(decoder).__name__,
+        "decoder": (getattr(decoder, "decoder_name", None)
+                    or getattr(getattr(decoder, "model", None), "decoder_name", None)
+                    or type(decoder).__name__),
         "embedder": embedder_id(decoder),
         "vector": "embedding" if _embedder(decoder) is not None else "clip",
         "eeg_stream": {"name": info.name, "source_id": info.source_id or "",

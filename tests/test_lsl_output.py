@@ -255,3 +255,26 @@ def test_dd_live_run_lsl_out_is_named_after_the_eeg_stream(stream_name, tmp_path
     for marker in markers:  # within one chunk of the EEG outlet's stamp of the window's end
         assert abs(marker["t_last"] - sent[counter[marker["stop"] - 1]]) <= CHUNK / SFREQ
         assert Path(marker["file"]).is_file() and Path(marker["file"]).parent.parent == folder
+
+
+def test_the_published_vector_is_the_embedding_then_clip_then_the_pooled_context():
+    """What ``-decoded`` carries for each kind of decoder result (the embedding route's
+    ``embedding``, a DreamDiffusion model's ``clip``, else the context pooled over tokens)."""
+    from dd_live.decoding import DecodedImages
+    from dd_live.outlets import decoded_vector
+
+    clip = np.arange(768, dtype=np.float32)
+    decoded = DecodedImages([], [], {}, clip=clip)
+    vector, kind = decoded_vector(decoded)
+    assert kind == "clip" and vector.dtype == np.float32
+    np.testing.assert_array_equal(vector, clip)
+    decoded.embedding = np.ones(1024)  # the embedding route's field wins over clip
+    vector, kind = decoded_vector(decoded)
+    assert kind == "embedding" and vector.shape == (1024,) and vector.dtype == np.float32
+    context = np.stack([np.zeros(768), 2 * np.ones(768)])[None]  # [1, tokens, 768]
+    decoded = DecodedImages([], [], {})
+    decoded.context = context
+    vector, kind = decoded_vector(decoded)
+    assert kind == "pooled-context"
+    np.testing.assert_array_equal(vector, np.ones(768, dtype=np.float32))
+    assert decoded_vector(DecodedImages([], [], {})) == (None, "")
