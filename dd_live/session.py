@@ -953,9 +953,11 @@ def _source_options(source) -> dict[str, Any]:
 def _filter_impossible(f: FilterConfig, sfreq: float) -> str:
     """Why ``[filter]`` cannot filter a stream at ``sfreq`` ("" when it can): the band-pass's
     lower edge at or above Nyquist (the upper edge is lowered to just under it)."""
-    if f.enabled and f.l_freq is not None and f.l_freq >= NYQUIST_MARGIN * sfreq / 2:
-        return (f"[filter] l_freq = {f.l_freq:g} Hz is not below the Nyquist frequency "
-                f"({sfreq / 2:g} Hz) of this {sfreq:g} Hz stream (lower it to filter)")
+    highest = NYQUIST_MARGIN * sfreq / 2  # the band-pass's upper edge at most
+    if f.enabled and f.l_freq is not None and f.l_freq >= highest:
+        return (f"[filter] l_freq = {f.l_freq:g} Hz is at or too near the Nyquist frequency "
+                f"({sfreq / 2:g} Hz) of this {sfreq:g} Hz stream (below {highest:g} Hz it "
+                "filters)")
     return ""
 
 
