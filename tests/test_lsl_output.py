@@ -74,9 +74,15 @@ def pull_all(inlet: pylsl.StreamInlet, timeout: float = 0.5) -> tuple[list, list
         stamps += times
 
 
-def eeg_stamps(inlet: pylsl.StreamInlet) -> dict[int, float]:
-    """Counter value -> the time stamp the EEG outlet gave that sample (on this clock)."""
-    samples, stamps = pull_all(inlet)
+def eeg_stamps(inlet: pylsl.StreamInlet, until: int) -> dict[int, float]:
+    """Counter value -> the time stamp the EEG outlet gave that sample (on this clock), for the
+    samples up to counter value ``until`` (the outlet goes on pushing meanwhile)."""
+    samples, stamps = [], []
+    deadline = time.monotonic() + 60
+    while (not samples or samples[-1][0] < until) and time.monotonic() < deadline:
+        chunk, times = inlet.pull_chunk(timeout=0.5)
+        samples += chunk
+        stamps += times
     offset = inlet.time_correction(timeout=5)
     return {int(round(s[0])): t + offset for s, t in zip(samples, stamps)}
 
@@ -118,7 +124,7 @@ def test_live_session_publishes_every_window_and_image_in_order(stream_name, tmp
         vectors, decoded_stamps = pull_all(decoded)
         markers, marker_stamps = pull_all(images)
         decoded_info = decoded.info(timeout=5)  # (kept: its desc() lives inside it)
-        sent = eeg_stamps(eeg)
+        sent = eeg_stamps(eeg, max(counters.values(), default=0))
     finally:
         session.stop()
         _stop(outlet)
@@ -242,16 +248,16 @@ def test_dd_live_run_lsl_out_is_named_after_the_eeg_stream(stream_name, tmp_path
     try:
         received = _received(stream_name, proc)
         stdout, stderr = proc.communicate(timeout=60)
-        sent = eeg_stamps(eeg)
+        (folder,) = tmp_path.iterdir()
+        raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", preload=True, verbose="error")
+        counter = np.rint(raw.get_data(picks="COUNTER")[0]).astype(int)
+        sent = eeg_stamps(eeg, int(counter.max(initial=0)))
     finally:
         proc.kill()
         _stop(outlet)
     assert proc.returncode == 0, stderr
     _check_streams(*received, stdout, sfreq=SFREQ, spacing=0.01)
     vectors, decoded_stamps, markers, _ = received
-    (folder,) = tmp_path.iterdir()
-    raw = mne.io.read_raw_brainvision(folder / "eeg.vhdr", preload=True, verbose="error")
-    counter = np.rint(raw.get_data(picks="COUNTER")[0]).astype(int)
     for marker in markers:  # within one chunk of the EEG outlet's stamp of the window's end
         assert abs(marker["t_last"] - sent[counter[marker["stop"] - 1]]) <= CHUNK / SFREQ
         assert Path(marker["file"]).is_file() and Path(marker["file"]).parent.parent == folder
