@@ -90,6 +90,8 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
     p.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
     p.add_argument("--record", type=Path, metavar="DIR",
                    help="record the session into a new folder under DIR")
+    p.add_argument("--lsl-out", action="store_true", help="publish what is decoded as the LSL "
+                   "streams <name>-decoded and <name>-images ([output] lsl)")
     p.add_argument("--screenshot", type=Path, help="(window) save a screenshot before closing")
     p.add_argument("--reset-settings", action="store_true",
                    help="(window) forget the remembered layout, view and setup first")
@@ -144,6 +146,8 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
         cli["window"] = {"marker_images": str(Path(args.images).expanduser().resolve())}
     if getattr(args, "record", None):
         cli["record"] = {"enabled": True, "root": str(args.record)}
+    if getattr(args, "lsl_out", False):
+        cli["output"] = {"lsl": True}
     # a replayed session folder records again only with --record
     replay_layer = {"record": {"enabled": False}} if getattr(args, "replaying_session",
                                                              False) else {}

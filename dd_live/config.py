@@ -58,7 +58,7 @@ IP_ADAPTER_MAX_SCALE = 5.0
 NO_MODEL = "none"  # generator.model: show (and record) the signal, make no images
 CHANNEL_METHODS = ("replicate", "spline")
 BAD_CHANNEL_MODES = ("auto", "off")
-RECONNECT_MODES = ("source-id", "name")
+RECONNECT_MODES = ("auto", "source-id", "name")
 LAYOUT_CHANGE_MODES = ("new-segment", "stop")
 
 
@@ -71,8 +71,11 @@ def _check(condition: bool, message: str) -> None:
 class SourceConfig:
     """Where samples come from: a source spec (see ``dd_live.sources.open_source``).
 
-    ``reconnect`` (LSL): ``"source-id"`` waits for the lost stream's own source id;
-    ``"name"`` also takes a stream of the same name and type with a new source id (apps that
+    ``reconnect`` (LSL): ``"auto"`` (default) waits for the lost stream's own source id and,
+    after a few seconds without it, takes a stream of the same name, type, host and layout
+    (an app restarted without its id or with a new one; the log and the ``reconnect`` event say
+    it matched by name); ``"source-id"`` waits for the lost stream's own source id only;
+    ``"name"`` takes a stream of the same name and type with a new source id at once (apps that
     make up a new id at each start). A ``?reconnect=`` in the spec wins.
     ``on_layout_change``: a stream that comes back with other channels, another rate or format
     ends the recording segment and starts a new one (``"new-segment"``) or stops the session
@@ -80,7 +83,7 @@ class SourceConfig:
     """
 
     spec: str = "synthetic"
-    reconnect: str = "source-id"
+    reconnect: str = "auto"
     on_layout_change: str = "new-segment"
 
     def __post_init__(self) -> None:
@@ -366,6 +369,20 @@ class BufferConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    """What dd-live publishes for other programs: ``lsl`` opens the LSL streams
+    ``<name>-decoded`` (one vector per decoded window) and ``<name>-images`` (one JSON marker per
+    image), see ``dd_live.outlets``; ``lsl_name`` is ``<name>`` ("": the EEG stream's name)."""
+
+    lsl: bool = False
+    lsl_name: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.lsl_name == self.lsl_name.strip(),
+               f"[output] lsl_name must not start or end with spaces, got {self.lsl_name!r}")
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """All settings of one session."""
 
@@ -377,6 +394,7 @@ class AppConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
     # -- construction ----------------------------------------------------------------------
     @classmethod

@@ -156,6 +156,7 @@ class _Job:
     t_ready: float  # time.monotonic() when the window was complete
     t_preprocess: float  # s to map, resample and standardise the window
     segment: int = 1  # the stream layout (recording segment) the window came from
+    decoded: Any = None  # what the decoder returned (its vector goes to the LSL output)
 
 
 class LiveSession:
@@ -216,6 +217,8 @@ class LiveSession:
         self._t_start = 0.0
         self._rate_marks: deque[tuple[float, int]] = deque(maxlen=RATE_MARKS)
         self.stimuli: StimulusImages | None = None  # marker -> the image it names
+        self._degraded: list[StreamEvent] = []  # why no filter / no images, to announce
+        self.outlets: Any = None  # [output] lsl: the LSL streams of what is decoded
 
     def __repr__(self) -> str:
         src = self._source.info.name if self._source is not None and hasattr(
@@ -258,8 +261,11 @@ class LiveSession:
                 self.decoder = EEGDecoder.from_config(cfg.generator)
                 self.decoder.warmup(
                     progress=lambda message: self._set_state("starting", message))
+            if self._generate and (why := _model_impossible(info.sfreq, cfg.window.length,
+                                                             self.decoder.n_times)):
+                self._degrade("images", f"no images: {why}")  # shown and recorded raw
+                self._generate = False
             if self._generate:
-                validate_model_fits(info.sfreq, cfg.window.length, self.decoder.n_times)
                 if cfg.window.marker_images:
                     self.stimuli = StimulusImages(cfg.window.marker_images)
                 self.preprocessor = self._make_preprocessor(info)
@@ -267,6 +273,8 @@ class LiveSession:
                     self._decode, on_result=self._on_result, on_error=self._on_decode_error,
                     on_drop=lambda job: self._on_drop(job.window), on_take=self._rearm_decoder)
             self._build_core(info)
+            if cfg.output.lsl:  # <name>-decoded and <name>-images (dd_live.outlets)
+                self._open_outlets()
             # 5. the recorder
             if cfg.record.enabled:
                 from dd_live.recording import SessionRecorder
@@ -274,6 +282,7 @@ class LiveSession:
                 self.recorder = SessionRecorder.create(cfg.record.root, cfg.record.name, info, cfg,
                                                        on_failure=self._on_recorder_failure)
                 self.recorder.start(threaded=self.threaded)
+            self._emit_degraded()
             self._source.start()
         except BaseException:
             self._set_state("error", "could not start")
@@ -301,8 +310,15 @@ class LiveSession:
         capacity = int(round(cfg.buffer.seconds * info.sfreq))
         self.raw = RingBuffer(info.n_channels, capacity)
         self.filtered = RingBuffer(info.n_channels, capacity)
-        filt = make_filter(cfg.filter, info.sfreq, info.n_channels,
-                           rows=[k for k, kind in enumerate(info.ch_types) if kind == "eeg"])
+        try:  # a rate the band-pass cannot have: the stream is shown (and recorded) raw
+            why = _filter_impossible(cfg.filter, info.sfreq)
+            filt = None if why else make_filter(
+                cfg.filter, info.sfreq, info.n_channels,
+                rows=[k for k, kind in enumerate(info.ch_types) if kind == "eeg"])
+        except ConfigError as exc:
+            why, filt = str(exc), None
+        if why:
+            self._degrade("filter", f"no online filter: {why}; the stream is shown raw")
         self.mains = filt if isinstance(filt, MainsFilter) else None
         if filt is None:  # [filter] off (or nothing to filter): windows come from the raw samples
             self.filtered = self.raw
@@ -475,6 +491,7 @@ class LiveSession:
                 self.recorder.add_event({"type": "segment_start", "sample": 0,
                                          "description": f"the stream changed: {change}",
                                          "previous": str(old_recorder.folder)})
+        self._emit_degraded()
         if self.threaded:
             self.acquisition.start()
         where = f"; recording goes on in {self.recorder.folder}" if self.recorder else ""
@@ -674,7 +691,7 @@ class LiveSession:
             self.decoder.interrupt()
 
     def _decode(self, job: _Job) -> GeneratedImage | None:
-        decoded = self.decoder(job.eeg, job.seed)
+        decoded = job.decoded = self.decoder(job.eeg, job.seed)
         if getattr(decoded, "interrupted", False):
             return None  # stopped or paused mid-way: no image, nothing recorded as one
         timings = {"preprocess": job.t_preprocess, **decoded.timings}
@@ -704,6 +721,8 @@ class LiveSession:
         recorder = self.recorder  # read once: another thread may stop recording meanwhile
         if recorder is not None and job.segment == self._segment:
             recorder.add_image(result)  # (a window of the previous layout: not this file's)
+        if self.outlets is not None:
+            self._publish(job, result, recorder if job.segment == self._segment else None)
         self.callbacks.emit("image", result)
 
     def _on_decode_error(self, job: _Job, exc: BaseException) -> None:
@@ -720,6 +739,37 @@ class LiveSession:
                                 "timestamp": event.timestamp, "description": event.description,
                                 "duration": event.duration, **event.extra})
             self.callbacks.emit("event", event)
+
+    def _open_outlets(self) -> None:
+        from dd_live.outlets import open_outlets
+
+        if not self._generate:
+            logger.warning("[output] lsl: no model runs, so there is nothing to publish")
+            return
+        self.outlets = open_outlets(self)
+
+    def _publish(self, job: _Job, result: GeneratedImage, recorder: Any) -> None:
+        from dd_live.outlets import image_file, renderer_of
+
+        try:
+            self.outlets.publish(
+                result, job.decoded, file=image_file(recorder, result),
+                renderer=renderer_of(job.decoded, self.decoder, self.config.generator.model),
+                newest=self.acquisition.last_timestamp if self.acquisition is not None else None)
+        except Exception as exc:  # the image still reaches the window and the recording
+            logger.exception("publishing image %d on the LSL output failed", result.index)
+            self.callbacks.emit("error", "output", exc)
+
+    def _degrade(self, what: str, message: str) -> None:
+        """The stream's rate rules out ``what`` ("filter" or "images"): one log line now, one
+        ``degraded`` event once the recorder is there (:meth:`_emit_degraded`)."""
+        logger.warning("%s", message)
+        self._degraded.append(StreamEvent("degraded", 0, 0.0, message, extra={"what": what}))
+
+    def _emit_degraded(self) -> None:
+        events, self._degraded = self._degraded, []
+        if events:
+            self._on_events(events)
 
     def _on_acquisition_state(self, state: str, message: str) -> None:
         self.callbacks.emit("state", "acquisition", state, message)
@@ -866,6 +916,8 @@ class LiveSession:
             with self._lock:
                 self._feed_recorder()
             self.recorder.close()
+        if self.outlets is not None:
+            self.outlets.close()
         self._set_state("stopped")
 
 
@@ -906,6 +958,26 @@ def _source_options(source) -> dict[str, Any]:
     if spec.lower().startswith(("lsl:", "lsl-type:", "lsl-id:")) and "reconnect=" not in spec:
         return {"reconnect": source.reconnect}
     return {}
+
+
+def _filter_impossible(f: FilterConfig, sfreq: float) -> str:
+    """Why ``[filter]`` cannot filter a stream at ``sfreq`` ("" when it can): the band-pass's
+    lower edge at or above Nyquist (the upper edge is lowered to just under it)."""
+    highest = NYQUIST_MARGIN * sfreq / 2  # the band-pass's upper edge at most
+    if f.enabled and f.l_freq is not None and f.l_freq >= highest:
+        return (f"[filter] l_freq = {f.l_freq:g} Hz is at or too near the Nyquist frequency "
+                f"({sfreq / 2:g} Hz) of this {sfreq:g} Hz stream (below {highest:g} Hz it "
+                "filters)")
+    return ""
+
+
+def _model_impossible(sfreq: float, window_length: float, n_times: int) -> str:
+    """Why windows of a stream at ``sfreq`` cannot feed the model ("" when they can)."""
+    try:
+        validate_model_fits(sfreq, window_length, n_times)
+    except ConfigError as exc:
+        return str(exc)
+    return ""
 
 
 def validate_model_fits(info_sfreq: float, window_length: float, n_times: int) -> None:

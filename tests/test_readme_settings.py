@@ -12,7 +12,7 @@ from dd_live.config import AppConfig
 README = Path(__file__).resolve().parents[1] / "README.md"
 # the sections of the acquisition side and the live engine (the generator's keys are many and
 # partly hardware-specific; README's "Speed" section covers those)
-SECTIONS = ("source", "filter", "channels", "window", "quality", "record", "buffer")
+SECTIONS = ("source", "filter", "channels", "window", "quality", "record", "buffer", "output")
 
 
 def _settings_block() -> str:

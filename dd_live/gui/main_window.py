@@ -797,6 +797,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.status.show_message(event.description, STATUS_MESSAGE_MS)
         elif event.kind in ("mains", "nonfinite", "finite"):
             self.status.show_message(event.description, STATUS_MESSAGE_MS)
+        elif event.kind == "degraded":  # the stream's rate: no filter or no images, and why
+            self.banner.show_message(f"degraded-{event.extra.get('what', '')}", "warning",
+                                     elided(event.description))
 
     def _stream_status(self, kind: str, text: str) -> None:
         if kind in STREAM_TROUBLE:

@@ -2,9 +2,12 @@
 
 pylsl's built-in recovery reconnects silently and hides the gap, so the inlet is opened with
 ``recover=False``: a lost stream, or a stream silent for ``watchdog`` seconds, becomes a
-``"disconnect"`` event; when the stream comes back (the same ``source_id``, or with
-``reconnect="name"`` the same name and type) the source reconnects and reports a ``"gap"``
-(its length and the samples missing) and a ``"reconnect"``. A stream that comes back with
+``"disconnect"`` event; when the stream comes back the source reconnects and reports a ``"gap"``
+(its length and the samples missing) and a ``"reconnect"``. What counts as the same stream
+(``reconnect``): by default (``"auto"``) the same ``source_id``, and after
+:data:`AUTO_NAME_AFTER` seconds without it a stream of the same name, type, host and layout (an
+app restarted without its id, or with a new one: the log and the ``"reconnect"`` event say it
+matched by name); ``"source-id"`` only the same id; ``"name"`` the same name and type at once. A stream that comes back with
 other channels, another rate or sample format is not read into the old layout: the source
 reports a ``"layout"`` event naming the change and waits until :meth:`LSLSource.accept_layout`
 (the session starts a new recording segment then, or stops).
@@ -51,7 +54,8 @@ LIST_TIMEOUT = 1.0  # seconds spent listing the streams seen, for an error messa
 MARKER_LOOKUP_TIMEOUT = 1.0  # s looking for the stream's own marker stream at start (first answers ~0.5 s)
 BUFFER_SECONDS = 360  # liblsl's inlet buffer
 CHANNEL_TYPES = {"eeg", "eog", "ecg", "emg", "misc", "stim", "resp", "bio", "gsr", "temperature"}
-RECONNECT_MODES = ("source-id", "name")
+RECONNECT_MODES = ("auto", "source-id", "name")
+AUTO_NAME_AFTER = 3.0  # s without the lost source id before "auto" takes a same-name stream
 
 
 def _pylsl():
@@ -194,9 +198,11 @@ class LSLSource(Source):
         recover: reconnect when the stream is lost (False: raise SourceError instead).
         watchdog: seconds without data after which a ``"disconnect"`` is reported.
         poll: seconds ``read()`` waits for a first sample when none is pending.
-        reconnect: ``"source-id"`` waits for the same source id to come back (the stream's
+        reconnect: ``"auto"`` waits for the same source id to come back and, after
+            :data:`AUTO_NAME_AFTER` seconds without it, takes a stream of the same name, type,
+            host and layout; ``"source-id"`` waits for the same source id only (the stream's
             name when it has none); ``"name"`` also accepts a stream of the same name and type
-            with a new source id (an app restarted with a random id).
+            with a new source id at once (an app restarted with a random id).
         dejitter: fit sample count -> time (True) or keep the stamps as sent (False).
 
     The stream is resolved and ``info`` filled at construction; ``start()`` opens the inlet and
@@ -217,7 +223,7 @@ class LSLSource(Source):
         recover: bool = True,
         watchdog: float = 2.0,
         poll: float = 0.01,
-        reconnect: str = "source-id",
+        reconnect: str = "auto",
         dejitter: bool = True,
     ) -> None:
         super().__init__()
@@ -274,6 +280,9 @@ class LSLSource(Source):
         self._last_data = 0.0  # local clock when data last arrived
         self._silent = False  # a "disconnect" was reported and no data came since
         self._reconnected = False  # a new inlet is open; its first data reports "reconnect"
+        self._lost_at = 0.0  # local clock when the stream was lost
+        self._by_name = False  # "auto": the resolver looks for a same-name stream now
+        self._matched = ""  # how the returning stream was matched, for the "reconnect" event
         self.n_reconnects = 0
 
     def _use_inlet(self, inlet, info: StreamInfo, scale: np.ndarray, channel_format: int,
@@ -458,8 +467,7 @@ class LSLSource(Source):
             self._push_event(event)
         if after_silence:
             self._silent = self._reconnected = False
-            self._push_event(SourceEvent("reconnect", float(stamps[0]),
-                                         f"LSL stream {self.info.name}"))
+            self._push_event(self._reconnect_event(float(stamps[0])))
             logger.info("LSL stream %s: data again", self.info.name)
         return stamps
 
@@ -481,8 +489,9 @@ class LSLSource(Source):
                 self._push_event(SourceEvent("marker", stamp, self._marker_labels[k], duration))
 
     def _id_predicate(self) -> str:
-        """What a returning stream must match."""
-        if self.reconnect == "source-id" and self.info.source_id:
+        """What a returning stream must match (``"auto"``: first the source id, then the name
+        and type, the host and layout checked in :meth:`_auto_candidates`)."""
+        if self.reconnect in ("source-id", "auto") and not self._by_name and self.info.source_id:
             return lsl_predicate(source_id=self.info.source_id, type=self._stype or None)
         return lsl_predicate(name=self.info.name, type=self._stype or None)
 
@@ -490,8 +499,12 @@ class LSLSource(Source):
         self._silent = True
         stamp = self._last_stamp if self._last_stamp is not None else 0.0
         waiting = self._id_predicate()
-        hint = (" (reconnect = \"name\" also accepts a same-name stream with a new source id)"
-                if self.reconnect == "source-id" and self.info.source_id else "")
+        hint = ""
+        if self.reconnect == "source-id" and self.info.source_id:
+            hint = " (reconnect = \"name\" also accepts a same-name stream with a new source id)"
+        elif self.reconnect == "auto" and self.info.source_id:
+            hint = (f"; after {AUTO_NAME_AFTER:g} s also a stream of the same name, type, host "
+                    "and layout")
         logger.warning("LSL stream %s: disconnect (%s); waiting for %s%s", self.info.name, why,
                        waiting, hint)
         self._push_event(SourceEvent("disconnect", stamp, f"LSL stream {self.info.name}: {why}"))
@@ -507,8 +520,15 @@ class LSLSource(Source):
         self._push_event(
             SourceEvent("gap", last + period, description, duration, {"n_missing": n_missing})
         )
-        self._push_event(SourceEvent("reconnect", first_stamp, f"LSL stream {self.info.name}"))
+        self._push_event(self._reconnect_event(first_stamp))
         logger.info("LSL stream %s: data again, %s", self.info.name, description)
+
+    def _reconnect_event(self, stamp: float) -> SourceEvent:
+        matched, self._matched = self._matched, ""
+        if not matched:
+            return SourceEvent("reconnect", stamp, f"LSL stream {self.info.name}")
+        return SourceEvent("reconnect", stamp, f"LSL stream {self.info.name}: {matched}",
+                           extra={"matched": "name", "source_id": self.info.source_id})
 
     def _lost(self, why: str) -> None:
         if not self.recover:
@@ -519,13 +539,24 @@ class LSLSource(Source):
         if not self._silent:
             self._report_disconnect(why)
         self._inlet = None
+        self._by_name = False
+        self._lost_at = _pylsl().local_clock()
         self._resolver = _pylsl().ContinuousResolver(pred=self._id_predicate())
 
     def _try_reconnect(self) -> bool:
         """True once a new inlet with the same layout is open (never blocks long). A stream
         that came back with another layout is held until :meth:`accept_layout`."""
         pylsl = _pylsl()
+        if (self.reconnect == "auto" and not self._by_name and self.info.source_id
+                and pylsl.local_clock() - self._lost_at > AUTO_NAME_AFTER):
+            self._by_name = True  # the source id has not come back: a same-name stream will do
+            logger.info("LSL stream %s: source id %r not back after %g s; also accepting a "
+                        "stream of the same name, type, host and layout", self.info.name,
+                        self.info.source_id, AUTO_NAME_AFTER)
+            self._resolver = pylsl.ContinuousResolver(pred=self._id_predicate())
         found = [info for info in self._resolver.results() if info.nominal_srate() > 0]
+        if self._by_name:
+            found = self._auto_candidates(found)
         if not found:
             return False
         inlet = self._open_inlet(found[0])
@@ -545,6 +576,11 @@ class LSLSource(Source):
             if info.source_id != self.info.source_id:
                 logger.info("LSL stream %s came back with source id %r (was %r)",
                             self.info.name, info.source_id, self.info.source_id)
+                if self._by_name:
+                    self._matched = (f"matched by name, type, host and layout (source id "
+                                     f"{info.source_id or '-'}, was {self.info.source_id})")
+                    logger.warning("LSL stream %s: the source id did not come back; %s",
+                                   self.info.name, self._matched)
                 self.info = info
             self._inlet = inlet
             self._reconnected = True
@@ -559,6 +595,17 @@ class LSLSource(Source):
             extra={"change": change, "n_channels": info.n_channels, "sfreq": info.sfreq,
                    "ch_names": list(info.ch_names)}))
         return False
+
+    def _auto_candidates(self, found: list) -> list:
+        """Of the same-name streams ``found``, those on the lost stream's host with its layout
+        (channels, rate, sample format): ``"auto"`` takes only such a stream by name. The lost
+        source id itself is first, should it come back too."""
+        host = self._resolved["hostname"]
+        same = [info for info in found
+                if info.hostname() == host and info.channel_count() == self.info.n_channels
+                and info.nominal_srate() == self.info.sfreq
+                and info.channel_format() == self._format]
+        return sorted(same, key=lambda info: info.source_id() != self.info.source_id)
 
     @property
     def layout_pending(self) -> StreamInfo | None:

@@ -20,6 +20,7 @@ EVENT_KINDS = (
     "bad_channel",  # a channel the model reads is marked bad (replaced for the model)
     "channel_ok",  # ... and is good again
     "mains",  # the automatic notch chose a mains frequency (or none)
+    "degraded",  # the stream's rate rules out the online filter or the model: shown raw, why
 )
 
 
