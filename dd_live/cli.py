@@ -79,6 +79,9 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
                    help="IP-Adapter SD 1.5 weights for --base (.safetensors/.bin file, folder or hub id)")
     p.add_argument("--ip-adapter-scale", dest="ip_adapter_scale", type=float,
                    help="IP-Adapter scale (1: as trained, 0: off)")
+    p.add_argument("--runtime", choices=("auto", "torch", "onnx"),
+                   help="the model's runtime: onnx (ONNX Runtime on the CPU, for a model folder "
+                   "with an ONNX export), torch, or auto (default: onnx where it can run)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (<=1: off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--notch", type=_notch_arg, metavar="auto|off|HZ",
@@ -134,6 +137,8 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
         value = getattr(args, arg, None)
         if value is not None:
             gen[key] = value
+    if getattr(args, "runtime", None) is not None:
+        gen["runtime"] = args.runtime
     if gen:
         cli["generator"] = gen
     if getattr(args, "source", None):

@@ -104,11 +104,16 @@ class EEGDecoder:
     def from_config(cls, config: GeneratorConfig) -> Any:
         """Build the models ``config.model`` names (``"tiny"``, a dd-live model folder, ...);
         a personal embedding-route folder gives an
-        :class:`~dd_live.embedding_route.EmbeddingDecoder`."""
+        :class:`~dd_live.embedding_route.EmbeddingDecoder`, a model with an ONNX export on the
+        CPU an :class:`~dd_live.decoding_onnx.OnnxEEGDecoder` (``[generator] runtime``)."""
+        from dd_live.decoding_onnx import onnx_decoder_for
         from dd_live.embedding_route import EmbeddingDecoder, is_embedding_folder
 
         if config.model not in (TINY_MODEL, DEMO_MODEL) and is_embedding_folder(config.model):
             return EmbeddingDecoder.from_config(config)
+        decoder = onnx_decoder_for(config)  # None: the torch path
+        if decoder is not None:
+            return decoder
         import torch
 
         from dd_live.generate import GeneratorSettings, ImageGenerator, ImageRetriever

@@ -7,8 +7,9 @@ Stages (all on CPU, fixed seeds, one torch thread by default):
 3. a KL autoencoder from scratch (64 px images <-> 8 x 8 x 4 latents);
 4. EEG conditioner + UNet from scratch on the latents (diffusion loss, no CLIP);
 5. the state-image classifier;
-6. the model folder (``conditioner/ unet/ vae/ scheduler/ classifier/``) and its measured
-   quality: ``quality.json``, ``samples.png`` and the model card ``README.md``.
+6. the model folder (``conditioner/ unet/ vae/ scheduler/ classifier/``, with the same models
+   exported for ONNX Runtime beside their weights, :mod:`training.demo.export_onnx`) and its
+   measured quality: ``quality.json``, ``samples.png`` and the model card ``README.md``.
 """
 
 import argparse
@@ -27,9 +28,10 @@ from safetensors.torch import load_file, save_file
 
 from dd_live.config import GeneratorConfig
 from dd_live.decoding import EEGDecoder, write_model_settings
-from dd_live.model import save
+from dd_live.model import load, save
 from training.demo.card import write_card
 from training.demo.classifier import StateClassifierConfig, save_classifier, train_classifier
+from training.demo.export_onnx import export_model_folder
 from training.demo.models import (
     StageConfig,
     encode_posteriors,
@@ -127,6 +129,7 @@ def save_model(out: Path, conditioner, unet, vae, classifier) -> None:
         SD_NOISE_SCHEDULE, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing")
     scheduler.save_pretrained(out / "scheduler")
     save_classifier(classifier, out / CLASSIFIER)
+    export_model_folder(out)  # the graphs the CPU runtime runs (measured below as the app runs)
 
 
 def measure(out: Path, world: DemoWorld, config: BuildConfig, classifier, fit) -> dict:
@@ -144,10 +147,11 @@ def measure(out: Path, world: DemoWorld, config: BuildConfig, classifier, fit) -
         "live_accuracy": live["accuracy"],
         "live_accuracy_per_state": live["per_state"],
         "live_n_judged": live["n_judged"],
-        "embedding_accuracy": embedding_accuracy(decoder.conditioner, fit, held_out),
+        "embedding_accuracy": embedding_accuracy(load(out / "conditioner"), fit, held_out),
         "image_accuracy": image_accuracy(classifier, images, held_out[1]),
         "image_accuracy_per_state": per_state,
         "images_per_second": images_per_second(decoder, held_out[0]),
+        "runtime": getattr(decoder, "runtime", "torch"),  # what `dd-live demo` runs it on
         "n_held_out_windows": int(len(held_out[1])),
     }
 
