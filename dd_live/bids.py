@@ -615,6 +615,19 @@ def source_files(run: BidsRun) -> Path:
     return _source_copy(run.root, run.path)
 
 
+def recorded_settings_file(spec: str | BidsRun) -> Path | None:
+    """The ``config.toml`` of the one recording ``spec`` (a replay's: it may carry replay
+    options) selects, if dd-live kept it."""
+    from dd_live.sources.bids import BidsSelection
+    from dd_live.sources.spec import REPLAY_OPTIONS
+
+    if not isinstance(spec, BidsRun):
+        spec = BidsSelection.parse(spec, REPLAY_OPTIONS)[0]
+    runs = find_bids_runs(spec)
+    path = source_files(runs[0]) / CONFIG_FILE
+    return path if len(runs) == 1 and path.is_file() else None
+
+
 def recorded_settings(run: BidsRun) -> AppConfig:
     """The settings the run's session was recorded with (its ``config.toml``, kept under
     ``sourcedata/``); the defaults, with a log line, for a run without one."""
