@@ -199,8 +199,9 @@ def test_replay_of_a_bids_run_feeds_the_model_what_its_session_folder_does(calib
 
 def test_finetune_and_pretrain_read_a_bids_data_set(calibration, tmp_path):
     """The training scripts take ``bids:`` data: a personal model trained on the BIDS run, the
-    gallery of its shown images, and pretraining windows through the live preprocessing."""
-    from training import finetune, pretrain
+    gallery of its shown images, its evaluation, and pretraining windows through the live
+    preprocessing."""
+    from training import evaluate, finetune, pretrain
 
     folder, root = calibration
     spec = f"bids:{root}?subject=01"
@@ -211,6 +212,9 @@ def test_finetune_and_pretrain_read_a_bids_data_set(calibration, tmp_path):
     gallery = sorted(p.name for p in (out / "model" / "gallery").iterdir())
     shown = {row["sha256"][:16] for row in CalibrationSession.open(folder).rows}
     assert gallery == sorted(f"{digest}.png" for digest in shown)
+    results = evaluate.main(["--model", str(out / "model"), "--data", spec, "--metric",
+                             "retrieval", "--output-dir", str(tmp_path / "ev")])
+    assert results["data"] == spec and results["retrieval"]["n_way"] == 2  # the 2 test images
 
     pre = tmp_path / "pre"
     pretrain.main(["--preset", "tiny", "--data", spec, "--output-dir", str(pre), "--epochs", "1",
@@ -353,6 +357,11 @@ def test_bad_input_is_one_line_and_nothing_recorded_is_lost(calibration, tmp_pat
     session_json = json.loads((other / "session.json").read_text())
     session_json["created"] = "2030-01-01T00:00:00"
     (other / "session.json").write_text(json.dumps(session_json))
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    message = one_line_error(["export-bids", str(other), str(folder), "--root", str(copy),
+                              "--subject", "01", "--session", "01"], capsys)
+    assert "already in" in message  # checked before anything is written: other is not in yet
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
     assert cli.main(["export-bids", str(other), "--root", str(copy), "--subject", "01",
                      "--session", "01"]) == 0
     assert "[1/1]" in capsys.readouterr().out
