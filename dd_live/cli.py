@@ -547,7 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="replay a recording or a session folder")
     p.add_argument("path", help="a session folder or an EEG file (FIF, EDF, BDF, .vhdr, .set, "
-                   ".xdf, OpenBCI GUI .txt, BrainFlow CSV)")
+                   ".xdf, OpenBCI GUI .txt, BrainFlow CSV), or one recording of a BIDS data "
+                   "set: 'bids:ROOT?subject=01&task=T&run=1'")
     p.add_argument("--speed", type=float, help="replay speed (0.25-8; 0: as fast as possible)")
     _add_session_options(p, source=False)
     p.set_defaults(func=cmd_replay)
