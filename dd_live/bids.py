@@ -483,6 +483,27 @@ def default_task(folder: Path, config: AppConfig) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", config.record.name) or DEFAULT_TASK
 
 
+def _plan(folder, root, subject, session, task, overwrite: bool):
+    """Everything :func:`export_session` checks before it writes: ``(folder, root, subject,
+    session, task, calibration session or None, {run: file} there, the run it was exported as
+    or None)``."""
+    folder = check_session_folder(folder)
+    root = check_root(root)
+    subject = check_label("--subject", subject)
+    session = check_label("--session", session)
+    task = check_label("--task", task) or default_task(folder, session_settings(folder))
+    calibration = None
+    if (folder / STIMULI_FILE).is_file():
+        calibration = CalibrationSession.open(folder)
+        calibration.check_images()
+    runs = _existing_runs(root, subject, session, task)
+    before = _exported_as(root, folder, runs)
+    if before is not None and not overwrite:
+        raise ConfigError(f"{folder} is already in {root} as {runs[before].name}; add "
+                          "--overwrite to write it again")
+    return folder, root, subject, session, task, calibration, runs, before
+
+
 def export_session(folder: str | Path, root: str | Path, subject: str, *,
                    session: str | None = None, task: str | None = None,
                    overwrite: bool = False, reference: str | None = None,
@@ -501,25 +522,12 @@ def export_session(folder: str | Path, root: str | Path, subject: str, *,
     import mne
     from mne_bids import BIDSPath, mark_channels, update_sidecar_json, write_raw_bids
 
-    folder = check_session_folder(folder)
-    root = check_root(root)
-    subject = check_label("--subject", subject)
-    session = check_label("--session", session)
+    folder, root, subject, session, task, calibration, runs, before = _plan(
+        folder, root, subject, session, task, overwrite)
     config = session_settings(folder)
-    task = check_label("--task", task) or default_task(folder, config)
-    calibration = None
-    if (folder / STIMULI_FILE).is_file():
-        calibration = CalibrationSession.open(folder)
-        calibration.check_images()
     info = _session_info(folder)
     events = read_events(folder)
     timestamps = read_timestamps(folder)
-
-    runs = _existing_runs(root, subject, session, task)
-    before = _exported_as(root, folder, runs)
-    if before is not None and not overwrite:
-        raise ConfigError(f"{folder} is already in {root} as {runs[before].name}; add "
-                          "--overwrite to write it again")
     number = before if before is not None else max(runs, default=0) + 1
     bids_path = BIDSPath(subject=subject, session=session, task=task, run=number,
                          datatype="eeg", suffix="eeg", extension=".vhdr", root=root)
@@ -591,13 +599,10 @@ def export_bids(folders: Sequence[str | Path], root: str | Path, subject: str, *
     before anything is written. ``on_progress(k, n, exported)`` after each one."""
     if not folders:
         raise ConfigError("export-bids needs at least one session folder")
-    checked = [check_session_folder(f) for f in folders]
-    check_root(root)
-    check_label("--subject", subject)
-    check_label("--session", session)
-    check_label("--task", task)
     if line_freq is not None and not (line_freq > 0 and np.isfinite(line_freq)):
         raise ConfigError(f"--line-freq must be a frequency in Hz (50 or 60), got {line_freq}")
+    # every folder and option checked before anything is written
+    checked = [_plan(f, root, subject, session, task, overwrite)[0] for f in folders]
     ordered = in_segment_order(checked)
     done = []
     for k, folder in enumerate(ordered):
