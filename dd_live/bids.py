@@ -149,7 +149,7 @@ class ExportedRun:
     replaced: bool = False
 
 
-# -- checks -------------------------------------------------------------------------------------
+# -- checks ----------------------------------------------------------------------------------------
 def check_label(option: str, value: str | None) -> str | None:
     """A BIDS label (letters and digits); the ``sub-``/``ses-``/``task-`` prefix is dropped."""
     if value is None:
@@ -192,7 +192,7 @@ def check_root(root: str | Path) -> Path:
     return path
 
 
-# -- what a session folder says ------------------------------------------------------------------
+# -- what a session folder says --------------------------------------------------------------------
 def _session_info(folder: Path) -> dict[str, Any]:
     path = folder / SESSION_FILE
     if not path.is_file():
@@ -225,7 +225,8 @@ def device_description(info: dict[str, Any], spec: str) -> dict[str, str]:
     elif source_id.startswith("synthetic") or kind == "synthetic":
         maker = "dd-live"
         viewer = "viewer=1" in spec.replace(" ", "").lower() or "viewer=true" in spec.lower()
-        model = "simulated viewer (synthetic EEG)" if viewer else "synthetic headset (simulated EEG)"
+        model = ("simulated viewer (synthetic EEG)" if viewer
+                 else "synthetic headset (simulated EEG)")
     elif kind.startswith("lsl"):
         model = f"LSL stream {name}"
     elif name != NOT_AVAILABLE:
@@ -311,7 +312,7 @@ def in_segment_order(folders: Sequence[Path]) -> list[Path]:
     return ordered
 
 
-# -- events ---------------------------------------------------------------------------------------
+# -- events ----------------------------------------------------------------------------------------
 def session_annotations(raw, folder: Path, session: CalibrationSession | None,
                         timestamps: np.ndarray):
     """The events.tsv rows of a session folder as MNE annotations with extras.
@@ -381,7 +382,7 @@ def session_annotations(raw, folder: Path, session: CalibrationSession | None,
     return annotations, stimuli
 
 
-# -- writing ----------------------------------------------------------------------------------------
+# -- writing ---------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _staged(folder: Path):
     """The session's BrainVision triplet under the basename ``recording`` in a temporary folder
@@ -575,7 +576,8 @@ def export_session(folder: str | Path, root: str | Path, subject: str, *,
     n_stimuli = sum(1 for e in annotations.extras if "stim_file" in e)
     logger.info("%s -> %s (%d samples, %d events, %d stimuli)", folder, bids_path.fpath,
                 raw.n_times, len(annotations), n_stimuli)
-    return ExportedRun(folder, run, int(raw.n_times), len(annotations), n_stimuli, before is not None)
+    return ExportedRun(folder, run, int(raw.n_times), len(annotations), n_stimuli,
+                       before is not None)
 
 
 def _describe_dataset(root: Path) -> None:
@@ -614,7 +616,7 @@ def export_bids(folders: Sequence[str | Path], root: str | Path, subject: str, *
     return done
 
 
-# -- reading back ------------------------------------------------------------------------------------
+# -- reading back ----------------------------------------------------------------------------------
 def source_files(run: BidsRun) -> Path:
     """Where a run keeps its session folder's own files (under ``sourcedata/``)."""
     return _source_copy(run.root, run.path)

@@ -184,7 +184,8 @@ def _fingerprint(key: str) -> dict:
     if key.startswith(BIDS_PREFIX):  # the recording's data and sidecar files
         run = find_bids_runs(key)[0]
         files = sorted(run.path.parent.glob(f"{run.basename}_*"))
-        return {"source": key, "files": {p.name: [p.stat().st_size, p.stat().st_mtime] for p in files}}
+        return {"source": key,
+                "files": {p.name: [p.stat().st_size, p.stat().st_mtime] for p in files}}
     stat = Path(key).stat()
     return {"source": key, "size": stat.st_size, "mtime": stat.st_mtime}
 
