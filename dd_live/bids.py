@@ -82,7 +82,6 @@ logger = logging.getLogger(__name__)
 
 DATASET_NAME = "dd-live sessions"
 STIMULI_FOLDER = "stimuli"  # BIDS's folder of presented stimuli, at the root
-SOURCEDATA = "sourcedata"
 MARKER_TYPE = "Comment/"  # how MNE names the BrainVision markers dd-live records
 STAGED_NAME = "recording"  # the triplet's basename while mne-bids copies it (see _staged)
 LABEL = re.compile(r"^[A-Za-z0-9]+$")
@@ -420,8 +419,7 @@ def _existing_runs(root: Path, subject: str, session: str | None, task: str) -> 
 
 def _source_copy(root: Path, data_file: Path) -> Path:
     """Where the session's own files of the data file ``data_file`` are kept."""
-    relative = data_file.parent.relative_to(root)
-    return root / SOURCEDATA / relative / data_file.name.rsplit("_", 1)[0]
+    return BidsRun(root, data_file, "").source_folder
 
 
 def _exported_as(root: Path, folder: Path, runs: dict[int, Path]) -> int | None:
@@ -619,7 +617,7 @@ def export_bids(folders: Sequence[str | Path], root: str | Path, subject: str, *
 # -- reading back ----------------------------------------------------------------------------------
 def source_files(run: BidsRun) -> Path:
     """Where a run keeps its session folder's own files (under ``sourcedata/``)."""
-    return _source_copy(run.root, run.path)
+    return run.source_folder
 
 
 def recorded_settings_file(spec: str | BidsRun) -> Path | None:

@@ -39,6 +39,7 @@ EEG_EXTENSIONS = (".vhdr", ".edf", ".bdf", ".set")
 KIND_COLUMN = "kind"  # events.tsv column dd-live writes: "marker", "gap", "bad_channel"...
 MARKER, GAP = "marker", "gap"
 N_MISSING_COLUMN = "n_missing"
+SOURCEDATA = "sourcedata"  # where the export keeps the session folder's own files
 NOT_AVAILABLE = "n/a"
 
 
@@ -111,7 +112,11 @@ class BidsSelection:
 class BidsRun:
     """One EEG recording of a BIDS data set (its data file, e.g. ``*_eeg.vhdr``).
 
-    ``str(run)`` is the ``bids:`` spec that selects exactly this recording.
+    ``str(run)`` is the ``bids:`` spec that selects exactly this recording; ``os.fspath(run)``
+    is its data file (as for :class:`mne_bids.BIDSPath`); ``run / NAME`` is the file ``NAME``
+    of the session folder it was exported from, as ``dd-live export-bids`` keeps them under
+    ``sourcedata/`` (``run / "config.toml"``: the settings it was recorded with), so code that
+    looks into a session folder finds the same files there.
     """
 
     root: Path
@@ -125,6 +130,18 @@ class BidsRun:
     def __str__(self) -> str:
         query = urlencode({k: getattr(self, k) for k in ENTITIES if getattr(self, k) is not None})
         return f"{BIDS_PREFIX}{self.root}?{query}"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.source_folder / name
+
+    @property
+    def source_folder(self) -> Path:
+        """Where ``dd-live export-bids`` keeps the session folder's own files."""
+        relative = self.path.parent.relative_to(self.root)
+        return self.root / SOURCEDATA / relative / self.basename
 
     @property
     def basename(self) -> str:
