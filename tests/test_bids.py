@@ -140,6 +140,12 @@ def test_bids_source_gives_the_windows_and_pairs_of_the_session_folder(calibrati
     assert (recording.sfreq, recording.ch_names, recording.ch_types) == (
         original.sfreq, original.ch_names, original.ch_types)
 
+    # a run stands in for its session folder: its files as kept, its data file as a path
+    (run,) = find_bids_runs(spec)
+    for name in ("config.toml", "events.jsonl", "timestamps.f64", "stimuli.tsv"):
+        assert (run / name).read_bytes() == (folder / name).read_bytes()
+    assert read_recording(run).ch_names == original.ch_names  # os.fspath: the data file
+
     config = AppConfig.from_toml(folder / "config.toml")
     onsets = [row["onset_sample"] for row in CalibrationSession.open(folder).rows]
     restored = CalibrationSession.open(spec)  # the stimulus table from events.tsv + stimuli/
