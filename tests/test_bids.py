@@ -399,3 +399,16 @@ def test_a_run_without_images_is_no_calibration_data(tmp_path):
         CalibrationPairs(f"bids:{tmp_path / 'bids'}", "train", n_times=128, image_size=16)
     np.testing.assert_array_equal(read_bids(str(exported.run)).data, read_recording(folder).data)
     assert mne.io.read_raw_brainvision(exported.run.path, verbose="error").n_times == data.shape[1]
+
+
+def test_the_board_a_session_read_is_named_in_the_sidecar(tmp_path):
+    """BrainFlow's real synthetic board (-1), recorded for a second as a user records."""
+    assert cli.main(["record", "--source", "brainflow:-1", "--duration", "1",
+                     "--out", str(tmp_path / "runs"), "--name", "board"]) == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    (exported,) = export_bids([folder], tmp_path / "bids", "05")
+    sidecar = json.loads(exported.run.sidecar("eeg", ".json").read_text())
+    assert sidecar["Manufacturer"] == "BrainFlow"
+    assert sidecar["ManufacturersModelName"] == "SYNTHETIC_BOARD (BrainFlow board)"
+    assert exported.run.task == "board"  # the session's name
+    np.testing.assert_array_equal(read_bids(str(exported.run)).data, read_recording(folder).data)
