@@ -5,6 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # every test, benchmark and demo that touches LSL stays on the loopback interface (loopback-only discovery)
 export LSLAPICFG := $(CURDIR)/tests/lsl_api.cfg
+# the official BIDS validator (npm package), installed with npm next to the venv; the BIDS export
+# test runs it with node (tests/test_bids.py finds it through this variable)
+BIDS_VALIDATOR_VERSION := 1.15.0
+NODE_DIR := $(VENV)/node
+NODE_STAMP := $(NODE_DIR)/.installed-$(BIDS_VALIDATOR_VERSION)
+export BIDS_VALIDATOR := $(abspath $(NODE_DIR))/node_modules/bids-validator/bin/bids-validator
 
 .PHONY: install test demo demo-model lint bench bench-gpu clean
 
@@ -21,7 +27,16 @@ $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]" -c constraints.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP):
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		npm install --prefix $(NODE_DIR) --save-exact --no-audit --no-fund \
+			bids-validator@$(BIDS_VALIDATOR_VERSION) && touch $@; \
+	else \
+		echo "node or npm not found: the BIDS validator is not installed (install Node.js to" \
+			"validate BIDS exports; tests/test_bids.py then skips the validator run)"; \
+	fi
+
+install: $(STAMP) $(NODE_STAMP)
 
 test: install
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest

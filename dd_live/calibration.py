@@ -560,6 +560,12 @@ class CalibrationSession:
 
     @classmethod
     def open(cls, folder: str | Path) -> CalibrationSession:
+        from dd_live.sources.bids import is_bids_spec
+
+        if is_bids_spec(folder):  # a run of a BIDS data set that dd-live export-bids wrote
+            from dd_live.bids import calibration_session
+
+            return calibration_session(folder)
         folder = Path(folder)
         table = folder / STIMULI_FILE
         if not table.is_file():

@@ -2,6 +2,7 @@
 
 ``dd-live run | demo | calibrate | replay | record | stream | devices | convert | sys-info``; ``dd-live
 COMMAND --help`` says more. Heavy imports (torch, Qt) happen inside the commands that need them.
+``dd-live export-bids`` writes session folders as a BIDS data set.
 Exit code 0 on success; otherwise non-zero with a one-line reason on stderr.
 """
 
@@ -291,6 +292,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from dd_live.sources.bids import is_bids_spec
+
+    if is_bids_spec(args.path):
+        return _replay_bids(args)
     path = Path(args.path)
     if args.config is None and (path / "config.toml").is_file():
         args.config = path / "config.toml"  # the settings the session was recorded with
@@ -302,6 +307,36 @@ def cmd_replay(args: argparse.Namespace) -> int:
     speed = f"?speed={args.speed:g}" if args.speed is not None else ""
     args.source = f"file:{path}{speed}"
     return cmd_run(args)
+
+
+def _replay_bids(args: argparse.Namespace) -> int:
+    """``dd-live replay bids:ROOT?...``: one BIDS recording, with the settings its session was
+    recorded with when dd-live exported it (unless --config)."""
+    from dd_live.bids import recorded_settings_file
+
+    settings = recorded_settings_file(args.path) if args.config is None else None
+    if settings is not None:
+        args.config, args.replaying_session = settings, True
+    joiner = "&" if "?" in args.path else "?"
+    args.source = args.path + (f"{joiner}speed={args.speed:g}" if args.speed is not None else "")
+    return cmd_run(args)
+
+
+def cmd_export_bids(args: argparse.Namespace) -> int:
+    from dd_live.bids import export_bids
+
+    def progress(k: int, n: int, exported) -> None:
+        shown = f", {exported.n_stimuli} images shown" if exported.n_stimuli else ""
+        again = " (written again)" if exported.replaced else ""
+        print(f"[{k + 1}/{n}] {exported.folder} -> {exported.run.path} ({exported.n_samples} "
+              f"samples, {exported.n_events} events{shown}){again}", flush=True)
+
+    done = export_bids(args.sessions, args.root, args.subject, session=args.session,
+                       task=args.task, overwrite=args.overwrite, reference=args.reference,
+                       line_freq=args.line_freq, on_progress=progress)
+    print(f"wrote {len(done)} run(s) into {args.root}; replay one: dd-live replay "
+          f"'{done[0].run}'")
+    return 0
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -534,9 +569,9 @@ def run_headless(config: AppConfig, duration: float | None = None,
         session.stop()
     s = session.stats()
     made_by = ", ".join(f"{n} by {name}" for name, n in session.images_by_renderer.items())
-    print(f"\n{s.n_samples} samples, {s.n_windows} windows, {s.n_images} images"
-          + (f" ({made_by})" if made_by else "") + ", "
-          f"{s.n_dropped} skipped (generator busy), {s.n_rejected} rejected")
+    print(f"\n{s.n_samples} samples, {s.n_windows} windows, {s.n_images} images, "
+          f"{s.n_dropped} skipped (generator busy), {s.n_rejected} rejected"
+          + (f"; images made: {made_by}" if made_by else ""))
     if session.recording_path is not None:
         print(f"session saved to {session.recording_path}")
     return 0
@@ -596,7 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="replay a recording or a session folder")
     p.add_argument("path", help="a session folder or an EEG file (FIF, EDF, BDF, .vhdr, .set, "
-                   ".xdf, OpenBCI GUI .txt, BrainFlow CSV)")
+                   ".xdf, OpenBCI GUI .txt, BrainFlow CSV), or one recording of a BIDS data "
+                   "set: 'bids:ROOT?subject=01&task=T&run=1'")
     p.add_argument("--speed", type=float, help="replay speed (0.25-8; 0: as fast as possible)")
     _add_session_options(p, source=False)
     p.set_defaults(func=cmd_replay)
@@ -647,6 +683,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --train: where the model goes, as DIR/model (default: "
                    "<session folder>_personal)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("export-bids", help="write session folders as a BIDS EEG data set")
+    p.add_argument("sessions", nargs="+", metavar="SESSION", help="session folders (each one "
+                   "becomes a run; the segments of a split session become consecutive runs)")
+    p.add_argument("--root", type=Path, required=True,
+                   help="the BIDS data set (created, or added to)")
+    p.add_argument("--subject", required=True, help="participant label, e.g. 01")
+    p.add_argument("--session", help="BIDS session label, e.g. 01 (default: none)")
+    p.add_argument("--task", help="task label (default: calibration for calibration "
+                   "sessions, else the session's name)")
+    p.add_argument("--reference", help="EEGReference, e.g. 'Cz' (default: the board's, "
+                   "where known, else n/a)")
+    p.add_argument("--line-freq", type=float, metavar="HZ", help="PowerLineFrequency "
+                   "(default: as the session measured it)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write sessions exported before again (replacing their runs)")
+    p.set_defaults(func=cmd_export_bids)
 
     p = sub.add_parser("stream", help="replay a file as an LSL outlet")
     p.add_argument("file")

@@ -87,7 +87,7 @@ def test_calibrate_train_evaluate_run_records_retrieval_and_lowlevel(calibration
     (live,) = (tmp_path / "live").iterdir()
     events = image_events(live)
     assert events, out
-    assert f"{len(events)} images ({len(events)} by retrieval)" in out
+    assert f"{len(events)} images, " in out and f"images made: {len(events)} by retrieval" in out
     gallery = model_folder / "gallery"
     for event in events:
         assert event["renderer"] == "retrieval"
@@ -189,7 +189,8 @@ def test_with_sd_and_ip_adapter_the_pictures_are_generated_from_the_embedding(
     out = capsys.readouterr().out
     (live,) = (tmp_path / "live").iterdir()
     events = image_events(live)
-    assert events and f"{len(events)} images ({len(events)} by ip-adapter)" in out
+    assert events and f"{len(events)} images, " in out
+    assert f"images made: {len(events)} by ip-adapter" in out
     for event in events:
         assert event["renderer"] == "ip-adapter" and event["seed"] is not None
         assert {"decoder", "sample", "total"} <= set(event["timings"])

@@ -6,6 +6,7 @@
 ``brainflow:BOARD?serial_port=...``            :class:`BrainFlowSource`, board by id or name
 ``lsl:NAME`` / ``lsl-type:TYPE`` / ``lsl-id:ID``  :class:`LSLSource`
 ``file:PATH?speed=2&loop=1`` or a bare path    :class:`ReplaySource`
+``bids:ROOT?subject=01&task=T&run=1``          :class:`ReplaySource` of one BIDS EEG recording
 =============================================  ==============================================
 
 Query parameters after ``?`` become keyword arguments (numbers and booleans are parsed);
@@ -30,6 +31,7 @@ ACCEPTED_FORMS = (
     "lsl-id:SOURCE_ID",
     "file:PATH[?speed=2&loop=1&stream=NAME]",
     "PATH (a recording or a session folder)",
+    "bids:ROOT[?subject=..&session=..&task=..&run=..&speed=2]",
 )
 # query parameters of each kind that are options of the source, not BrainFlow input params
 SYNTHETIC_OPTIONS = {
@@ -152,6 +154,14 @@ def open_source(spec: str, **overrides) -> Source:
         options[key] = target
         options = {**options, **overrides}
         return LSLSource(options.pop("name", None), **options)
+    if kind == "bids":  # one recording of a BIDS data set, read through mne-bids
+        from dd_live.sources.bids import BidsSelection, read_bids
+        from dd_live.sources.replay import ReplaySource
+
+        selection, params = BidsSelection.parse(spec, REPLAY_OPTIONS - {"board", "stream"})
+        options = {key: _parse_value(value) for key, value in params.items()}
+        _as_bool(spec, options, "loop")
+        return ReplaySource(read_bids(selection), **{**options, **overrides})
     bare_path = not sep or len(kind) == 1 or "/" in kind or "\\" in kind  # C:\... too
     if kind == "file" or bare_path:
         from dd_live.sources.replay import ReplaySource

@@ -7,7 +7,10 @@ exactly what it will see live. Windows holding NaN/Inf samples (a dropout of the
 recorded as it came) are skipped with a count logged, as the live app rejects them.
 
 Sessions are read with :func:`dd_live.sources.readers.read_recording` (what ``dd-live replay``
-streams) and replayed through the live acquisition code by ``session_epochs``.
+streams) and replayed through the live acquisition code by ``session_epochs``. A ``bids:ROOT?...``
+spec stands for the calibration runs of a BIDS data set that ``dd-live export-bids`` wrote: each is
+read through mne-bids, its stimulus table restored from ``events.tsv`` and ``stimuli/``, its
+settings from what the export kept, so it gives the epochs of the session folder it came from.
 
 The split is by image, as the session recorded it: a ``test`` image is never in ``train``.
 ``average_repeats`` averages the repetitions of each image (the usual evaluation of test
@@ -28,7 +31,8 @@ from dd_live.calibration import STIMULI_FILE, CalibrationSession, session_epochs
 from dd_live.config import AppConfig
 from dd_live.errors import ConfigError
 from dd_live.recording import CONFIG_FILE
-from dd_live.sources.readers import read_recording
+from dd_live.sources.bids import BidsRun, is_bids_spec
+from dd_live.sources.readers import Recording, read_recording
 from training.data.images import image_to_tensor
 
 logger = logging.getLogger(__name__)
@@ -36,12 +40,19 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "test", "all")
 
 
-def find_sessions(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Calibration session folders: each path is one, or a folder holding some (any depth)."""
+def find_sessions(paths: str | Path | Sequence[str | Path]) -> list[Path | BidsRun]:
+    """Calibration sessions: each path is a session folder, a folder holding some (any depth),
+    or a ``bids:ROOT[?subject=..&task=..]`` spec (its runs that show images)."""
     if isinstance(paths, str | Path):
         paths = [paths]
-    found: list[Path] = []
-    for path in map(Path, paths):
+    found: list[Path | BidsRun] = []
+    for path in paths:
+        if is_bids_spec(path):
+            from dd_live.bids import calibration_runs
+
+            found.extend(calibration_runs(str(path)))
+            continue
+        path = Path(path)
         if (path / STIMULI_FILE).is_file():
             found.append(path)
         elif path.is_dir():
@@ -56,21 +67,38 @@ def find_sessions(paths: str | Path | Sequence[str | Path]) -> list[Path]:
 
 
 def is_calibration_data(path: str | Path) -> bool:
+    if is_bids_spec(path):
+        return True
     path = Path(path)
     return (path / STIMULI_FILE).is_file() or (path.is_dir() and any(path.rglob(STIMULI_FILE)))
 
 
 def eeg_channel_count(folder: str | Path) -> int:
     """EEG channels of the first session under ``folder``."""
-    recording = read_recording(find_sessions(folder)[0])
+    recording = read_session(find_sessions(folder)[0])
     return sum(kind.lower() == "eeg" for kind in recording.ch_types)
+
+
+def read_session(session: Path | BidsRun) -> Recording:
+    """The recording of a session folder or of a BIDS run, as ``dd-live replay`` streams it."""
+    return session.read() if isinstance(session, BidsRun) else read_recording(session)
+
+
+def recorded_settings(session: Path | BidsRun) -> AppConfig:
+    """The settings a session was recorded with (its ``config.toml``; defaults without)."""
+    if isinstance(session, BidsRun):
+        from dd_live.bids import recorded_settings as bids_settings
+
+        return bids_settings(session)
+    path = Path(session) / CONFIG_FILE
+    return AppConfig.from_toml(path) if path.is_file() else AppConfig()
 
 
 class CalibrationPairs(torch.utils.data.Dataset):
     """Paired items of one split of one or many calibration sessions.
 
     Args:
-        paths: session folder(s), or folders holding them.
+        paths: session folder(s), folders holding them, or ``bids:`` specs.
         split: ``"train"``, ``"test"`` or ``"all"``.
         n_channels, n_times: the model's input shape (None channels: the sessions' EEG count).
         image_size: side of the image tensors.
@@ -94,11 +122,10 @@ class CalibrationPairs(torch.utils.data.Dataset):
         for folder in self.sessions:
             session = CalibrationSession.open(folder)
             session.check_images()
-            recording = read_recording(folder)
+            recording = read_session(folder)
             if n_channels is None:
                 n_channels = sum(kind.lower() == "eeg" for kind in recording.ch_types)
-            config = app_config or (AppConfig.from_toml(folder / CONFIG_FILE)
-                                    if (folder / CONFIG_FILE).is_file() else AppConfig())
+            config = app_config or recorded_settings(folder)
             rows = [r for r in session.rows if split == "all" or r["split"] == split]
             x, kept = session_epochs(recording, [r["onset_sample"] for r in rows], config,
                                      n_channels, n_times)

@@ -1,4 +1,5 @@
-"""Pretraining corpus: EEG windows cut from any files MNE reads (or MOABB data sets), cached.
+"""Pretraining corpus: EEG windows cut from any files MNE reads (or MOABB data sets, or the EEG
+recordings of a BIDS data set, ``bids:ROOT[?subject=..&task=..]``, read through mne-bids), cached.
 
 Preprocessing follows the paper (``docs/reference.md``): EEG channels only, band-pass
 5-95 Hz (the upper edge is lowered below Nyquist for slow recordings), optional resampling,
@@ -31,6 +32,7 @@ import torch
 
 from dd_live.config import AppConfig
 from dd_live.errors import ConfigError, FileFormatError
+from dd_live.sources.bids import BIDS_PREFIX, find_bids_runs, is_bids_spec
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ def live_windows(key: str, prep: Preprocessing, app_config: AppConfig) -> np.nda
         raise ConfigError(f"{key}: live preprocessing reads EEG files (it replays them as "
                           "dd-live replay does); save the MOABB data as FIF files first, or "
                           "drop --live-preprocessing")
-    recording = read_recording(key)
+    recording = find_bids_runs(key)[0].read() if is_bids_spec(key) else read_recording(key)
     if "eeg" not in recording.ch_types:
         raise FileFormatError(f"{key} has no EEG channel; expected at least one channel of type 'eeg'")
     length = max(1, round(app_config.window.length * recording.sfreq))
@@ -116,10 +118,14 @@ def live_windows(key: str, prep: Preprocessing, app_config: AppConfig) -> np.nda
 
 
 def expand_sources(sources: Sequence[str | Path]) -> list[str]:
-    """Files, folders (searched recursively for EEG files) and ``moabb:NAME`` -> source keys."""
+    """Files, folders (searched recursively for EEG files), ``moabb:NAME`` and ``bids:ROOT?...``
+    (one key per EEG recording it selects) -> source keys."""
     keys: list[str] = []
     for source in sources:
         text = str(source)
+        if is_bids_spec(text):
+            keys.extend(str(run) for run in find_bids_runs(text))
+            continue
         if text.startswith(MOABB_PREFIX):
             keys.extend(_moabb_keys(text[len(MOABB_PREFIX) :]))
             continue
@@ -158,6 +164,11 @@ def _read_source(key: str) -> Iterator[mne.io.BaseRaw]:
             for runs in sessions.values():
                 yield from runs.values()
         return
+    if key.startswith(BIDS_PREFIX):
+        from mne_bids import read_raw_bids
+
+        yield read_raw_bids(find_bids_runs(key)[0].bids_path, verbose="error")
+        return
     try:
         raw = mne.io.read_raw(key, preload=False, verbose="error")
     except Exception as error:  # MNE raises many kinds for unreadable files
@@ -170,6 +181,11 @@ def _read_source(key: str) -> Iterator[mne.io.BaseRaw]:
 def _fingerprint(key: str) -> dict:
     if key.startswith(MOABB_PREFIX):
         return {"source": key}
+    if key.startswith(BIDS_PREFIX):  # the recording's data and sidecar files
+        run = find_bids_runs(key)[0]
+        files = sorted(run.path.parent.glob(f"{run.basename}_*"))
+        return {"source": key,
+                "files": {p.name: [p.stat().st_size, p.stat().st_mtime] for p in files}}
     stat = Path(key).stat()
     return {"source": key, "size": stat.st_size, "mtime": stat.st_mtime}
 
