@@ -233,3 +233,20 @@ def test_a_vae_gives_the_low_level_head_a_coarse_latent(tmp_path, one_torch_thre
     with pytest.raises(Exception, match="--vae"):
         training_decoder.main(["--data", small, "--output-dir", str(tmp_path / "o2"), "--model", "ridge",
                                "--vae", str(tmp_path / "missing")])
+
+
+def test_the_dreamdiffusion_decoder_starts_from_a_pretrained_encoder(session, tmp_path, one_torch_thread):
+    """``--init-encoder demo``: the packaged demo model's encoder (16 ch x 128) with a channel
+    map from the session's 8 channels; windows take the encoder's length."""
+    from dd_live.assets import demo_model_dir
+    from dd_live.decoders.dreamdiffusion import DreamDiffusionDecoder
+    from dd_live.model import load
+
+    folder = training_decoder.main(["--data", session, "--output-dir", str(tmp_path / "out"), "--model",
+                                    "dreamdiffusion", "--init-encoder", "demo", "--epochs", "1"])
+    decoder = DreamDiffusionDecoder.load(folder / "decoder")
+    demo = load(demo_model_dir() / "conditioner").encoder
+    assert decoder.encoder_config == demo.config and decoder.alignment.in_features == 8
+    assert json.loads((folder / "dd_live.json").read_text())["n_times"] == demo.config.n_times == 128
+    model = EmbeddingModel.load(folder)
+    assert model.encode(np.zeros((8, 128), np.float32)).shape == (768,)

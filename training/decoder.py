@@ -513,7 +513,7 @@ def build_dreamdiffusion(data: DecoderData, dim: int, preset: str, init_encoder:
             from dd_live.assets import demo_model_dir
 
             init_encoder = str(demo_model_dir() / "conditioner")
-        encoder = pretrained_encoder(init_encoder)
+        encoder = pretrained_encoder(init_encoder)  # its own channels, length and size
         decoder = DreamDiffusionDecoder(encoder.config, data.n_channels, dim)
         decoder.encoder.load_state_dict(encoder.state_dict())
         return decoder
@@ -522,6 +522,17 @@ def build_dreamdiffusion(data: DecoderData, dim: int, preset: str, init_encoder:
     config = dataclasses.replace(get_preset(preset, "encoder"), n_channels=data.n_channels,
                                  n_times=data.n_times)
     return DreamDiffusionDecoder(config, data.n_channels, dim)
+
+
+def encoder_n_times(init_encoder: str) -> int:
+    """Samples per window the pretrained encoder ``init_encoder`` (or ``demo``) takes."""
+    from training.models import pretrained_encoder
+
+    if init_encoder == "demo":
+        from dd_live.assets import demo_model_dir
+
+        init_encoder = str(demo_model_dir() / "conditioner")
+    return int(pretrained_encoder(init_encoder).config.n_times)
 
 
 def fit_lowlevel(data: DecoderData, pool: int, vae_path: str | None) -> LowLevelHead:
@@ -752,6 +763,8 @@ def main(argv: list[str] | None = None) -> Path:
     if args.init is not None and not (args.init / DECODER_FOLDER).is_dir():
         raise ConfigError(f"--init {args.init} is not a model folder written by python -m training.decoder")
 
+    if args.init_encoder and args.n_times is None and args.model in ("dreamdiffusion", "all"):
+        args.n_times = encoder_n_times(args.init_encoder)  # the pretrained encoder's input length
     started, cpu_started = time.perf_counter(), time.process_time()
     things = [d for d in args.data if d.startswith("things-eeg2:")]
     if things:
