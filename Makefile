@@ -42,7 +42,8 @@ test: install
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 	$(VENV)/bin/ruff check .
 
-demo: install
+# the demo needs only the Python packages (not the BIDS validator)
+demo: $(STAMP)
 	$(PY) -m dd_live demo
 
 # rebuilds dd_live/assets/demo from scratch with the project's own training code (~20-25 min on 2 cores)

@@ -205,13 +205,13 @@ def test_with_sd_and_ip_adapter_the_pictures_are_generated_from_the_embedding(
 def test_an_ip_adapter_for_another_embedder_is_refused_with_one_line(
         model_folder, tiny_ip_adapter, tmp_path, capsys):
     base, weights, embedder_id = tiny_ip_adapter
-    # the user's settings say the IP-Adapter weights are ip-adapter_sd15's (OpenCLIP ViT-H/14);
-    # the decoder decodes into the tiny embedder: two spaces
-    config = write_config(tmp_path / "vith.toml", ip_adapter_embedder="ViT-H-14/laion2b_s32b_b79k")
+    # default settings: IP-Adapter weights are taken as ip-adapter_sd15's (OpenCLIP ViT-H/14),
+    # and the model folder does not override that; the decoder decodes into the tiny embedder:
+    # two spaces
     capsys.readouterr()
     assert cli.main(["run", "--headless", "--source", VIEWER, "--model", str(model_folder),
                      "--base", str(base), "--ip-adapter", str(weights), "--steps", "2",
-                     "--config", str(config), "--duration", "1"]) == 2
+                     "--duration", "1"]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("dd-live: error:")
     assert embedder_id in lines[0] and "ViT-H-14/laion2b_s32b_b79k" in lines[0]

@@ -660,7 +660,9 @@ def write_model(out: Path, data: DecoderData, embedder: Embedder, clip_model, em
         "embedder": embedder.spec.to_dict(),
         "decoder": kept.name,
         "subjects": [p.name for p in data.people],
-        "generator": {"ip_adapter_embedder": embedder.spec.id},
+        # no [generator] ip_adapter_embedder here: the renderer's space is the IP-Adapter
+        # weights' (ViT-H-14 for ip-adapter_sd15), checked against this folder's at start
+        "generator": {},
     }
     (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n")
     (tmp / "README.md").write_text(model_card(settings, data, kept, tried, lowlevel, head))
