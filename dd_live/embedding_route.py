@@ -154,12 +154,18 @@ class EmbeddingDecoder:
     def from_config(cls, config: Any) -> EmbeddingDecoder:
         """Load the folder ``config.model`` names and, when ``[generator] base`` and
         ``ip_adapter`` are both set, the IP-Adapter renderer."""
-        from dd_live.decoders import EmbeddingModel
+        from dd_live.config import resolve_threads
+        from dd_live.decoders import DECODER_FOLDER, EmbeddingModel
+        from dd_live.decoders.onnx_decoder import decoder_runtime
 
-        set_torch_threads(config.threads)
         folder = Path(config.model).expanduser()
-        model = EmbeddingModel.load(folder)
+        runtime = getattr(config, "runtime", "auto")
         base, ip_adapter = getattr(config, "base", None), getattr(config, "ip_adapter", None)
+        # torch only where something needs it: a torch decoder without its ONNX export (or
+        # runtime = "torch"), the IP-Adapter renderer
+        if (base and ip_adapter) or decoder_runtime(folder / DECODER_FOLDER, runtime) == "torch":
+            set_torch_threads(config.threads)
+        model = EmbeddingModel.load(folder, runtime, resolve_threads(config.threads))
         if bool(base) != bool(ip_adapter):
             missing = "ip_adapter (--ip-adapter)" if base else "base (--base)"
             raise ConfigError(f"rendering with IP-Adapter needs both [generator] base and "
