@@ -6,7 +6,8 @@ runs that graph when ``[generator] runtime`` resolves to ONNX. Checked on the re
 real calibration session of the simulated viewer (the fixture of test_embedding_live, recorded
 once for this module): the graph's vectors are the torch module's, a live ``dd-live run`` of a
 conv model never imports torch, and ``runtime = "onnx"`` without the export names the command
-that makes it. Nothing is mocked.
+that makes it. Nothing is mocked: the live runs are subprocesses of the real command line and
+the real window (offscreen) whose ``sys.modules`` is read at the end.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import onnx
 import pytest
 from test_embedding_live import calibration  # noqa: F401 - the shared session fixture
-from test_onnx_runtime import HEADLESS_PROBE, _run_probe
+from test_onnx_runtime import HEADLESS_PROBE, WINDOW_PROBE, _run_probe
 
 from dd_live.cli import main as dd_live_main
 from dd_live.decoders import EmbeddingModel
@@ -96,6 +97,14 @@ def test_a_live_run_of_a_conv_model_on_onnx_never_imports_torch(conv_model):
     assert heavy == "HEAVY", heavy
     summary = [line for line in out.splitlines() if " images, " in line and "samples," in line][-1]
     assert int(summary.split(" images")[0].split()[-1]) > 0, summary  # it showed pictures
+
+
+def test_the_window_running_a_conv_model_on_onnx_never_imports_torch(conv_model):
+    out = _run_probe(WINDOW_PROBE, "run", "--source", "synthetic?viewer=1", "--model", str(conv_model))
+    lines = dict(line.partition(" ")[::2] for line in out.splitlines()
+                 if line.startswith(("IMAGES", "HEAVY")))
+    assert int(lines["IMAGES"]) >= 2, out[-2000:]
+    assert lines["HEAVY"] == "", lines
 
 
 def test_runtime_onnx_without_the_export_says_how_to_export_it(conv_model, calibration, tmp_path,
