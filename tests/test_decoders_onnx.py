@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-from test_embedding_live import calibration  # noqa: F401 - the shared session fixture
+from test_embedding_live import calibration as shared_calibration  # noqa: F401 - its fixture
 from test_onnx_runtime import HEADLESS_PROBE, WINDOW_PROBE, _run_probe
 
 from dd_live.cli import main as dd_live_main
@@ -29,13 +29,13 @@ from training.data.calibration import CalibrationPairs
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _train(kind: str, calibration, out):  # noqa: F811 - the fixture's value
+def _train(kind: str, calibration, out):
     return train_decoder.main(["--data", str(calibration), "--output-dir", str(out), "--model", kind,
                                "--epochs", "1"])
 
 
 @pytest.fixture(scope="module")
-def conv_model(calibration, tmp_path_factory):  # noqa: F811
+def conv_model(calibration, tmp_path_factory):
     import torch
 
     threads = torch.get_num_threads()
@@ -46,12 +46,12 @@ def conv_model(calibration, tmp_path_factory):  # noqa: F811
         torch.set_num_threads(threads)
 
 
-def _windows(model: EmbeddingModel, calibration) -> np.ndarray:  # noqa: F811
+def _windows(model: EmbeddingModel, calibration) -> np.ndarray:
     """The session's test windows as the live app cuts them: ``[n, n_channels, n_times]``."""
     return CalibrationPairs(str(calibration), "test", model.n_channels, model.n_times).eeg
 
 
-def _agree(folder, calibration) -> None:  # noqa: F811
+def _agree(folder, calibration) -> None:
     on_onnx = EmbeddingModel.load(folder, runtime="onnx")
     on_torch = EmbeddingModel.load(folder, runtime="torch")
     assert (on_onnx.runtime, on_torch.runtime) == ("onnx", "torch")
@@ -70,8 +70,7 @@ def _agree(folder, calibration) -> None:  # noqa: F811
             [p for p, _ in on_torch.gallery.nearest(e, 4)]
 
 
-def test_the_conv_decoder_is_exported_beside_its_weights_and_gives_the_torch_vectors(conv_model,
-                                                                                    calibration):  # noqa: F811
+def test_the_conv_decoder_is_exported_beside_its_weights_and_gives_the_torch_vectors(conv_model, calibration):
     graph = conv_model / "decoder" / "model.onnx"
     weights = conv_model / "decoder" / "model.safetensors"
     assert graph.is_file() and graph.stat().st_size < weights.stat().st_size / 10
@@ -83,8 +82,7 @@ def test_the_conv_decoder_is_exported_beside_its_weights_and_gives_the_torch_vec
     _agree(conv_model, calibration)
 
 
-def test_the_dreamdiffusion_decoder_is_exported_and_gives_the_torch_vectors(calibration, tmp_path,
-                                                                           one_torch_thread):  # noqa: F811
+def test_the_dreamdiffusion_decoder_is_exported_and_gives_the_torch_vectors(calibration, tmp_path):
     folder = _train("dreamdiffusion", calibration, tmp_path)
     assert (folder / "decoder" / "model.onnx").is_file()
     _agree(folder, calibration)
@@ -107,8 +105,7 @@ def test_the_window_running_a_conv_model_on_onnx_never_imports_torch(conv_model)
     assert lines["HEAVY"] == "", lines
 
 
-def test_runtime_onnx_without_the_export_says_how_to_export_it(conv_model, calibration, tmp_path,
-                                                             capsys):  # noqa: F811
+def test_runtime_onnx_without_the_export_says_how_to_export_it(conv_model, calibration, tmp_path, capsys):
     folder = tmp_path / "model"
     shutil.copytree(conv_model, folder, ignore=shutil.ignore_patterns("*.onnx"))
     with pytest.raises(ConfigError, match="python -m training.decoder --export-onnx") as error:
