@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-from test_embedding_live import calibration as shared_calibration  # noqa: F401 - its fixture
+import test_embedding_live
 from test_onnx_runtime import HEADLESS_PROBE, WINDOW_PROBE, _run_probe
 
 from dd_live.cli import main as dd_live_main
@@ -27,6 +27,9 @@ from training import decoder as train_decoder
 from training.data.calibration import CalibrationPairs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+#: the simulated viewer's calibration session, recorded as test_embedding_live records it
+calibration = test_embedding_live.calibration
 
 
 def _train(kind: str, calibration, out):
