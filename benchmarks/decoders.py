@@ -7,7 +7,9 @@ N --headless --speed 0``), trains every decoder with ``python -m training.decode
 
 - per decoder: parameters, training seconds, test top-1 / top-5 / 2-way (single trial, n-way
   among the session's test images), the low-level head's PixCorr / SSIM, and the window ->
-  vector time on CPU (batch 1, best of ``--repeats``, torch on ``--threads`` threads);
+  vector time on CPU (batch 1, best of ``--repeats``, torch on ``--threads`` threads), and for
+  the torch decoders the same decoder exported to ONNX on ONNX Runtime's CPU provider (rows
+  ``NAME (ONNX)``, the same window and threads) with its speed-up over torch;
 - chance (1/n, 0.5) and the low-level head against shuffled pairs;
 - the DreamDiffusion encoder at the reference size (128 ch x 512, 24 blocks of 1024, as
   ``benchmarks/encoder.py --preset reference`` builds it) + its CLIP projection, window -> vector
@@ -82,6 +84,7 @@ def main() -> None:
 
     from dd_live import cli
     from dd_live.decoders import load_decoder
+    from dd_live.decoders.onnx_decoder import OnnxDecoder
     from dd_live.model import ClipProjection, EEGEncoder, get_preset
     from training import decoder as training_decoder
 
@@ -104,11 +107,18 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    rows = []
+    rows, onnx_ratios = [], {}
     for name, figures in results["decoders"].items():
         decoder = load_decoder(out / training_decoder.TRIED / name)
         window = rng.standard_normal((decoder.n_channels, decoder.n_times)).astype(np.float32)
         rows.append((name, figures, best_ms(lambda d=decoder, w=window: d.encode(w), args.repeats * 10)))
+        if isinstance(decoder, torch.nn.Module):  # the same decoder's ONNX export (as a model folder has it)
+            folder = out / training_decoder.TRIED / name
+            if training_decoder.export_decoder(decoder, folder) is not None:
+                graph = OnnxDecoder(folder, args.threads)
+                rows.append((f"{name} (ONNX)", figures, best_ms(lambda d=graph, w=window: d.encode(w),
+                                                                 args.repeats * 10)))
+                onnx_ratios[name] = rows[-2][2] / rows[-1][2]
     # the DreamDiffusion encoder at the release's size: window -> tokens -> CLIP projection
     config = get_preset("reference", "encoder")
     encoder = EEGEncoder(config).eval()
@@ -144,6 +154,9 @@ def main() -> None:
           f"{0.5:>6.3f} {low['shuffled_pixcorr']:>8.3f} {low['shuffled_ssim']:>6.3f}")
     print(f"{'DD encoder (reference)':<22} {n_params_reference:>11,} {'':>8} {'':>6} {'':>6} {'':>6} {'':>8} "
           f"{'':>6} {reference_ms:>10.1f} {1:>8.0f}x")
+    for name, ratio in onnx_ratios.items():
+        print(f"{name}: window -> vector on ONNX Runtime {ratio:.1f}x faster than torch (same run, "
+              f"{args.threads} thread(s))")
     print(f"\n(top-1/5, 2-way: single trials of the test images, {n_way}-way; PixCorr/SSIM: the low-level "
           f"head's pictures of the test trials; files in {root})")
 

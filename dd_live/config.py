@@ -248,7 +248,8 @@ class GeneratorConfig:
     ``cuda_graphs``: capture the sampler as CUDA graphs on CUDA (off: eager, for debugging).
     ``runtime``: ``"auto"`` (ONNX Runtime on the CPU for a model folder with an ONNX export
     (``onnx.json`` and the graphs beside the weights), when the settings need nothing only torch has; torch otherwise and with CUDA),
-    ``"torch"`` or ``"onnx"`` (see :mod:`dd_live.decoding_onnx`).
+    ``"torch"`` or ``"onnx"`` (see :mod:`dd_live.decoding_onnx`); for a personal model folder,
+    its conv / dreamdiffusion decoder's ``decoder/model.onnx`` (:mod:`dd_live.decoders.onnx_decoder`).
     ``model_config``: a folder with ``unet/``, ``vae/`` and ``scheduler/`` configs describing
     the architecture of a single-file ``model`` (a DreamDiffusion release checkpoint, an SD
     checkpoint); default: the packaged SD 1.5 configs.

@@ -28,7 +28,8 @@ from dd_live.decoding import (
     EEGDecoder,
     read_model_settings,
 )
-from dd_live.errors import ConfigError, GenerationError
+from dd_live.embedding_route import is_embedding_folder, torch_imports
+from dd_live.errors import CheckpointError, ConfigError, GenerationError
 from dd_live.generate.onnx_runtime import (
     CONDITIONER_FILE,
     RUNTIME_LABEL,
@@ -119,8 +120,11 @@ def choose_runtime(config: GeneratorConfig) -> str:
 def generator_imports(config: GeneratorConfig) -> tuple[tuple[str, str], ...]:
     """The slow imports the decoder for ``config`` needs, as (module, progress line)."""
     try:
+        if config.model not in (TINY_MODEL, DEMO_MODEL) and is_embedding_folder(config.model):
+            needed = torch_imports(config)  # a personal model folder
+            return tuple(entry for entry in TORCH_IMPORTS if entry[0] in needed)
         return () if choose_runtime(config) == "onnx" else TORCH_IMPORTS
-    except ConfigError:
+    except (ConfigError, CheckpointError):
         return ()  # the decoder's own construction says why
 
 

@@ -78,6 +78,24 @@ def check_one_space(model_id: str, gallery_id: str | None, renderer_id: str | No
             f"{model_id}")
 
 
+def torch_imports(config: Any) -> tuple[str, ...]:
+    """The torch-side modules the embedding route needs for ``config`` (a personal model
+    folder): ``("torch", "diffusers")`` for the IP-Adapter renderer, ``("torch",)`` for a torch
+    decoder run on torch (no ONNX export, or ``[generator] runtime = "torch"``), else none.
+
+    Raises:
+        CheckpointError / ConfigError: the folder's decoder is unreadable, or ``runtime =
+            "onnx"`` without its export.
+    """
+    from dd_live.decoders import DECODER_FOLDER
+    from dd_live.decoders.onnx_decoder import decoder_runtime
+
+    if getattr(config, "base", None) and getattr(config, "ip_adapter", None):
+        return ("torch", "diffusers")
+    folder = Path(config.model).expanduser() / DECODER_FOLDER
+    return ("torch",) if decoder_runtime(folder, getattr(config, "runtime", "auto")) == "torch" else ()
+
+
 def gallery_embedder_id(gallery: Any) -> str | None:
     """The embedder id a model folder's gallery was embedded with, or None without a gallery."""
     if gallery is None:
@@ -154,12 +172,15 @@ class EmbeddingDecoder:
     def from_config(cls, config: Any) -> EmbeddingDecoder:
         """Load the folder ``config.model`` names and, when ``[generator] base`` and
         ``ip_adapter`` are both set, the IP-Adapter renderer."""
+        from dd_live.config import resolve_threads
         from dd_live.decoders import EmbeddingModel
 
-        set_torch_threads(config.threads)
         folder = Path(config.model).expanduser()
-        model = EmbeddingModel.load(folder)
+        runtime = getattr(config, "runtime", "auto")
         base, ip_adapter = getattr(config, "base", None), getattr(config, "ip_adapter", None)
+        if torch_imports(config):  # torch only where something needs it
+            set_torch_threads(config.threads)
+        model = EmbeddingModel.load(folder, runtime, resolve_threads(config.threads))
         if bool(base) != bool(ip_adapter):
             missing = "ip_adapter (--ip-adapter)" if base else "base (--base)"
             raise ConfigError(f"rendering with IP-Adapter needs both [generator] base and "

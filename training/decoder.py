@@ -38,13 +38,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from dd_live.decoders import EmbedderSpec, Gallery, LowLevelHead, RidgeDecoder
-from dd_live.decoders.base import auto_pool
+from dd_live.decoders.base import auto_pool, read_meta
 from dd_live.decoders.conv import MAX_PARAMETERS, ConvConfig, ConvDecoder
 from dd_live.decoders.dreamdiffusion import DreamDiffusionDecoder
 from dd_live.decoders.gallery import centred_unit
 from dd_live.decoders.lowlevel import PICTURE_SIZE, thumbnail
 from dd_live.decoders.model import (
     DECODER_FOLDER,
+    DECODER_KINDS,
     GALLERY_FOLDER,
     LOWLEVEL_FOLDER,
     ROUTE,
@@ -635,6 +636,8 @@ def write_model(out: Path, data: DecoderData, embedder: Embedder, clip_model, em
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     kept.decoder.save(tmp / DECODER_FOLDER)
+    if isinstance(kept.decoder, torch.nn.Module):
+        export_decoder(kept.decoder, tmp / DECODER_FOLDER, final)
     head.save(tmp / LOWLEVEL_FOLDER)
     paths = []
     (tmp / GALLERY_FOLDER).mkdir()
@@ -668,6 +671,60 @@ def write_model(out: Path, data: DecoderData, embedder: Embedder, clip_model, em
     (tmp / "README.md").write_text(model_card(settings, data, kept, tried, lowlevel, head))
     replace_folder(tmp, final)
     return final
+
+
+class _Embedding(torch.nn.Module):
+    """A torch decoder's ``embed`` as the module exported: ``eeg [1, C, T] -> [1, dim]``."""
+
+    def __init__(self, decoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, eeg: torch.Tensor) -> torch.Tensor:
+        return self.decoder.embed(eeg)
+
+
+def export_decoder(decoder: torch.nn.Module, folder: Path, model: Path | None = None) -> Path | None:
+    """``folder/model.onnx`` beside the decoder's saved weights (``folder/model.safetensors``,
+    which the graph reads in place), for ONNX Runtime at run time (:mod:`dd_live.decoders.onnx_decoder`).
+
+    An export that fails (no ``onnx`` / ``onnxscript``, an operator the exporter cannot take, a
+    graph that differs from the module) is logged and left out: the decoder still runs on torch,
+    and ``python -m training.decoder --export-onnx MODEL`` tries again. Returns the file or None.
+    """
+    from dd_live.decoders.onnx_decoder import INPUT, ONNX_FILE, OUTPUT, export_command
+
+    path = folder / ONNX_FILE
+    t0 = time.perf_counter()
+    try:
+        from training.onnx_export import export_graph
+
+        export_graph(_Embedding(decoder.eval()), (torch.zeros(1, decoder.n_channels, decoder.n_times),),
+                     path, [INPUT], [OUTPUT], folder / "model.safetensors")
+    except Exception as exc:  # noqa: BLE001 - the model stays usable on torch
+        path.unlink(missing_ok=True)
+        logger.warning("the %s decoder was not exported to ONNX (%s: %s); it runs on torch; retry "
+                       "with %s", decoder.kind, type(exc).__name__, exc,
+                       export_command(model or folder.parent))
+        return None
+    logger.info("exported the %s decoder to %s in %.1f s", decoder.kind, path, time.perf_counter() - t0)
+    return path
+
+
+def export_model_folder(model: Path) -> Path:
+    """``--export-onnx MODEL``: write ``MODEL/decoder/model.onnx`` for a model folder's torch decoder."""
+    from dd_live.decoders.onnx_decoder import TORCH_KINDS
+
+    folder = Path(model) / DECODER_FOLDER
+    kind, _ = read_meta(folder, DECODER_KINDS)
+    if kind not in TORCH_KINDS:
+        raise ConfigError(f"{model}: its decoder is {kind!r}, which runs with NumPy; there is "
+                          f"nothing to export (only {' and '.join(TORCH_KINDS)} decoders have a graph)")
+    path = export_decoder(load_decoder(folder, "torch"), folder, model)
+    if path is None:
+        raise ConfigError(f"{model}: the {kind} decoder could not be exported to ONNX (see the log "
+                          "above); it runs on torch")
+    return path
 
 
 def figures_row(t: Tried) -> str:
@@ -730,10 +787,10 @@ def parse_subjects(text: str | None) -> list[int]:
 def main(argv: list[str] | None = None) -> Path:
     """Train, choose, write ``OUT/model``; return that folder."""
     parser = argparse.ArgumentParser(prog="python -m training.decoder", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", required=True,
+    parser.add_argument("--data", nargs="+",
                         help="calibration session folder(s): one path per person (a session or a folder "
                         "of that person's sessions); or things-eeg2:ROOT with --subject")
-    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--output-dir", type=Path)
     parser.add_argument("--model", choices=MODEL_CHOICES, default="all", help="which decoders to train")
     parser.add_argument("--embedder", default=None, help="open_clip model of the target space (default "
                         f"{DEFAULT_EMBEDDER[0]} when its weights are found offline, else {TINY_EMBEDDER})")
@@ -755,7 +812,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--budget", type=float, default=TorchSettings.budget,
                         help="seconds each torch decoder may train (no epoch starts after them)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export-onnx", type=Path, default=None, metavar="MODEL",
+                        help="only export the torch decoder of an existing model folder to ONNX "
+                        "(MODEL/decoder/model.onnx, for ONNX Runtime at run time)")
     args = parser.parse_args(argv)
+    if args.export_onnx is not None:
+        export_model_folder(args.export_onnx)
+        return args.export_onnx
+    if not args.data or args.output_dir is None:
+        parser.error("the following arguments are required: --data, --output-dir (or --export-onnx MODEL)")
     if not 0 < args.val_fraction < 0.5:
         raise ConfigError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
     if args.epochs < 1:

@@ -61,9 +61,16 @@ def is_embedding_model(folder: str | Path) -> bool:
         return False
 
 
-def load_decoder(folder: str | Path):
-    """The decoder stored in ``folder`` (its ``config.json`` names the kind)."""
+def load_decoder(folder: str | Path, runtime: str = "torch", threads: int = 1):
+    """The decoder stored in ``folder`` (its ``config.json`` names the kind); a conv or
+    DreamDiffusion decoder as its exported graph when ``runtime`` (``[generator] runtime``)
+    resolves to ONNX (:func:`~dd_live.decoders.onnx_decoder.decoder_runtime`), with ``threads``
+    intra-op threads."""
+    from dd_live.decoders.onnx_decoder import OnnxDecoder, decoder_runtime
+
     kind, _ = read_meta(folder, DECODER_KINDS)
+    if decoder_runtime(folder, runtime) == "onnx":
+        return OnnxDecoder(folder, threads)
     if kind == "ridge":
         from dd_live.decoders.ridge import RidgeDecoder
 
@@ -96,6 +103,8 @@ class EmbeddingModel:
         self.ch_names, self.description = tuple(ch_names), description
         self.settings, self.folder = dict(settings or {}), folder
         self.decoder_name: str = decoder.kind
+        #: what runs the decoder: "onnx" (its exported graph), "torch" or "numpy" (ridge)
+        self.runtime: str = getattr(decoder, "runtime", "numpy" if decoder.kind == "ridge" else "torch")
         self.n_channels: int = int(decoder.n_channels)
         self.n_times: int = int(decoder.n_times)
         dim = int(getattr(decoder, "dim", getattr(getattr(decoder, "config", None), "dim", embedder.dim)))
@@ -111,8 +120,14 @@ class EmbeddingModel:
                                   f"{lowlevel_head.n_times}, the decoder {self.n_channels} x {self.n_times}")
 
     @classmethod
-    def load(cls, folder: str | Path) -> EmbeddingModel:
+    def load(cls, folder: str | Path, runtime: str = "auto", threads: int = 1) -> EmbeddingModel:
         """Open a folder written by ``python -m training.decoder``.
+
+        Args:
+            runtime: ``[generator] runtime`` for a torch decoder: ``"auto"`` runs its ONNX
+                export (``decoder/model.onnx``) on ONNX Runtime when the folder has it, torch
+                otherwise; ``"onnx"`` insists; ``"torch"`` never uses the export.
+            threads: intra-op threads of the ONNX Runtime session.
 
         Raises:
             CheckpointError: not an embedding-route folder, or parts that do not fit together.
@@ -126,7 +141,7 @@ class EmbeddingModel:
         if "embedder" not in settings:
             raise CheckpointError(f"{folder / SETTINGS_FILE} names no embedder")
         embedder = EmbedderSpec.from_dict(settings["embedder"])
-        decoder = load_decoder(folder / DECODER_FOLDER)
+        decoder = load_decoder(folder / DECODER_FOLDER, runtime, threads)
         lowlevel = LowLevelHead.load(folder / LOWLEVEL_FOLDER) if (folder / LOWLEVEL_FOLDER).is_dir() else None
         gallery = Gallery.load(folder / GALLERY_FOLDER) if (folder / GALLERY_FOLDER).is_dir() else None
         model = cls(decoder, embedder, lowlevel_head=lowlevel, gallery=gallery,
@@ -144,7 +159,8 @@ class EmbeddingModel:
         return None if self.lowlevel_head is None else self.lowlevel_head(eeg)
 
     def __repr__(self) -> str:
-        parts = [self.decoder_name, f"{self.n_channels} ch x {self.n_times}", self.embedder.id]
+        parts = [self.decoder_name + (" on ONNX Runtime" if self.runtime == "onnx" else ""),
+                 f"{self.n_channels} ch x {self.n_times}", self.embedder.id]
         if self.lowlevel_head is not None:
             parts.append(f"low-level {self.lowlevel_head.kind}")
         if self.gallery is not None:

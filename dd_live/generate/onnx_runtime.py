@@ -267,9 +267,10 @@ class DPMSolverMultistep:
 
 # -- ONNX Runtime sessions ---------------------------------------------------------------------------
 
-def make_session(path: Path, threads: int) -> Any:
+def make_session(path: Path, threads: int, export: str | None = None) -> Any:
     """An ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads, sequential
-    execution (one window at a time has no independent operators to overlap)."""
+    execution (one window at a time has no independent operators to overlap); ``export``: the
+    command that makes the file again (named when it cannot be read)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -286,8 +287,8 @@ def make_session(path: Path, threads: int) -> Any:
                                     providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a bad file
         raise CheckpointError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
-                              f"{exc}); export it again with {export_command(path.parent.parent)}"
-                              ) from None
+                              f"{exc}); export it again with "
+                              f"{export or export_command(path.parent.parent)}") from None
 
 
 def read_export(model_folder: str | Path) -> dict[str, Any]:
