@@ -15,6 +15,8 @@ about once a second, and the redraw rate drops while the generator is behind.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -150,6 +152,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                error=self._on_error, window_rejected=self._on_rejected,
                                window_dropped=self._on_dropped)
         self.generator_load = GeneratorLoad()  # behind or keeping up: sets the redraw rates
+        self._last_verdict = -math.inf  # ms (time.monotonic) when an image was last judged
         self.tasks = TaskRunner(self)
 
         self.banner = Banner()
@@ -786,7 +789,10 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- session callbacks (GUI thread, queued) ---------------------------------------------
     def _on_image(self, result) -> None:
         self.gallery.add(result)
-        self.verdict.on_image(result)
+        now = 1000.0 * time.monotonic()  # ms
+        if now - self._last_verdict >= self._rates.verdict_ms:
+            self._last_verdict = now
+            self.verdict.on_image(result)
         self.banner.clear("generation")
         self.refresh_status()
 

@@ -4,7 +4,8 @@ is behind, and never more than a set share of one core for the traces.
 On a 2-core machine the window's drawing and the image generator share the CPU (and Python's
 interpreter lock). When the generator is the bottleneck, every frame the window draws is time
 taken from the next image, so the window then redraws its traces and spectrum less often and
-comes back to the full rate once the generator keeps up again.
+comes back to the full rate once the generator keeps up again. The demo's verdict (a small
+image classifier run on each new image, ~5-10 ms) then judges at most two images a second.
 
 The generator is *behind* when a window was dropped lately (a newer window replaced one that
 was still waiting: ``SessionCallbacks.window_dropped``), or when it was busy (working or with a
@@ -36,11 +37,14 @@ class RedrawRates:
             costs more (many channels, a wide plot, a slow display), the interval grows to
             ``cost / share``, up to :data:`SLOWEST_TRACES_MS`.
         spectrum_ms: the interval between two spectrum estimates.
+        verdict_ms: the shortest interval between two images judged by the demo's thought
+            classifier (0: every image); the match rate is then over the judged ones.
     """
 
     traces_ms: int
     traces_share: float
     spectrum_ms: int
+    verdict_ms: int = 0
 
     def traces_interval(self, frame_seconds: float) -> int:
         """The trace timer's interval (ms) for redraws that cost ``frame_seconds`` of CPU each
@@ -51,7 +55,7 @@ class RedrawRates:
 
 SLOWEST_TRACES_MS = 250  # never fewer than 4 trace redraws a second
 KEEPING_UP = RedrawRates(traces_ms=33, traces_share=0.10, spectrum_ms=1000)  # up to 30/s
-BEHIND = RedrawRates(traces_ms=80, traces_share=0.04, spectrum_ms=2000)  # up to 12.5/s
+BEHIND = RedrawRates(traces_ms=80, traces_share=0.04, spectrum_ms=2000, verdict_ms=500)
 LOADING = RedrawRates(traces_ms=100, traces_share=0.04, spectrum_ms=1000)  # imports first
 
 
