@@ -364,13 +364,13 @@ def report_window(args) -> None:
         behind = float(np.mean([r["behind"] for r in probe["window"]]))
         redraws = float(np.mean([r["redraws_per_s"] for r in probe["window"]]))
         spectra = float(np.mean([r["spectra_per_s"] for r in probe["window"]]))
-        print(f"{f'{display}: GUI thread CPU, generating (% core)':<44} {100 * cpu:>9.1f} "
+        print(f"{f'{display}: GUI thread, generating (% core)':<44} {100 * cpu:>9.1f} "
               f"{100 * GUI_CPU_GOAL:>9.0f} {cpu / GUI_CPU_GOAL:>7.2f}   (baseline: the goal; "
               f"{redraws:.1f} trace redraws/s, {spectra:.2f} spectra/s, generator behind "
               f"{behind:.0%} of the time)")
         for run in probe["signal_only"]:
-            what = f"{run['channels']} ch @ {run['sfreq']:g} Hz"
-            print(f"{f'{display}: GUI thread CPU, no generator, {what}':<44} "
+            what = f"{run['channels']} ch {run['sfreq']:g} Hz"
+            print(f"{f'{display}: GUI, no images, {what} (% core)':<44} "
                   f"{100 * run['gui_cpu']:>9.1f} {100 * GUI_CPU_GOAL:>9.0f} "
                   f"{run['gui_cpu'] / GUI_CPU_GOAL:>7.2f}   ({run['redraws_per_s']:.1f} trace "
                   "redraws/s)")

@@ -152,7 +152,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                error=self._on_error, window_rejected=self._on_rejected,
                                window_dropped=self._on_dropped)
         self.generator_load = GeneratorLoad()  # behind or keeping up: sets the redraw rates
-        self._last_verdict = -math.inf  # ms (time.monotonic) when an image was last judged
+        self.clock = time.monotonic  # s, paces the verdict (tests pass their own)
+        self._last_verdict = -math.inf  # ms (self.clock) when an image was last judged
         self.tasks = TaskRunner(self)
 
         self.banner = Banner()
@@ -729,11 +730,12 @@ class MainWindow(QtWidgets.QMainWindow):
             return session.filtered
         return session.raw
 
-    def on_screen(self, widget: QtWidgets.QWidget) -> bool:
-        """Whether ``widget`` shows on screen now: shown, not hidden behind the full-screen
-        image, not collapsed to nothing, the window not minimised."""
-        return (widget.isVisible() and not self.isMinimized()
-                and widget.width() > 0 and widget.height() > 0)
+    def on_screen(self, plot: QtWidgets.QAbstractScrollArea) -> bool:
+        """Whether a plot shows on screen now: shown (not hidden behind the full-screen image),
+        some of its drawing area unobscured (not a splitter pane dragged shut), the window not
+        minimised."""
+        return (plot.isVisible() and not self.isMinimized()
+                and not plot.viewport().visibleRegion().isEmpty())
 
     def refresh_traces(self) -> bool:
         """One redraw of the traces; False (nothing drawn) while they are not on screen or
@@ -744,7 +746,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def refresh_spectrum(self) -> bool:
         """A new spectrum estimate; none while the spectrum is not on screen."""
-        if self.session is None or not self.on_screen(self.spectrum):
+        if self.session is None or not self.on_screen(self.spectrum.psd_plot):
             return False
         return self.spectrum.refresh(self._display_buffer(True), self.traces.sfreq)
 
@@ -789,7 +791,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- session callbacks (GUI thread, queued) ---------------------------------------------
     def _on_image(self, result) -> None:
         self.gallery.add(result)
-        now = 1000.0 * time.monotonic()  # ms
+        now = 1000.0 * self.clock()  # ms
         if now - self._last_verdict >= self._rates.verdict_ms:
             self._last_verdict = now
             self.verdict.on_image(result)
