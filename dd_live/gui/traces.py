@@ -36,6 +36,8 @@ BACKGROUND = (12, 14, 20)
 BAD_COLOR = (255, 70, 70, 45)  # band behind a channel marked bad
 BAD_MARK = " ✕"  # after the name of a channel marked bad
 FRAME_COST_WEIGHT = 0.2  # weight of the newest redraw in the running mean of their cost
+AXIS_WIDTH = 48  # px of the channel-name axis, at least
+AXIS_MARGIN = 16  # px beside the longest name (tick and gap): a longer name is dropped whole
 LABEL_SPACING = 1.1  # channel names at least this many text heights apart (others: ticks only)
 
 
@@ -196,7 +198,7 @@ class TracesView(pg.PlotWidget):
         plot.setMouseEnabled(x=False, y=False)
         plot.showGrid(x=True, y=False, alpha=0.15)
         plot.setLabel("bottom", "time", units="s")
-        plot.getAxis("left").setWidth(48)
+        plot.getAxis("left").setWidth(AXIS_WIDTH)
         cache_axes(plot)
         plot.getViewBox().sigResized.connect(self._on_resized)
         self.curve = pg.PlotDataItem(pen=pg.mkPen(TRACE_COLOR, width=1), connect="finite",
@@ -236,6 +238,10 @@ class TracesView(pg.PlotWidget):
         axis = self.getPlotItem().getAxis("left")
         self._label_step = label_step(n, self.getPlotItem().getViewBox().height(),
                                       QtGui.QFontMetricsF(axis.font()).height())
+        names = [name + (BAD_MARK if name in self.bad else "") for name in self.ch_names]
+        longest = max((QtGui.QFontMetricsF(axis.font()).horizontalAdvance(name) for name in names),
+                      default=0.0)
+        axis.setWidth(max(AXIS_WIDTH, math.ceil(longest) + AXIS_MARGIN))  # names are not cut
         major, minor = [], []
         for i, name in enumerate(self.ch_names):
             bad = name in self.bad
