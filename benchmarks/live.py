@@ -14,13 +14,17 @@ measured in the same run, so a busy machine shows up in both:
 - latency from a window's last sample to its image (p50/p95) against the decoder alone;
 - samples lost (counter holes; must be 0);
 - ``--gui``: frames per second of the real trace view while generating, against paused;
+- ``--runtimes-only``: torch against ONNX Runtime on the same model (the decoder alone on the
+  same windows, rounds interleaved; a headless live session each); ``--runtime`` picks the
+  runtime of every other figure;
 - ``--startup``: ``dd-live demo``'s window in a fresh process: time to the window on screen,
   to the first sample in it, to the first image (from the interpreter's start).
 
     .venv/bin/python benchmarks/live.py                   # the demo model, 20 s per mode
     .venv/bin/python benchmarks/live.py --model tiny --channels 128 --sfreq 1000
     .venv/bin/python benchmarks/live.py --startup --gui
-    .venv/bin/python benchmarks/live.py --startup-only --repeats 3
+    .venv/bin/python benchmarks/live.py --startup-only --repeats 3 --runtime torch
+    .venv/bin/python benchmarks/live.py --runtimes-only --duration 10
 """
 
 from __future__ import annotations
@@ -83,10 +87,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def decoder_alone(decoder, windows: list[np.ndarray], threads: int, repeats: int = 2) -> list[float]:
-    """Seconds per window, the decoder alone on ``threads`` torch threads (one warm-up call)."""
-    import torch
+    """Seconds per window, the decoder alone on ``threads`` torch threads (one warm-up call;
+    an ONNX decoder keeps the threads its sessions were made with)."""
+    if getattr(decoder, "runtime", "torch") == "torch":
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     if hasattr(decoder, "clear_interrupt"):
         decoder.clear_interrupt()  # the sessions' stop() interrupted it
     decoder(windows[0], 0)
@@ -245,6 +251,34 @@ def report_startup(model_args: list[str], repeats: int = 1) -> None:
     print("  (a fresh `dd-live demo` window, from the interpreter's start, imports included)")
 
 
+def report_runtimes(config, args) -> None:
+    """torch vs ONNX Runtime on the same model: the decoder alone on the same windows (rounds
+    interleaved, so a shared machine's load falls on both) and a headless live session each."""
+    from dd_live.decoding import EEGDecoder
+
+    decoders = {name: EEGDecoder.from_config(config.replace(generator={"runtime": name}).generator)
+                for name in ("torch", "onnx")}
+    threads = config.generator.threads
+    windows = live_run(config, decoders["onnx"], args, 1.0)["windows"]
+    alone: dict[str, list[float]] = {name: [] for name in decoders}
+    for _ in range(3):
+        for name, decoder in decoders.items():
+            alone[name] += decoder_alone(decoder, windows, threads, repeats=1)
+    live = {name: live_run(config, decoder, args, args.duration / 2)
+            for name, decoder in decoders.items()}
+    print(f"\n{'runtime (same model, same windows)':<44} {'onnx':>9} {'torch':>9} {'ratio':>7}")
+    t_onnx, t_torch = percentile(alone["onnx"], 50), percentile(alone["torch"], 50)
+    print(f"{'decoder alone: images per second':<44} {1 / t_onnx:>9.2f} {1 / t_torch:>9.2f} "
+          f"{t_torch / t_onnx:>7.2f}   (median of {len(alone['onnx'])} windows each)")
+    r_onnx, r_torch = live["onnx"]["images_per_s"], live["torch"]["images_per_s"]
+    print(f"{'headless live: images per second':<44} {r_onnx:>9.2f} {r_torch:>9.2f} "
+          f"{r_onnx / r_torch:>7.2f}   (latest trigger, {args.duration / 2:g} s each)")
+    for q in (50, 95):
+        lo, lt = percentile(live["onnx"]["latencies"], q), percentile(live["torch"]["latencies"], q)
+        print(f"{f'headless live: latency p{q} (ms)':<44} {1000 * lo:>9.0f} {1000 * lt:>9.0f} "
+              f"{lo / lt:>7.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo", help="'demo' (default), 'tiny' or a folder")
@@ -258,20 +292,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the start-up times (no live runs)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fresh processes per start-up figure (the median is shown)")
+    parser.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                        help="the model's runtime ([generator] runtime) for every figure")
+    parser.add_argument("--runtimes-only", action="store_true",
+                        help="only torch vs ONNX Runtime on the model (decoder alone, headless)")
     args = parser.parse_args(argv)
     if args.startup_only:
-        report_startup(["--model", args.model], args.repeats)
+        report_startup(["--model", args.model, "--runtime", args.runtime], args.repeats)
         return 0
 
     from dd_live.cli import _config_from_args, build_parser
     from dd_live.config import resolve_threads
     from dd_live.decoding import EEGDecoder, set_torch_threads
 
-    model_args = ["--model", args.model]
+    model_args = ["--model", args.model, "--runtime", args.runtime]
     config = _config_from_args(build_parser().parse_args(["demo", *model_args]))
     if args.model == "tiny":
         config = config.replace(generator={"steps": 4})
     config = config.replace(quality={"mode": "off"})  # every window is generated from
+    if args.runtimes_only:
+        report_runtimes(config, args)
+        return 0
     decoder = EEGDecoder.from_config(config.generator)
     session_threads = set_torch_threads(config.generator.threads)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -241,8 +241,8 @@ class GeneratorConfig:
     UNet (folder or file, e.g. a one-step DMD2 SD 1.5 UNet; run with ``scheduler = "lcm"``,
     ``steps = 1``); ``lora``: a few-step LoRA (LCM, TCD, Hyper-SD), fused at load.
     ``cuda_graphs``: capture the sampler as CUDA graphs on CUDA (off: eager, for debugging).
-    ``runtime``: ``"auto"`` (ONNX Runtime on the CPU for a model folder with an ONNX export,
-    ``onnx/``, when the settings need nothing only torch has; torch otherwise and with CUDA),
+    ``runtime``: ``"auto"`` (ONNX Runtime on the CPU for a model folder with an ONNX export
+    (``onnx.json`` and the graphs beside the weights), when the settings need nothing only torch has; torch otherwise and with CUDA),
     ``"torch"`` or ``"onnx"`` (see :mod:`dd_live.decoding_onnx`).
     ``model_config``: a folder with ``unet/``, ``vae/`` and ``scheduler/`` configs describing
     the architecture of a single-file ``model`` (a DreamDiffusion release checkpoint, an SD

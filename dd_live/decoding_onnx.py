@@ -1,7 +1,7 @@
 """Which runtime decodes windows (``[generator] runtime``), and the EEG decoder on ONNX Runtime.
 
 ``runtime = "auto"`` (the default) runs a model folder that carries an ONNX export
-(``onnx/``, made by ``python -m training.demo.export_onnx FOLDER``) on ONNX Runtime's CPU
+(graphs beside its torch weights and ``onnx.json``, made by ``python -m training.demo.export_onnx FOLDER``) on ONNX Runtime's CPU
 provider when nothing in the settings needs torch, and on torch otherwise (CUDA, another
 sampler, guidance, a tiny decoder, retrieval, ...); ``"onnx"`` insists (an impossible request
 is a ConfigError naming why); ``"torch"`` never uses the export. The ONNX path imports neither
@@ -36,7 +36,6 @@ from dd_live.generate.onnx_runtime import (
     OnnxImageGenerator,
     export_command,
     missing_onnx_files,
-    onnx_folder,
     read_export,
     scheduler_problem,
 )
@@ -71,9 +70,9 @@ def onnx_problem(config: GeneratorConfig, folder: Path | None) -> str | None:
         return f"the model {config.model!r} is not a dd-live model folder"
     missing = missing_onnx_files(folder)
     if missing:
-        return (f"{folder} has no complete ONNX export ({onnx_folder(folder)} lacks "
-                f"{', '.join(missing)}); export it with `{export_command(folder)}` (needs the "
-                "train extra's onnx and onnxscript)")
+        return (f"{folder} has no complete ONNX export (it lacks {', '.join(missing)}); export "
+                f"it with `{export_command(folder)}` (needs the train extra's onnx and "
+                "onnxscript)")
     device = str(config.device)
     checks = [
         (device in ("auto", "cpu"), f"device = {device!r} (the ONNX runtime runs on the CPU)"),
@@ -157,7 +156,7 @@ class OnnxEEGDecoder(EEGDecoder):
         threads = resolve_threads(config.threads)
         record = read_export(folder)
         _, n_channels, n_times = record["eeg"]
-        conditioner = OnnxConditioner(onnx_folder(folder) / CONDITIONER_FILE, n_channels, n_times,
+        conditioner = OnnxConditioner(folder / CONDITIONER_FILE, n_channels, n_times,
                                       threads)
         generator = OnnxImageGenerator(folder, _scheduler_config(folder),
                                        num_inference_steps=config.steps, threads=threads,

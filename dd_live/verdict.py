@@ -8,7 +8,7 @@ with a marker ``state:<name>`` at the first sample in that state; :class:`Though
 those markers and judges each image whose whole window lies in one thought. No Qt here: the
 window shows what :meth:`ThoughtJudge.judge` returns.
 
-The classifier runs on ONNX Runtime when the folder carries ``onnx/classifier.onnx`` (the demo
+The classifier runs on ONNX Runtime when the folder carries ``classifier/model.onnx`` (the demo
 model does) and on torch otherwise (:class:`StateClassifier`, in :mod:`dd_live.state_classifier`,
 imported on first use), so the demo's verdicts need no torch.
 """
@@ -197,9 +197,9 @@ class ThoughtJudge:
 def _classifier(folder: Path, runtime: str) -> Any:
     """The folder's state classifier: its ONNX export unless ``runtime`` is "torch" or there
     is none, else the torch module."""
-    from dd_live.generate.onnx_runtime import CLASSIFIER_FILE, onnx_folder
+    from dd_live.generate.onnx_runtime import CLASSIFIER_FILE
 
-    path = onnx_folder(folder) / CLASSIFIER_FILE
+    path = folder / CLASSIFIER_FILE
     if runtime == "torch" or not path.is_file():
         return load_classifier(folder / CLASSIFIER_FOLDER)
     try:

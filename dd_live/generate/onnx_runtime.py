@@ -1,8 +1,9 @@
 """The CPU runtime of small exported models: ONNX Runtime's CPU execution provider, no torch.
 
-A model folder exported by ``python -m training.demo.export_onnx FOLDER`` holds ``onnx/``
-(conditioner, UNet step, VAE decoder, optionally the demo's state classifier; see that module
-for the graphs' inputs and outputs). This module runs the whole few-step loop on them with
+A model folder exported by ``python -m training.demo.export_onnx FOLDER`` holds the graphs
+beside the torch weights they read (``conditioner/model.onnx``, ``unet/model.onnx``,
+``vae/decoder.onnx``, optionally ``classifier/model.onnx``) and ``onnx.json``; see that module
+for the graphs' inputs and outputs. This module runs the whole few-step loop on them with
 numpy and ``onnxruntime`` only:
 
 - :class:`OnnxConditioner`: EEG window ``[n_channels, n_times]`` -> context ``[1, 77, 768]``
@@ -38,12 +39,13 @@ from dd_live.errors import CheckpointError, GenerationError
 
 logger = logging.getLogger(__name__)
 
-ONNX_FOLDER = "onnx"
-CONDITIONER_FILE = "conditioner.onnx"
-UNET_FILE = "unet.onnx"
-VAE_DECODER_FILE = "vae_decoder.onnx"
-CLASSIFIER_FILE = "classifier.onnx"
-EXPORT_FILE = "export.json"
+#: the exported graphs, each in the folder of the torch weights it reads (relative to the model
+#: folder): their initializers point into those safetensors files, nothing is stored twice
+CONDITIONER_FILE = "conditioner/model.onnx"
+UNET_FILE = "unet/model.onnx"
+VAE_DECODER_FILE = "vae/decoder.onnx"
+CLASSIFIER_FILE = "classifier/model.onnx"
+EXPORT_FILE = "onnx.json"
 #: the files a folder needs for the ONNX runtime (the classifier is optional)
 REQUIRED_FILES = (CONDITIONER_FILE, UNET_FILE, VAE_DECODER_FILE, EXPORT_FILE)
 CONTEXT_SHAPE = (1, 77, 768)
@@ -66,13 +68,9 @@ _DPM_DEFAULTS: dict[str, Any] = {
 TINY_DESCRIPTION_SUFFIX = "ONNX Runtime, CPU"
 
 
-def onnx_folder(model_folder: str | Path) -> Path:
-    return Path(model_folder) / ONNX_FOLDER
-
-
 def missing_onnx_files(model_folder: str | Path) -> list[str]:
-    """The exported files ``model_folder/onnx/`` lacks for the ONNX runtime (empty: complete)."""
-    folder = onnx_folder(model_folder)
+    """The exported files ``model_folder`` lacks for the ONNX runtime (empty: complete)."""
+    folder = Path(model_folder)
     return [name for name in REQUIRED_FILES if not (folder / name).is_file()]
 
 
@@ -293,8 +291,8 @@ def make_session(path: Path, threads: int) -> Any:
 
 
 def read_export(model_folder: str | Path) -> dict[str, Any]:
-    """``onnx/export.json``: shapes and versions the graphs were exported with."""
-    path = onnx_folder(model_folder) / EXPORT_FILE
+    """``onnx.json``: shapes and versions the graphs were exported with."""
+    path = Path(model_folder) / EXPORT_FILE
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -345,7 +343,7 @@ class OnnxImageGenerator:
 
     def __init__(self, model_folder: str | Path, scheduler_config: dict[str, Any], *,
                  num_inference_steps: int, threads: int = 1, source: str = "") -> None:
-        folder = onnx_folder(model_folder)
+        folder = Path(model_folder)
         record = read_export(model_folder)
         self.latent_shape = tuple(int(v) for v in record["latent"])
         self.image_size = int(record["image_size"])
