@@ -14,21 +14,29 @@ measured in the same run, so a busy machine shows up in both:
 - latency from a window's last sample to its image (p50/p95) against the decoder alone;
 - samples lost (counter holes; must be 0);
 - ``--gui``: frames per second of the real trace view while generating, against paused;
+- ``--runtimes`` (``--runtimes-only``): torch against ONNX Runtime on the same model (the
+  decoder alone on the same windows, rounds interleaved; a headless live session each);
+  ``--runtime`` picks the runtime of every other figure;
 - ``--window``: the demo with the real window open (a laptop's 1366x768 screen) against
   headless, in one fresh process per display, alternating headless / window runs so a shared
   machine's load reaches both: images/s, latency p50/p95, the CPU time of the GUI thread
   (``time.thread_time`` on the Qt thread: drawing, spectrum, history, verdict) and the window's
   redraw rates; then the window alone (no generator: the full redraw rate) at 16 ch x 250 Hz and
   at 128 ch x 1 kHz. Offscreen (Qt's ``offscreen`` platform) always, and under Xvfb (a real X
-  server: the frames travel to it) when ``xvfb-run`` is installed;
+  server: the frames travel to it) when ``xvfb-run`` is installed; for the ``--runtime`` (or
+  each of ``--window-runtimes``);
+- ``--all``: ``--runtimes --window --startup`` with the window rows for torch and ONNX: every
+  figure of the CPU path in one run;
 - ``--startup``: ``dd-live demo``'s window in a fresh process: time to the window on screen,
   to the first sample in it, to the first image (from the interpreter's start).
 
     .venv/bin/python benchmarks/live.py                   # the demo model, 20 s per mode
     .venv/bin/python benchmarks/live.py --model tiny --channels 128 --sfreq 1000
-    .venv/bin/python benchmarks/live.py --window --startup  # the whole table in one run
+    .venv/bin/python benchmarks/live.py --startup --gui
+    .venv/bin/python benchmarks/live.py --all            # the whole table in one run
     .venv/bin/python benchmarks/live.py --window-only --duration 10
-    .venv/bin/python benchmarks/live.py --startup-only --repeats 3
+    .venv/bin/python benchmarks/live.py --startup-only --repeats 3 --runtime torch
+    .venv/bin/python benchmarks/live.py --runtimes-only --duration 10
 """
 
 from __future__ import annotations
@@ -98,10 +106,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def decoder_alone(decoder, windows: list[np.ndarray], threads: int, repeats: int = 2) -> list[float]:
-    """Seconds per window, the decoder alone on ``threads`` torch threads (one warm-up call)."""
-    import torch
+    """Seconds per window, the decoder alone on ``threads`` torch threads (one warm-up call;
+    an ONNX decoder keeps the threads its sessions were made with)."""
+    if getattr(decoder, "runtime", "torch") == "torch":
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     if hasattr(decoder, "clear_interrupt"):
         decoder.clear_interrupt()  # the sessions' stop() interrupted it
     decoder(windows[0], 0)
@@ -277,7 +287,7 @@ def window_probe(args) -> dict:
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     config = _config_from_args(build_parser().parse_args(
-        ["demo", "--model", args.model, "--source",
+        ["demo", "--model", args.model, "--runtime", args.runtime, "--source",
          f"synthetic?n_channels={args.channels}&sfreq={args.sfreq:g}"]))
     if args.model == "tiny":
         config = config.replace(generator={"steps": 4})
@@ -299,6 +309,7 @@ def window_probe(args) -> dict:
         signal_only.append({"channels": channels, "sfreq": sfreq,
                             **{k: run[k] for k in ("gui_cpu", "redraws_per_s")}})
     return {"platform": app.platformName(), "size": windowed[0]["size"],
+            "runtime": getattr(decoder, "runtime", "torch"),
             "headless": [{"images_per_s": r["images_per_s"], "latencies": r["latencies"]}
                          for r in headless],
             "window": windowed, "signal_only": signal_only}
@@ -319,10 +330,10 @@ def _probe_env(display: str) -> tuple[list[str], dict[str, str]]:
     return ["xvfb-run", "-a", "-s", f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24"], env
 
 
-def measure_window(args, display: str) -> dict:
+def measure_window(args, display: str, runtime: str) -> dict:
     prefix, env = _probe_env(display)
     command = [*prefix, sys.executable, str(Path(__file__).resolve()), "--window-probe",
-               "--model", args.model, "--channels", str(args.channels),
+               "--model", args.model, "--runtime", runtime, "--channels", str(args.channels),
                "--sfreq", str(args.sfreq), "--duration", str(args.duration)]
     timeout = 120 + 2 * WINDOW_ROUNDS * (args.duration + 4) + 2 * (args.duration / 2 + 4) * 2
     proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
@@ -339,14 +350,17 @@ def report_window(args) -> None:
     displays = ["offscreen"] + (["xvfb"] if shutil.which("xvfb-run") else [])
     print(f"\n{'window (' + str(WINDOW_ROUNDS) + ' runs each, alternated)':<44} {'window':>9} "
           f"{'headless':>9} {'ratio':>7}")
-    for display in displays:
+    runs = [(display, runtime) for runtime in args.window_runtimes or [args.runtime]
+            for display in displays]
+    for display, runtime in runs:
         try:
-            probe = measure_window(args, display)
+            probe = measure_window(args, display, runtime)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            print(f"{display}: no result ({exc})")
+            print(f"{display} ({runtime}): no result ({exc})")
             continue
         w, h = probe["size"]
-        label = f"{display} {w}x{h}"
+        label = f"{display} {w}x{h}, {probe['runtime']}"
+        display = f"{display}, {probe['runtime']}"
         headless = float(np.mean([r["images_per_s"] for r in probe["headless"]]))
         window = float(np.mean([r["images_per_s"] for r in probe["window"]]))
         ratio = window / headless if headless else float("nan")
@@ -444,6 +458,34 @@ def report_startup(model_args: list[str], repeats: int = 1) -> None:
     print("  (a fresh `dd-live demo` window, from the interpreter's start, imports included)")
 
 
+def report_runtimes(config, args) -> None:
+    """torch vs ONNX Runtime on the same model: the decoder alone on the same windows (rounds
+    interleaved, so a shared machine's load falls on both) and a headless live session each."""
+    from dd_live.decoding import EEGDecoder
+
+    decoders = {name: EEGDecoder.from_config(config.replace(generator={"runtime": name}).generator)
+                for name in ("torch", "onnx")}
+    threads = config.generator.threads
+    windows = live_run(config, decoders["onnx"], args, 1.0)["windows"]
+    alone: dict[str, list[float]] = {name: [] for name in decoders}
+    for _ in range(3):
+        for name, decoder in decoders.items():
+            alone[name] += decoder_alone(decoder, windows, threads, repeats=1)
+    live = {name: live_run(config, decoder, args, args.duration / 2)
+            for name, decoder in decoders.items()}
+    print(f"\n{'runtime (same model, same windows)':<44} {'onnx':>9} {'torch':>9} {'ratio':>7}")
+    t_onnx, t_torch = percentile(alone["onnx"], 50), percentile(alone["torch"], 50)
+    print(f"{'decoder alone: images per second':<44} {1 / t_onnx:>9.2f} {1 / t_torch:>9.2f} "
+          f"{t_torch / t_onnx:>7.2f}   (median of {len(alone['onnx'])} windows each)")
+    r_onnx, r_torch = live["onnx"]["images_per_s"], live["torch"]["images_per_s"]
+    print(f"{'headless live: images per second':<44} {r_onnx:>9.2f} {r_torch:>9.2f} "
+          f"{r_onnx / r_torch:>7.2f}   (latest trigger, {args.duration / 2:g} s each)")
+    for q in (50, 95):
+        lo, lt = percentile(live["onnx"]["latencies"], q), percentile(live["torch"]["latencies"], q)
+        print(f"{f'headless live: latency p{q} (ms)':<44} {1000 * lo:>9.0f} {1000 * lt:>9.0f} "
+              f"{lo / lt:>7.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo", help="'demo' (default), 'tiny' or a folder")
@@ -462,12 +504,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the start-up times (no live runs)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fresh processes per start-up figure (the median is shown)")
+    parser.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                        help="the model's runtime ([generator] runtime) for every figure")
+    parser.add_argument("--runtimes-only", action="store_true",
+                        help="only torch vs ONNX Runtime on the model (decoder alone, headless)")
+    parser.add_argument("--runtimes", action="store_true",
+                        help="also torch vs ONNX Runtime on the model (decoder alone, headless)")
+    parser.add_argument("--window-runtimes", nargs="+", choices=("auto", "torch", "onnx"),
+                        help="the window rows for each of these runtimes (default: --runtime)")
+    parser.add_argument("--all", action="store_true",
+                        help="--runtimes --window --startup, window rows for torch and ONNX")
     args = parser.parse_args(argv)
+    if args.all:
+        args.runtimes = args.window = args.startup = True
+        args.window_runtimes = args.window_runtimes or ["torch", "onnx"]
     if args.window_probe:  # one display's measurement, in a fresh process (report_window)
         print("WINDOW " + json.dumps(window_probe(args)))
         return 0
     if args.startup_only:
-        report_startup(["--model", args.model], args.repeats)
+        report_startup(["--model", args.model, "--runtime", args.runtime], args.repeats)
         return 0
     if args.window_only:
         report_window(args)
@@ -477,11 +532,14 @@ def main(argv: list[str] | None = None) -> int:
     from dd_live.config import resolve_threads
     from dd_live.decoding import EEGDecoder, set_torch_threads
 
-    model_args = ["--model", args.model]
+    model_args = ["--model", args.model, "--runtime", args.runtime]
     config = _config_from_args(build_parser().parse_args(["demo", *model_args]))
     if args.model == "tiny":
         config = config.replace(generator={"steps": 4})
     config = config.replace(quality={"mode": "off"})  # every window is generated from
+    if args.runtimes_only:
+        report_runtimes(config, args)
+        return 0
     decoder = EEGDecoder.from_config(config.generator)
     session_threads = set_torch_threads(config.generator.threads)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -537,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         generating, paused = measure_gui_fps(config, decoder, args, min(10.0, args.duration))
         print(f"{f'GUI fps ({args.channels} ch, {GUI_FPS:g} target)':<44} {generating:>9.1f} "
               f"{paused:>9.1f} {generating / paused:>7.2f}   (baseline: generation paused)")
+    if args.runtimes:
+        report_runtimes(config, args)
     if args.window:
         report_window(args)
     if args.startup:

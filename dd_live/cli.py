@@ -73,6 +73,9 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
     p.add_argument("--unet", help="a distilled SD 1.5 UNet (folder or file) replacing the model's, "
                    "e.g. a one-step DMD2 UNet")
     p.add_argument("--lora", help="a few-step LoRA (LCM, TCD, Hyper-SD), fused at load")
+    p.add_argument("--runtime", choices=("auto", "torch", "onnx"),
+                   help="the model's runtime: onnx (ONNX Runtime on the CPU, for a model folder "
+                   "with an ONNX export), torch, or auto (default: onnx where it can run)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (<=1: off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--notch", type=_notch_arg, metavar="auto|off|HZ",
@@ -125,6 +128,8 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
         value = getattr(args, arg, None)
         if value is not None:
             gen[key] = value
+    if getattr(args, "runtime", None) is not None:
+        gen["runtime"] = args.runtime
     if gen:
         cli["generator"] = gen
     if getattr(args, "source", None):

@@ -55,6 +55,8 @@ QUALITY_MODES = ("adaptive", "fixed", "off")
 GENERATION_MODES = ("generate", "retrieve")
 NO_MODEL = "none"  # generator.model: show (and record) the signal, make no images
 CHANNEL_METHODS = ("replicate", "spline")
+#: [generator] runtime: ONNX Runtime when the model has an export and nothing needs torch
+RUNTIMES = ("auto", "torch", "onnx")
 BAD_CHANNEL_MODES = ("auto", "off")
 RECONNECT_MODES = ("source-id", "name")
 LAYOUT_CHANGE_MODES = ("new-segment", "stop")
@@ -239,6 +241,9 @@ class GeneratorConfig:
     UNet (folder or file, e.g. a one-step DMD2 SD 1.5 UNet; run with ``scheduler = "lcm"``,
     ``steps = 1``); ``lora``: a few-step LoRA (LCM, TCD, Hyper-SD), fused at load.
     ``cuda_graphs``: capture the sampler as CUDA graphs on CUDA (off: eager, for debugging).
+    ``runtime``: ``"auto"`` (ONNX Runtime on the CPU for a model folder with an ONNX export
+    (``onnx.json`` and the graphs beside the weights), when the settings need nothing only torch has; torch otherwise and with CUDA),
+    ``"torch"`` or ``"onnx"`` (see :mod:`dd_live.decoding_onnx`).
     ``model_config``: a folder with ``unet/``, ``vae/`` and ``scheduler/`` configs describing
     the architecture of a single-file ``model`` (a DreamDiffusion release checkpoint, an SD
     checkpoint); default: the packaged SD 1.5 configs.
@@ -272,8 +277,11 @@ class GeneratorConfig:
     model_config: str | None = None
     clip_model: str = "ViT-L-14"
     clip_pretrained: str | None = None
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(self.runtime in RUNTIMES,
+               f"[generator] runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         _check(self.preset in ("", *PRESETS),
                f"[generator] preset must be one of {tuple(PRESETS)} (or empty), got {self.preset!r}")
         _check(self.mode in GENERATION_MODES,

@@ -92,6 +92,11 @@ class EEGDecoder:
     @classmethod
     def from_config(cls, config: GeneratorConfig) -> EEGDecoder:
         """Build the models ``config.model`` names (``"tiny"``, a dd-live model folder, ...)."""
+        from dd_live.decoding_onnx import onnx_decoder_for  # [generator] runtime
+
+        decoder = onnx_decoder_for(config)  # None: the torch path
+        if decoder is not None:
+            return decoder
         import torch
 
         from dd_live.generate import GeneratorSettings, ImageGenerator, ImageRetriever

@@ -7,6 +7,10 @@ trained by ``training.demo``) and, in ``dd_live.json``, a ``legend``: thought ->
 with a marker ``state:<name>`` at the first sample in that state; :class:`ThoughtJudge` reads
 those markers and judges each image whose whole window lies in one thought. No Qt here: the
 window shows what :meth:`ThoughtJudge.judge` returns.
+
+The classifier runs on ONNX Runtime when the folder carries ``classifier/model.onnx`` (the demo
+model does) and on torch otherwise (:class:`StateClassifier`, in :mod:`dd_live.state_classifier`,
+imported on first use), so the demo's verdicts need no torch.
 """
 
 from __future__ import annotations
@@ -14,15 +18,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from torch import nn
 
 from dd_live.errors import CheckpointError, ConfigError
 
@@ -54,46 +52,22 @@ class StateClassifierConfig:
                               f"widths >= 1, got {self}")
 
 
-class StateClassifier(nn.Module):
-    """``images [B, 3, S, S]`` in [-1, 1] -> ``logits [B, n_classes]``."""
+def __getattr__(name: str) -> Any:
+    if name == "StateClassifier":  # torch's nn.Module: imported when asked for
+        from dd_live.state_classifier import StateClassifier
 
-    def __init__(self, config: StateClassifierConfig, class_names: tuple[str, ...] = ()) -> None:
-        super().__init__()
-        self.config, self.class_names = config, tuple(class_names)
-        layers: list[nn.Module] = []
-        width_in = 3
-        for width in config.widths:
-            layers += [nn.Conv2d(width_in, width, 3, stride=2, padding=1),
-                       nn.GroupNorm(1, width), nn.SiLU()]
-            width_in = width
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(width_in, config.n_classes)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        # [B, W, h, w] -> [B, W] -> [B, K]
-        return self.head(self.features(images).mean(dim=(2, 3)))
-
-    @torch.inference_mode()
-    def predict(self, images: list[Any]) -> np.ndarray:
-        """Class index per PIL image, ``[n_images]`` (resized to ``image_size``)."""
-        size = self.config.image_size
-        batch = torch.stack([
-            torch.from_numpy(np.asarray(im.convert("RGB").resize((size, size)), np.float32)
-                             / 127.5 - 1).permute(2, 0, 1)
-            for im in images
-        ])  # [B, 3, S, S]
-        return self(batch).argmax(-1).numpy()
-
-    def config_dict(self) -> dict[str, Any]:
-        return {"kind": KIND, "config": asdict(self.config), "class_names": list(self.class_names)}
-
-    def __repr__(self) -> str:
-        return (f"StateClassifier({self.config.n_classes} classes, {self.config.image_size} px, "
-                f"widths {self.config.widths})")
+        return StateClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_classifier(folder: str | Path) -> StateClassifier:
-    """The classifier saved in ``folder`` (``config.json`` + ``model.safetensors``), in eval mode."""
+def load_classifier(folder: str | Path) -> Any:
+    """The :class:`StateClassifier` saved in ``folder`` (``config.json`` +
+    ``model.safetensors``), in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from dd_live.state_classifier import StateClassifier
+
     folder = Path(folder)
     try:
         meta = json.loads((folder / CONFIG_FILE).read_text())
@@ -131,7 +105,7 @@ class ThoughtJudge:
     """Judges live images against the simulated thought of their window.
 
     Args:
-        classifier: a :class:`StateClassifier` whose ``class_names`` are the thoughts.
+        classifier: a :class:`StateClassifier` (or its ONNX twin) whose ``class_names`` are the thoughts.
         sfreq: the stream's rate (Hz), to place :data:`SETTLE_SECONDS`.
         legend: thought -> what its picture looks like (shown beside the verdict).
         rate_window: images over which the match rate runs.
@@ -140,7 +114,7 @@ class ThoughtJudge:
     (:meth:`judge`); both are cheap (a 64 px image through a 24 k-parameter CNN).
     """
 
-    def __init__(self, classifier: StateClassifier, sfreq: float,
+    def __init__(self, classifier: Any, sfreq: float,
                  legend: dict[str, str] | None = None, rate_window: int = RATE_WINDOW) -> None:
         self.classifier = classifier
         self.legend = dict(legend or {})
@@ -151,8 +125,11 @@ class ThoughtJudge:
         self.n_matched = 0
 
     @classmethod
-    def from_model_folder(cls, folder: str | Path, sfreq: float) -> ThoughtJudge | None:
-        """The judge of a model folder with a ``classifier/`` (the demo model), else None."""
+    def from_model_folder(cls, folder: str | Path, sfreq: float,
+                          runtime: str = "auto") -> ThoughtJudge | None:
+        """The judge of a model folder with a ``classifier/`` (the demo model), else None.
+        ``runtime`` (``[generator] runtime``): ``"torch"`` uses the torch classifier, else
+        its ONNX export when the folder has one."""
         folder = Path(folder)
         if not (folder / CLASSIFIER_FOLDER / CONFIG_FILE).is_file():
             return None
@@ -163,7 +140,7 @@ class ThoughtJudge:
                 legend = dict(json.loads(settings.read_text(encoding="utf-8")).get("legend", {}))
             except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
                 logger.warning("%s: no readable legend", settings)
-        return cls(load_classifier(folder / CLASSIFIER_FOLDER), sfreq, legend)
+        return cls(_classifier(folder, runtime), sfreq, legend)
 
     def on_event(self, event: Any) -> None:
         """A session event; markers ``state:<name>`` (``state:none``) mark a change of thought."""
@@ -215,3 +192,22 @@ class ThoughtJudge:
     def __repr__(self) -> str:
         return (f"<ThoughtJudge: {len(self.classifier.class_names)} thoughts | judged "
                 f"{self.n_judged}, matched {self.n_matched}>")
+
+
+def _classifier(folder: Path, runtime: str) -> Any:
+    """The folder's state classifier: its ONNX export unless ``runtime`` is "torch" or there
+    is none, else the torch module."""
+    from dd_live.generate.onnx_runtime import CLASSIFIER_FILE
+
+    path = folder / CLASSIFIER_FILE
+    if runtime == "torch" or not path.is_file():
+        return load_classifier(folder / CLASSIFIER_FOLDER)
+    try:
+        meta = json.loads((folder / CLASSIFIER_FOLDER / CONFIG_FILE).read_text())
+        names, size = tuple(meta["class_names"]), int(meta["config"]["image_size"])
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{folder / CLASSIFIER_FOLDER / CONFIG_FILE} is not a state "
+                              f"classifier config: {error}") from error
+    from dd_live.generate.onnx_runtime import OnnxStateClassifier
+
+    return OnnxStateClassifier(path, names, size)

@@ -67,7 +67,8 @@ def installed(tmp_path_factory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in names if n.startswith("training/")], "the wheel ships training/"
     for part in ("dd_live/assets/sd15/unet/config.json", "dd_live/assets/demo/conditioner/config.json",
-                 "dd_live/assets/demo/unet/diffusion_pytorch_model.safetensors"):
+                 "dd_live/assets/demo/unet/diffusion_pytorch_model.safetensors",
+                 "dd_live/assets/demo/onnx.json", "dd_live/assets/demo/unet/model.onnx"):
         assert part in names, f"the wheel lacks {part}"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
     # the dependencies: this environment's site-packages as a plain path (its .pth files, among

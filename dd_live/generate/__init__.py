@@ -16,14 +16,23 @@ Public API::
     choose_attention_backend(device, requested="auto") -> "xformers" | "sdpa"
     SCHEDULERS: "dpm++", "ddim", "ddim-trailing", "euler-a", "plms", "lcm", "tcd"
 
-open_clip is imported only by the retriever, and only when one is built.
+open_clip is imported only by the retriever, and only when one is built. The names above are
+imported on first use, so ``dd_live.generate.onnx_runtime`` (the ONNX Runtime CPU path: numpy
+and onnxruntime only) loads without torch or diffusers.
 """
 
-from dd_live.generate.backend import choose_attention_backend
-from dd_live.generate.generator import GenerationResult, GeneratorSettings, ImageGenerator
-from dd_live.generate.retrieval import ImageRetriever
-from dd_live.generate.schedulers import SCHEDULERS
-from dd_live.generate.timecond import TimeConditioner
+import importlib
+from typing import Any
+
+_NAMES = {
+    "choose_attention_backend": "backend",
+    "GenerationResult": "generator",
+    "GeneratorSettings": "generator",
+    "ImageGenerator": "generator",
+    "ImageRetriever": "retrieval",
+    "SCHEDULERS": "schedulers",
+    "TimeConditioner": "timecond",
+}
 
 __all__ = [
     "SCHEDULERS",
@@ -34,3 +43,15 @@ __all__ = [
     "TimeConditioner",
     "choose_attention_backend",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

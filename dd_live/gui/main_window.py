@@ -65,8 +65,6 @@ SCREEN_SHARE = 0.9  # the window first takes this share of the screen's free are
 SMALL_SCREEN_SHARE = 0.95  # ... and this much on a small screen (narrower than SMALL_SCREEN)
 SMALL_SCREEN = 1600  # px
 MIN_SIZE = (960, 600)  # px, the first size never smaller (unless the screen is)
-GENERATOR_IMPORTS = (("torch", "importing torch"), ("diffusers", "importing the image generator "
-                                                                 "(diffusers)"))
 __all__ = ["APPLICATION", "ORGANIZATION", "MainWindow", "default_settings", "make_session"]
 
 SessionFactory = Callable[[AppConfig], "LiveSession"]
@@ -513,7 +511,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 if loads_model:  # the slow imports, named
                     import importlib
 
-                    for module, stage in GENERATOR_IMPORTS:
+                    from dd_live.decoding_onnx import generator_imports  # none for ONNX
+
+                    for module, stage in generator_imports(session.config.generator):
                         progress(stage)
                         importlib.import_module(module)
                     if preview is not None:
@@ -665,7 +665,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
         try:
             return ThoughtJudge.from_model_folder(session.config.generator.model,
-                                                  session.info.sfreq)
+                                                  session.info.sfreq,
+                                                  runtime=session.config.generator.runtime)
         except DDLiveError as exc:
             logger.warning("no live verdict: %s", exc)
             return None

@@ -7,8 +7,9 @@ Stages (all on CPU, fixed seeds, one torch thread by default):
 3. a KL autoencoder from scratch (64 px images <-> 8 x 8 x 4 latents);
 4. EEG conditioner + UNet from scratch on the latents (diffusion loss, no CLIP);
 5. the state-image classifier;
-6. the model folder (``conditioner/ unet/ vae/ scheduler/ classifier/``) and its measured
-   quality: ``quality.json``, ``samples.png`` and the model card ``README.md``.
+6. the model folder (``conditioner/ unet/ vae/ scheduler/ classifier/``, with the same models
+   exported for ONNX Runtime beside their weights, :mod:`training.demo.export_onnx`) and its
+   measured quality: ``quality.json``, ``samples.png`` and the model card ``README.md``.
 """
 
 import argparse
@@ -30,6 +31,7 @@ from dd_live.decoding import EEGDecoder, write_model_settings
 from dd_live.model import save
 from training.demo.card import write_card
 from training.demo.classifier import StateClassifierConfig, save_classifier, train_classifier
+from training.demo.export_onnx import export_model_folder
 from training.demo.models import (
     StageConfig,
     encode_posteriors,
@@ -124,6 +126,7 @@ def save_model(out: Path, conditioner, unet, vae, classifier) -> None:
         SD_NOISE_SCHEDULE, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing")
     scheduler.save_pretrained(out / "scheduler")
     save_classifier(classifier, out / CLASSIFIER)
+    export_model_folder(out)  # the graphs the CPU runtime runs (measured below as the app runs)
 
 
 def measure(out: Path, world: DemoWorld, config: BuildConfig, classifier, fit) -> dict:
