@@ -223,6 +223,24 @@ def _run_loop(app, seconds: float) -> None:
     loop.exec()
 
 
+def x_server_seconds() -> float | None:
+    """CPU seconds used so far by the X server of ``$DISPLAY`` when it is an Xvfb on this
+    machine (the frames the window sends cost it too), else None."""
+    display = os.environ.get("DISPLAY", "")
+    if not display or not Path("/proc").is_dir():
+        return None
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if not argv[0].endswith(b"Xvfb") or display.encode() not in argv:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
 def window_run(config, decoder, channels: int, sfreq: float, seconds: float,
                settings_path: str) -> dict:
     """The real MainWindow around a session like :func:`live_run`'s (wall-clock synthetic
@@ -255,6 +273,7 @@ def window_run(config, decoder, channels: int, sfreq: float, seconds: float,
     _run_loop(app, 2.0)
     session = window.session
     n0, n_lat, t0, cpu0 = session.n_images, len(latencies), time.monotonic(), time.thread_time()
+    x0 = x_server_seconds()
     redraws0, spectra0 = window.traces.n_redraws, window.spectrum.n_updates
     behind = []
     probe = QtCore.QTimer()
@@ -263,8 +282,10 @@ def window_run(config, decoder, channels: int, sfreq: float, seconds: float,
     _run_loop(app, seconds)
     probe.stop()
     elapsed = time.monotonic() - t0
+    x1 = x_server_seconds()
     out = {"images_per_s": (session.n_images - n0) / elapsed,
            "gui_cpu": (time.thread_time() - cpu0) / elapsed,
+           "x_cpu": (x1 - x0) / elapsed if x0 is not None and x1 is not None else None,
            "redraws_per_s": (window.traces.n_redraws - redraws0) / elapsed,
            "spectra_per_s": (window.spectrum.n_updates - spectra0) / elapsed,
            "behind": float(np.mean(behind)) if behind else 0.0,
@@ -307,7 +328,7 @@ def window_probe(args) -> dict:
                                                 f"&sfreq={sfreq:g}"}, generator={"model": "none"})
         run = window_run(alone, None, channels, sfreq, args.duration / 2, settings)
         signal_only.append({"channels": channels, "sfreq": sfreq,
-                            **{k: run[k] for k in ("gui_cpu", "redraws_per_s")}})
+                            **{k: run[k] for k in ("gui_cpu", "redraws_per_s", "x_cpu")}})
     return {"platform": app.platformName(), "size": windowed[0]["size"],
             "runtime": getattr(decoder, "runtime", "torch"),
             "headless": [{"images_per_s": r["images_per_s"], "latencies": r["latencies"]}
@@ -378,16 +399,19 @@ def report_window(args) -> None:
         behind = float(np.mean([r["behind"] for r in probe["window"]]))
         redraws = float(np.mean([r["redraws_per_s"] for r in probe["window"]]))
         spectra = float(np.mean([r["spectra_per_s"] for r in probe["window"]]))
+        x_cpu = [r["x_cpu"] for r in probe["window"] if r.get("x_cpu") is not None]
+        x_note = f"; the X server {100 * np.mean(x_cpu):.1f} % more" if x_cpu else ""
         print(f"{f'{display}: GUI thread, generating (% core)':<44} {100 * cpu:>9.1f} "
               f"{100 * GUI_CPU_GOAL:>9.0f} {cpu / GUI_CPU_GOAL:>7.2f}   (baseline: the goal; "
               f"{redraws:.1f} trace redraws/s, {spectra:.2f} spectra/s, generator behind "
-              f"{behind:.0%} of the time)")
+              f"{behind:.0%} of the time{x_note})")
         for run in probe["signal_only"]:
             what = f"{run['channels']} ch {run['sfreq']:g} Hz"
             print(f"{f'{display}: GUI, no images, {what} (% core)':<44} "
                   f"{100 * run['gui_cpu']:>9.1f} {100 * GUI_CPU_GOAL:>9.0f} "
                   f"{run['gui_cpu'] / GUI_CPU_GOAL:>7.2f}   ({run['redraws_per_s']:.1f} trace "
-                  "redraws/s)")
+                  "redraws/s" + (f"; the X server {100 * run['x_cpu']:.1f} % more"
+                                 if run.get("x_cpu") is not None else "") + ")")
     if not shutil.which("xvfb-run"):
         print("  (no xvfb-run here: offscreen only)")
 

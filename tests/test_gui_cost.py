@@ -23,6 +23,7 @@ from dd_live.gui.pacing import (
     DROP_MEMORY,
     KEEPING_UP,
     SLOWEST_TRACES_MS,
+    CpuBudget,
     GeneratorLoad,
 )
 from dd_live.session import LiveSession
@@ -181,21 +182,24 @@ def test_redraws_slow_down_while_the_generator_is_behind_and_come_back(make_wind
     window = make_window(tiny_config())
     window.show()
     window.start_session()
-    assert wait_until(lambda: window.phase == "running", 60), window.banner.text()
+    assert wait_until(lambda: window.phase == "running", 120), window.banner.text()
     assert wait_until(lambda: window.generator_load.behind, 60), window.generator_load
     assert window.spectrum_timer.interval() == BEHIND.spectrum_ms > KEEPING_UP.spectrum_ms
     frame = window.traces.frame_seconds  # the same redraw cost, a longer interval
     assert window.trace_timer.interval() >= BEHIND.traces_ms
     assert window.trace_timer.interval() > KEEPING_UP.traces_interval(frame) or \
         window.trace_timer.interval() == SLOWEST_TRACES_MS
+    assert window.cpu_budget.share < 1.0  # the GUI thread's CPU is watched while it runs
     assert wait_until(lambda: window.traces.n_redraws >= 3, 30)  # the traces still move
     window.controls.generation_button.setChecked(True)  # "Stop generation"
     assert wait_until(lambda: not window.generator_load.behind, 30), window.generator_load
     assert window.spectrum_timer.interval() == KEEPING_UP.spectrum_ms
-    expected = KEEPING_UP.traces_interval(window.traces.frame_seconds)
-    assert wait_until(lambda: abs(window.trace_timer.interval()
-                                  - KEEPING_UP.traces_interval(window.traces.frame_seconds))
-                      < 10, 10), (window.trace_timer.interval(), expected)
+
+    def keeping_up_interval() -> int:
+        return KEEPING_UP.traces_interval(window.traces.frame_seconds, window.cpu_budget.stretch)
+
+    assert wait_until(lambda: abs(window.trace_timer.interval() - keeping_up_interval()) < 10,
+                      10), (window.trace_timer.interval(), keeping_up_interval())
     close_window(window)
 
 
@@ -228,6 +232,28 @@ def test_the_generator_load_follows_drops_and_the_busy_share():
         assert BEHIND.traces_interval(cost) > KEEPING_UP.traces_interval(cost) \
             or BEHIND.traces_interval(cost) == SLOWEST_TRACES_MS
     assert BEHIND.spectrum_ms > KEEPING_UP.spectrum_ms
+
+
+def test_the_cpu_budget_stretches_the_trace_interval_and_relaxes_it():
+    """A GUI thread above its budget gets longer trace intervals (by at most 2x a second),
+    back within it they relax to the plain interval; never past the slowest rate."""
+    budget = CpuBudget()
+    now, cpu = 50.0, 3.0
+    assert budget.update(cpu, now, 0.12) == 1.0  # the first look only marks
+    plain = KEEPING_UP.traces_interval(0.002)
+    stretches = []
+    for _ in range(4):  # 30 % of a core against a 12 % budget
+        now, cpu = now + 1.0, cpu + 0.30
+        stretches.append(budget.update(cpu, now, 0.12))
+    assert stretches[0] == 2.0 and stretches == sorted(stretches)
+    assert budget.update(cpu + 0.1, now + 0.5, 0.12) == stretches[-1]  # once a second only
+    assert KEEPING_UP.traces_interval(0.002, budget.stretch) == SLOWEST_TRACES_MS
+    for _ in range(10):  # 3 % of a core: well within the budget
+        now, cpu = now + 1.0, cpu + 0.03
+        budget.update(cpu, now, 0.12)
+    assert budget.stretch == 1.0 and KEEPING_UP.traces_interval(0.002, budget.stretch) == plain
+    budget.update(cpu + 0.10, now + 1.0, 0.12)  # 10 %: within, no change
+    assert budget.stretch == 1.0
 
 
 def test_the_verdict_judges_fewer_images_while_the_generator_is_behind(make_window):

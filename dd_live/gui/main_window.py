@@ -29,7 +29,7 @@ from dd_live.errors import DDLiveError
 from dd_live.gui.bridge import SessionBridge, TaskRunner
 from dd_live.gui.controls import AUTO_STATE, ControlPanel
 from dd_live.gui.gallery import ImageGallery
-from dd_live.gui.pacing import LOADING, GeneratorLoad, RedrawRates
+from dd_live.gui.pacing import LOADING, CpuBudget, GeneratorLoad, RedrawRates
 from dd_live.gui.replay import ReplayBar
 from dd_live.gui.settings import (
     APPLICATION,
@@ -150,7 +150,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                error=self._on_error, window_rejected=self._on_rejected,
                                window_dropped=self._on_dropped)
         self.generator_load = GeneratorLoad()  # behind or keeping up: sets the redraw rates
-        self.clock = time.monotonic  # s, paces the verdict (tests pass their own)
+        self.cpu_budget = CpuBudget()  # stretches the trace interval past the GUI's CPU budget
+        self.clock = time.monotonic  # s, paces the verdict and the CPU budget (tests: their own)
         self._last_verdict = -math.inf  # ms (self.clock) when an image was last judged
         self.tasks = TaskRunner(self)
 
@@ -759,8 +760,10 @@ class MainWindow(QtWidgets.QMainWindow):
             was_behind = self.generator_load.behind
             if self.generator_load.poll(worker.busy) != was_behind:
                 self._set_rates(self.generator_load.rates)
+        stretch = self.cpu_budget.update(time.thread_time(), self.clock(),
+                                         self._rates.gui_share)
         if self.refresh_traces():
-            interval = self._rates.traces_interval(self.traces.frame_seconds)
+            interval = self._rates.traces_interval(self.traces.frame_seconds, stretch)
             if abs(interval - self.trace_timer.interval()) >= RETIME_MS:
                 self.trace_timer.setInterval(interval)
 
@@ -774,6 +777,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _set_rates(self, rates: RedrawRates) -> None:
         """The trace and spectrum timers' intervals (``dd_live.gui.pacing.RedrawRates``)."""
         self._rates = rates
+        self.cpu_budget.reset()
         interval = rates.traces_interval(self.traces.frame_seconds)
         logger.debug("window redraws: traces every %d ms, spectrum every %d ms", interval,
                      rates.spectrum_ms)

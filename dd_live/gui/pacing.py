@@ -1,5 +1,5 @@
 """How often the window redraws: the full rate while the generator keeps up, less while it
-is behind, and never more than a set share of one core for the traces.
+is behind, and within a share of one core for the whole GUI thread.
 
 On a 2-core machine the window's drawing and the image generator share the CPU (and Python's
 interpreter lock). When the generator is the bottleneck, every frame the window draws is time
@@ -13,6 +13,11 @@ window waiting) for most of the last second, as it is all the time with the ``la
 which hands it the next window as soon as it is free. It has *caught up* when no window was
 dropped for :data:`DROP_MEMORY` seconds and its busy share fell below :data:`CAUGHT_UP_SHARE`
 (generation paused, a slower trigger, an ``interval`` it keeps up with).
+
+Within a state, the trace interval follows the cost of one redraw (a share of one core for the
+traces: 128 channels redraw less often than 16), and :class:`CpuBudget` stretches it further
+when the GUI thread as a whole (``time.thread_time`` on it: painting, compositing, the status
+bar, the history, the verdict) takes more than the state's share, e.g. on a slow display.
 """
 
 from __future__ import annotations
@@ -39,24 +44,71 @@ class RedrawRates:
         spectrum_ms: the interval between two spectrum estimates.
         verdict_ms: the shortest interval between two images judged by the demo's thought
             classifier (0: every image); the match rate is then over the judged ones.
+        gui_share: the share of one core the whole GUI thread should stay within
+            (:class:`CpuBudget` stretches the trace interval when it does not).
     """
 
     traces_ms: int
     traces_share: float
     spectrum_ms: int
     verdict_ms: int = 0
+    gui_share: float = 0.12
 
-    def traces_interval(self, frame_seconds: float) -> int:
+    def traces_interval(self, frame_seconds: float, stretch: float = 1.0) -> int:
         """The trace timer's interval (ms) for redraws that cost ``frame_seconds`` of CPU each
-        (copy, decimation, curve and its painting)."""
+        (copy, decimation, curve and its painting), times ``stretch`` (:class:`CpuBudget`)."""
         wanted = 1000.0 * max(frame_seconds, 0.0) / self.traces_share
-        return int(min(max(self.traces_ms, wanted), SLOWEST_TRACES_MS))
+        return int(min(max(self.traces_ms, wanted) * max(stretch, 1.0), SLOWEST_TRACES_MS))
 
 
 SLOWEST_TRACES_MS = 250  # never fewer than 4 trace redraws a second
 KEEPING_UP = RedrawRates(traces_ms=33, traces_share=0.10, spectrum_ms=1000)  # up to 30/s
-BEHIND = RedrawRates(traces_ms=80, traces_share=0.04, spectrum_ms=2000, verdict_ms=500)
-LOADING = RedrawRates(traces_ms=100, traces_share=0.04, spectrum_ms=1000)  # imports first
+BEHIND = RedrawRates(traces_ms=80, traces_share=0.04, spectrum_ms=2000, verdict_ms=500,
+                     gui_share=0.07)  # up to 12.5/s
+LOADING = RedrawRates(traces_ms=100, traces_share=0.04, spectrum_ms=1000,
+                      gui_share=0.05)  # the imports first
+BUDGET_PERIOD = 1.0  # s between two looks at the GUI thread's CPU time
+STRETCH_STEP = 2.0  # the stretch changes by at most this factor a look
+RELAX_BELOW = 0.75  # under this share of the budget, the stretch relaxes toward 1
+
+
+class CpuBudget:
+    """Keeps the GUI thread's CPU share within a budget by stretching the trace interval.
+
+    Call :meth:`update` on the GUI thread with ``time.thread_time()`` (that thread's CPU
+    seconds) on every redraw tick; once a :data:`BUDGET_PERIOD` it compares the share of one
+    core used since the last look with the budget and returns the new :attr:`stretch` (>= 1).
+    """
+
+    def __init__(self) -> None:
+        self.stretch = 1.0
+        self.share = 0.0  # the GUI thread's CPU share over the last period
+        self._mark: tuple[float, float] | None = None  # (wall, cpu) at the last look
+
+    def __repr__(self) -> str:
+        return f"<CpuBudget: GUI thread {self.share:.0%} of a core | stretch {self.stretch:.2f}>"
+
+    def update(self, cpu_seconds: float, now: float, budget: float) -> float:
+        if self._mark is None:
+            self._mark = (now, cpu_seconds)
+            return self.stretch
+        wall, cpu = self._mark
+        if now - wall < BUDGET_PERIOD:
+            return self.stretch
+        self.share = (cpu_seconds - cpu) / (now - wall)
+        self._mark = (now, cpu_seconds)
+        ratio = self.share / budget
+        if ratio > 1.0:
+            self.stretch *= min(ratio, STRETCH_STEP)
+        elif ratio < RELAX_BELOW and self.stretch > 1.0:
+            self.stretch *= max(ratio / RELAX_BELOW, 1.0 / STRETCH_STEP)
+        self.stretch = min(max(self.stretch, 1.0), SLOWEST_TRACES_MS / 33.0)
+        return self.stretch
+
+    def reset(self) -> None:
+        """Another pacing state or session: start from the plain interval again."""
+        self.stretch = 1.0
+        self._mark = None
 
 
 class GeneratorLoad:
