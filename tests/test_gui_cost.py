@@ -189,7 +189,6 @@ def test_redraws_slow_down_while_the_generator_is_behind_and_come_back(make_wind
     assert window.trace_timer.interval() >= BEHIND.traces_ms
     assert window.trace_timer.interval() > KEEPING_UP.traces_interval(frame) or \
         window.trace_timer.interval() == SLOWEST_TRACES_MS
-    assert window.cpu_budget.share < 1.0  # the GUI thread's CPU is watched while it runs
     assert wait_until(lambda: window.traces.n_redraws >= 3, 30)  # the traces still move
     window.controls.generation_button.setChecked(True)  # "Stop generation"
     assert wait_until(lambda: not window.generator_load.behind, 30), window.generator_load
