@@ -64,7 +64,7 @@ class RedrawRates:
 SLOWEST_TRACES_MS = 250  # never fewer than 4 trace redraws a second
 KEEPING_UP = RedrawRates(traces_ms=33, traces_share=0.10, spectrum_ms=1000)  # up to 30/s
 BEHIND = RedrawRates(traces_ms=80, traces_share=0.04, spectrum_ms=2000, verdict_ms=500,
-                     gui_share=0.07)  # up to 12.5/s
+                     gui_share=0.10)  # up to 12.5/s; the new images take their part too
 LOADING = RedrawRates(traces_ms=100, traces_share=0.04, spectrum_ms=1000,
                       gui_share=0.05)  # the imports first
 BUDGET_PERIOD = 1.0  # s between two looks at the GUI thread's CPU time
