@@ -236,17 +236,16 @@ class TracesView(pg.PlotWidget):
         name only where pyqtgraph finds room), so 128 names do not print over each other."""
         n = len(self.ch_names)
         axis = self.getPlotItem().getAxis("left")
+        metrics = QtGui.QFontMetricsF(axis.font())
         self._label_step = label_step(n, self.getPlotItem().getViewBox().height(),
-                                      QtGui.QFontMetricsF(axis.font()).height())
-        names = [name + (BAD_MARK if name in self.bad else "") for name in self.ch_names]
-        longest = max((QtGui.QFontMetricsF(axis.font()).horizontalAdvance(name) for name in names),
-                      default=0.0)
+                                      metrics.height())
+        labels = [name + (BAD_MARK if name in self.bad else "") for name in self.ch_names]
+        longest = max((metrics.horizontalAdvance(label) for label in labels), default=0.0)
         axis.setWidth(max(AXIS_WIDTH, math.ceil(longest) + AXIS_MARGIN))  # names are not cut
         major, minor = [], []
-        for i, name in enumerate(self.ch_names):
-            bad = name in self.bad
-            tick = (float(n - 1 - i), name + (BAD_MARK if bad else ""))
-            (major if bad or i % self._label_step == 0 else minor).append(tick)
+        for i, (name, label) in enumerate(zip(self.ch_names, labels, strict=True)):
+            shown = name in self.bad or i % self._label_step == 0
+            (major if shown else minor).append((float(n - 1 - i), label))
         axis.setTicks([major, minor])
 
     def _on_resized(self) -> None:
