@@ -255,9 +255,11 @@ def test_the_cpu_budget_stretches_the_trace_interval_and_relaxes_it():
     assert budget.stretch == 1.0
 
 
-def test_the_verdict_judges_fewer_images_while_the_generator_is_behind(make_window):
-    """The demo's judge (its shipped classifier) runs on every image while the generator keeps
-    up, and on at most one image per ``verdict_ms`` while it is behind."""
+def test_fewer_verdicts_and_large_images_while_the_generator_is_behind(make_window):
+    """While the generator keeps up, the demo's judge (its shipped classifier) runs on every
+    image and every image is shown large; while it is behind, at most one image per
+    ``verdict_ms`` is judged and one per ``image_ms`` shown large (the others reach the history
+    strip, and the newest is shown when the interval is over). Explicit clock: no waiting."""
     from test_verdict import _marker, _result
 
     from dd_live.assets import demo_model_dir
@@ -272,13 +274,20 @@ def test_the_verdict_judges_fewer_images_while_the_generator_is_behind(make_wind
     window._set_rates(KEEPING_UP)
     for k in range(3):
         window._on_image(_result(k, 5100 + k, "motor"))
-    assert judge.n_judged == 3
+        assert window.gallery.shown_index == k
+    assert judge.n_judged == 3 and not window.image_timer.isActive()
     window._set_rates(BEHIND)
     for k in range(3, 6):
         window._on_image(_result(k, 5100 + k, "motor"))
     assert judge.n_judged == 3  # the last judged image was less than verdict_ms ago
+    assert window.gallery.shown_index == 2 and window.image_timer.isActive()
+    assert window.gallery.strip.count() == 6  # every image reaches the history strip
+    window.image_timer.stop()
+    window._show_newest_image()  # the timer's timeout: the newest, large
+    assert window.gallery.shown_index == 5
     now[0] += BEHIND.verdict_ms / 1000
     window._on_image(_result(6, 5106, "motor"))
     window._on_image(_result(7, 5107, "motor"))
     assert judge.n_judged == 4
-    assert len(window.gallery.results) == 8  # every image still reaches the history
+    assert window.gallery.shown_index == 6  # image_ms passed too: shown at once
+    assert len(window.gallery.results) == 8

@@ -153,6 +153,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.cpu_budget = CpuBudget()  # stretches the trace interval past the GUI's CPU budget
         self.clock = time.monotonic  # s, paces the verdict and the CPU budget (tests: their own)
         self._last_verdict = -math.inf  # ms (self.clock) when an image was last judged
+        self._last_shown = -math.inf  # ms (self.clock) when a new image was last shown large
         self.tasks = TaskRunner(self)
 
         self.banner = Banner()
@@ -369,6 +370,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_timer = QtCore.QTimer(self)
         self.status_timer.setInterval(STATUS_INTERVAL_MS)
         self.status_timer.timeout.connect(self.refresh_status)
+        self.image_timer = QtCore.QTimer(self)  # shows the newest image a little later
+        self.image_timer.setSingleShot(True)
+        self.image_timer.timeout.connect(self._show_newest_image)
         self.auto_timer = QtCore.QTimer(self)
         self.auto_timer.timeout.connect(self._next_auto_state)
 
@@ -795,13 +799,26 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- session callbacks (GUI thread, queued) ---------------------------------------------
     def _on_image(self, result) -> None:
-        self.gallery.add(result)
         now = 1000.0 * self.clock()  # ms
+        show = now - self._last_shown >= self._rates.image_ms
+        self.gallery.add(result, show=show)
+        if show:
+            self._last_shown = now
+        elif not self.image_timer.isActive():  # the newest is shown when the interval is over
+            self.image_timer.start(max(1, int(self._rates.image_ms - (now - self._last_shown))))
         if now - self._last_verdict >= self._rates.verdict_ms:
             self._last_verdict = now
             self.verdict.on_image(result)
         self.banner.clear("generation")
         self.refresh_status()
+
+    def _show_newest_image(self) -> None:
+        """Images came faster than ``image_ms``: the newest one, large (unless one is pinned)."""
+        gallery = self.gallery
+        if gallery.results and not gallery.pinned \
+                and gallery.shown_index != gallery.results[-1].index:
+            gallery.follow_live()
+            self._last_shown = 1000.0 * self.clock()
 
     def _on_error(self, payload) -> None:
         where, exc = payload

@@ -5,7 +5,9 @@ On a 2-core machine the window's drawing and the image generator share the CPU (
 interpreter lock). When the generator is the bottleneck, every frame the window draws is time
 taken from the next image, so the window then redraws its traces and spectrum less often and
 comes back to the full rate once the generator keeps up again. The demo's verdict (a small
-image classifier run on each new image, ~5-10 ms) then judges at most two images a second.
+image classifier run on each new image, ~5-10 ms) then judges at most two images a second,
+and at most ten new images a second are shown large (scaling one to the panel is ~5 ms; the
+ONNX demo makes 15-20 a second): the others go to the history strip only.
 
 The generator is *behind* when a window was dropped lately (a newer window replaced one that
 was still waiting: ``SessionCallbacks.window_dropped``), or when it was busy (working or with a
@@ -46,6 +48,8 @@ class RedrawRates:
             classifier (0: every image); the match rate is then over the judged ones.
         gui_share: the share of one core the whole GUI thread should stay within
             (:class:`CpuBudget` stretches the trace interval when it does not).
+        image_ms: the shortest interval between two new images shown large (0: each one);
+            faster ones go to the history strip and the newest is shown after the interval.
     """
 
     traces_ms: int
@@ -53,6 +57,7 @@ class RedrawRates:
     spectrum_ms: int
     verdict_ms: int = 0
     gui_share: float = 0.12
+    image_ms: int = 0
 
     def traces_interval(self, frame_seconds: float, stretch: float = 1.0) -> int:
         """The trace timer's interval (ms) for redraws that cost ``frame_seconds`` of CPU each
@@ -64,7 +69,7 @@ class RedrawRates:
 SLOWEST_TRACES_MS = 250  # never fewer than 4 trace redraws a second
 KEEPING_UP = RedrawRates(traces_ms=33, traces_share=0.10, spectrum_ms=1000)  # up to 30/s
 BEHIND = RedrawRates(traces_ms=80, traces_share=0.04, spectrum_ms=2000, verdict_ms=500,
-                     gui_share=0.10)  # up to 12.5/s; the new images take their part too
+                     gui_share=0.10, image_ms=100)  # up to 12.5/s; images: up to 10/s large
 LOADING = RedrawRates(traces_ms=100, traces_share=0.04, spectrum_ms=1000,
                       gui_share=0.05)  # the imports first
 BUDGET_PERIOD = 1.0  # s between two looks at the GUI thread's CPU time
