@@ -810,7 +810,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._last_verdict = now
             self.verdict.on_image(result)
         self.banner.clear("generation")
-        self.refresh_status()
+        if not self.generator_load.behind:  # behind: the status timer's 4 updates/s will do
+            self.refresh_status()
 
     def _show_newest_image(self) -> None:
         """Images came faster than ``image_ms``: the newest one, large (unless one is pinned)."""

@@ -28,8 +28,8 @@ import math
 import time
 from dataclasses import dataclass
 
-BEHIND_SHARE = 0.8  # busy this share of the recent time: behind
-CAUGHT_UP_SHARE = 0.5  # busy less than this (and no drop lately): caught up again
+BEHIND_SHARE = 0.7  # busy this share of the recent time: behind
+CAUGHT_UP_SHARE = 0.4  # busy less than this (and no drop lately): caught up again
 BUSY_TIME_CONSTANT = 1.0  # s, memory of the busy share
 DROP_MEMORY = 2.0  # s a dropped window counts as "behind"
 
