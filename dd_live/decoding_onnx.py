@@ -31,6 +31,7 @@ from dd_live.decoding import (
 from dd_live.errors import ConfigError, GenerationError
 from dd_live.generate.onnx_runtime import (
     CONDITIONER_FILE,
+    RUNTIME_LABEL,
     SCHEDULER,
     OnnxConditioner,
     OnnxImageGenerator,
@@ -162,7 +163,7 @@ class OnnxEEGDecoder(EEGDecoder):
                                        num_inference_steps=config.steps, threads=threads,
                                        source=str(folder))
         settings = read_model_settings(folder)
-        description = settings.get("description", str(folder))
+        description = f"{settings.get('description', str(folder))} [{RUNTIME_LABEL}]"
         logger.info("ONNX runtime: %r, %d thread(s)", generator, threads)
         return cls(conditioner, generator, description=description,
                    ch_names=settings.get("channels"))

@@ -248,3 +248,33 @@ def test_the_demo_window_on_onnx_never_imports_torch_or_diffusers():
                  if line.startswith(("IMAGES", "HEAVY")))
     assert int(lines["IMAGES"]) >= 2, out[-2000:]
     assert lines["HEAVY"] == "", lines
+
+
+def test_the_exporter_writes_a_graph_that_reads_the_torch_weights_in_place(tmp_path):
+    """The demo classifier exported again into a copy of its folder: the graph points at the
+    safetensors file's bytes instead of copying them, and computes the torch module's logits."""
+    import onnx
+    import torch
+
+    from dd_live.verdict import load_classifier
+    from training.demo.export_onnx import _export
+
+    folder = tmp_path / "classifier"
+    shutil.copytree(DEMO / "classifier", folder, ignore=shutil.ignore_patterns("*.onnx"))
+    classifier = load_classifier(folder)
+    path = _export(classifier, (torch.zeros(1, 3, 64, 64),), folder / "model.onnx", ["images"],
+                   ["logits"], folder / "model.safetensors")
+    weights = (folder / "model.safetensors").stat().st_size
+    assert path.stat().st_size < weights / 4  # the operators, not a second copy of the weights
+    model = onnx.load(str(path), load_external_data=False)
+    external = [t for t in model.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert {e.value for t in external for e in t.external_data if e.key == "location"} == \
+        {"model.safetensors"}
+    from dd_live.generate.onnx_runtime import make_session
+
+    images = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        expected = classifier(images).numpy()
+    got = make_session(path, 1).run(None, {"images": images.numpy()})[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)

@@ -65,7 +65,7 @@ _DPM_DEFAULTS: dict[str, Any] = {
     "timestep_spacing": "linspace", "steps_offset": 0, "rescale_betas_zero_snr": False,
     "use_dynamic_shifting": False,
 }
-TINY_DESCRIPTION_SUFFIX = "ONNX Runtime, CPU"
+RUNTIME_LABEL = "ONNX Runtime, CPU"
 
 
 def missing_onnx_files(model_folder: str | Path) -> list[str]:
@@ -362,7 +362,7 @@ class OnnxImageGenerator:
     @property
     def description(self) -> str:
         return (f"{self.source} ({SCHEDULER}, {self.num_inference_steps} steps, guidance 1, "
-                f"{TINY_DESCRIPTION_SUFFIX})")
+                f"{RUNTIME_LABEL})")
 
     def __repr__(self) -> str:
         return (f"<OnnxImageGenerator: {self.source} | {SCHEDULER} {self.num_inference_steps} "

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from dd_live.config import GeneratorConfig
 from dd_live.decoding import EEGDecoder, write_model_settings
-from dd_live.model import save
+from dd_live.model import load, save
 from training.demo.card import write_card
 from training.demo.classifier import StateClassifierConfig, save_classifier, train_classifier
 from training.demo.export_onnx import export_model_folder
@@ -144,10 +144,11 @@ def measure(out: Path, world: DemoWorld, config: BuildConfig, classifier, fit) -
         "live_accuracy": live["accuracy"],
         "live_accuracy_per_state": live["per_state"],
         "live_n_judged": live["n_judged"],
-        "embedding_accuracy": embedding_accuracy(decoder.conditioner, fit, held_out),
+        "embedding_accuracy": embedding_accuracy(load(out / "conditioner"), fit, held_out),
         "image_accuracy": image_accuracy(classifier, images, held_out[1]),
         "image_accuracy_per_state": per_state,
         "images_per_second": images_per_second(decoder, held_out[0]),
+        "runtime": getattr(decoder, "runtime", "torch"),  # what `dd-live demo` runs it on
         "n_held_out_windows": int(len(held_out[1])),
     }
 
