@@ -14,15 +14,27 @@ measured in the same run, so a busy machine shows up in both:
 - latency from a window's last sample to its image (p50/p95) against the decoder alone;
 - samples lost (counter holes; must be 0);
 - ``--gui``: frames per second of the real trace view while generating, against paused;
-- ``--runtimes-only``: torch against ONNX Runtime on the same model (the decoder alone on the
-  same windows, rounds interleaved; a headless live session each); ``--runtime`` picks the
-  runtime of every other figure;
+- ``--runtimes`` (``--runtimes-only``): torch against ONNX Runtime on the same model (the
+  decoder alone on the same windows, rounds interleaved; a headless live session each);
+  ``--runtime`` picks the runtime of every other figure;
+- ``--window``: the demo with the real window open (a laptop's 1366x768 screen) against
+  headless, in one fresh process per display, alternating headless / window runs so a shared
+  machine's load reaches both: images/s, latency p50/p95, the CPU time of the GUI thread
+  (``time.thread_time`` on the Qt thread: drawing, spectrum, history, verdict) and the window's
+  redraw rates; then the window alone (no generator: the full redraw rate) at 16 ch x 250 Hz and
+  at 128 ch x 1 kHz. Offscreen (Qt's ``offscreen`` platform) always, and under Xvfb (a real X
+  server: the frames travel to it) when ``xvfb-run`` is installed; for the ``--runtime`` (or
+  each of ``--window-runtimes``);
+- ``--all``: ``--runtimes --window --startup`` with the window rows for torch and ONNX: every
+  figure of the CPU path in one run;
 - ``--startup``: ``dd-live demo``'s window in a fresh process: time to the window on screen,
   to the first sample in it, to the first image (from the interpreter's start).
 
     .venv/bin/python benchmarks/live.py                   # the demo model, 20 s per mode
     .venv/bin/python benchmarks/live.py --model tiny --channels 128 --sfreq 1000
     .venv/bin/python benchmarks/live.py --startup --gui
+    .venv/bin/python benchmarks/live.py --all            # the whole table in one run
+    .venv/bin/python benchmarks/live.py --window-only --duration 10
     .venv/bin/python benchmarks/live.py --startup-only --repeats 3 --runtime torch
     .venv/bin/python benchmarks/live.py --runtimes-only --duration 10
 """
@@ -32,8 +44,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +55,11 @@ import numpy as np
 
 GUI_FPS = 30.0  # the window redraws its traces on a timer at about this rate
 ACCEPT_RATIO = 0.8  # latest mode: images/s at least this share of 1 / generation time
+WINDOW_RATIO = 0.9  # the demo with the window open: at least this share of headless images/s
+GUI_CPU_GOAL = 0.15  # the window's drawing: at most this share of one core
+SCREEN = (1366, 768)  # px, the laptop screen the window is measured on
+WINDOW_ROUNDS = 2  # headless / window pairs per display (alternated)
+SIGNAL_ONLY = ((16, 250.0), (128, 1000.0))  # channels, Hz of the window-alone runs
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("LSLAPICFG", str(ROOT / "tests" / "lsl_api.cfg"))
 if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -185,6 +204,218 @@ def measure_gui_fps(session_config, decoder, args, seconds: float) -> tuple[floa
     return rates[0], rates[1]
 
 
+def _wait_for(app, condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        app.processEvents()
+        time.sleep(0.005)
+    return True
+
+
+def _run_loop(app, seconds: float) -> None:
+    """The Qt event loop for ``seconds`` (timers, queued images, painting: as in the app)."""
+    from PySide6 import QtCore
+
+    loop = QtCore.QEventLoop()
+    QtCore.QTimer.singleShot(int(seconds * 1000), loop.quit)
+    loop.exec()
+
+
+def x_server_seconds() -> float | None:
+    """CPU seconds used so far by the X server of ``$DISPLAY`` when it is an Xvfb on this
+    machine (the frames the window sends cost it too), else None."""
+    display = os.environ.get("DISPLAY", "")
+    if not display or not Path("/proc").is_dir():
+        return None
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if not argv[0].endswith(b"Xvfb") or display.encode() not in argv:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def window_run(config, decoder, channels: int, sfreq: float, seconds: float,
+               settings_path: str) -> dict:
+    """The real MainWindow around a session like :func:`live_run`'s (wall-clock synthetic
+    headset, the same decoder), for ``seconds`` after a 2 s warm-up: images/s, latencies,
+    the GUI thread's CPU share, trace redraws and spectrum estimates per second, the share of
+    the time the window saw the generator behind."""
+    from PySide6 import QtCore, QtWidgets
+
+    from dd_live.gui.main_window import MainWindow
+    from dd_live.session import LiveSession
+    from dd_live.sources import SyntheticSource
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    latencies: list[float] = []
+
+    def factory(cfg):
+        source = SyntheticSource(channels, sfreq, counter=True, realtime=True, seed=0,
+                                 state="visual")
+        session = LiveSession(cfg, source=source, decoder=decoder,
+                              generate=decoder is not None)
+        session.callbacks.image.append(lambda r: latencies.append(r.timings["latency"]))
+        return session
+
+    settings = QtCore.QSettings(settings_path, QtCore.QSettings.Format.IniFormat)
+    window = MainWindow(config, session_factory=factory, settings=settings, dialogs=False)
+    window.show()
+    window.start_session()
+    if not _wait_for(app, lambda: window.phase == "running", 120):
+        raise RuntimeError(f"the window did not start: {window.banner.text()}")
+    _run_loop(app, 2.0)
+    session = window.session
+    n0, n_lat, t0, cpu0 = session.n_images, len(latencies), time.monotonic(), time.thread_time()
+    x0 = x_server_seconds()
+    redraws0, spectra0 = window.traces.n_redraws, window.spectrum.n_updates
+    behind = []
+    probe = QtCore.QTimer()
+    probe.timeout.connect(lambda: behind.append(window.generator_load.behind))
+    probe.start(100)
+    _run_loop(app, seconds)
+    probe.stop()
+    elapsed = time.monotonic() - t0
+    x1 = x_server_seconds()
+    out = {"images_per_s": (session.n_images - n0) / elapsed,
+           "gui_cpu": (time.thread_time() - cpu0) / elapsed,
+           "x_cpu": (x1 - x0) / elapsed if x0 is not None and x1 is not None else None,
+           "redraws_per_s": (window.traces.n_redraws - redraws0) / elapsed,
+           "spectra_per_s": (window.spectrum.n_updates - spectra0) / elapsed,
+           "behind": float(np.mean(behind)) if behind else 0.0,
+           "latencies": latencies[n_lat:], "size": [window.width(), window.height()],
+           "platform": app.platformName()}
+    closed = []
+    window.closed.connect(lambda: closed.append(True))
+    window.close()
+    if not _wait_for(app, lambda: bool(closed), 60):
+        raise RuntimeError("the window did not close")
+    return out
+
+
+def window_probe(args) -> dict:
+    """In this (fresh) process: headless and window runs alternated, then the window alone."""
+    from PySide6 import QtWidgets
+
+    from dd_live.cli import _config_from_args, build_parser
+    from dd_live.decoding import EEGDecoder, set_torch_threads
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    config = _config_from_args(build_parser().parse_args(
+        ["demo", "--model", args.model, "--runtime", args.runtime, "--source",
+         f"synthetic?n_channels={args.channels}&sfreq={args.sfreq:g}"]))
+    if args.model == "tiny":
+        config = config.replace(generator={"steps": 4})
+    config = config.replace(quality={"mode": "off"})
+    decoder = EEGDecoder.from_config(config.generator)
+    set_torch_threads(config.generator.threads)
+    settings = str(Path(tempfile.mkdtemp(prefix="dd-live-bench-")) / "window.ini")
+    headless, windowed = [], []
+    live_run(config, decoder, args, 1.0)  # warm-up
+    for _ in range(WINDOW_ROUNDS):
+        headless.append(live_run(config, decoder, args, args.duration))
+        windowed.append(window_run(config, decoder, args.channels, args.sfreq, args.duration,
+                                   settings))
+    signal_only = []
+    for channels, sfreq in SIGNAL_ONLY:
+        alone = config.replace(source={"spec": f"synthetic?n_channels={channels}"
+                                                f"&sfreq={sfreq:g}"}, generator={"model": "none"})
+        run = window_run(alone, None, channels, sfreq, args.duration / 2, settings)
+        signal_only.append({"channels": channels, "sfreq": sfreq,
+                            **{k: run[k] for k in ("gui_cpu", "redraws_per_s", "x_cpu")}})
+    return {"platform": app.platformName(), "size": windowed[0]["size"],
+            "runtime": getattr(decoder, "runtime", "torch"),
+            "headless": [{"images_per_s": r["images_per_s"], "latencies": r["latencies"]}
+                         for r in headless],
+            "window": windowed, "signal_only": signal_only}
+
+
+def _probe_env(display: str) -> tuple[list[str], dict[str, str]]:
+    """Command prefix and environment of a window probe on ``display``: offscreen (a 1366x768
+    screen through the offscreen platform's config file) or xvfb (a 1366x768 X server)."""
+    env = {**os.environ, "LSLAPICFG": os.environ["LSLAPICFG"]}
+    if display == "offscreen":
+        screen = Path(tempfile.mkdtemp(prefix="dd-live-screen-")) / "screen.json"
+        screen.write_text(json.dumps({"screens": [{"name": "laptop", "x": 0, "y": 0,
+                                                   "width": SCREEN[0], "height": SCREEN[1],
+                                                   "logicalDpi": 96, "dpr": 1}]}))
+        env["QT_QPA_PLATFORM"] = f"offscreen:configfile={screen}"
+        return [], env
+    env["QT_QPA_PLATFORM"] = "xcb"
+    return ["xvfb-run", "-a", "-s", f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24"], env
+
+
+def measure_window(args, display: str, runtime: str) -> dict:
+    prefix, env = _probe_env(display)
+    command = [*prefix, sys.executable, str(Path(__file__).resolve()), "--window-probe",
+               "--model", args.model, "--runtime", runtime, "--channels", str(args.channels),
+               "--sfreq", str(args.sfreq), "--duration", str(args.duration)]
+    timeout = 120 + 2 * WINDOW_ROUNDS * (args.duration + 4) + 2 * (args.duration / 2 + 4) * 2
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("WINDOW "):
+            return json.loads(line[len("WINDOW "):])
+    raise RuntimeError(f"the {display} window probe failed: {proc.stderr.strip()[-800:]}")
+
+
+def report_window(args) -> None:
+    """Rows: images/s and latency headless vs with the window, the GUI thread's CPU, the
+    window's redraw rates, per display (offscreen; Xvfb when installed)."""
+    displays = ["offscreen"] + (["xvfb"] if shutil.which("xvfb-run") else [])
+    print(f"\n{'window (' + str(WINDOW_ROUNDS) + ' runs each, alternated)':<44} {'window':>9} "
+          f"{'headless':>9} {'ratio':>7}")
+    runs = [(display, runtime) for runtime in args.window_runtimes or [args.runtime]
+            for display in displays]
+    for display, runtime in runs:
+        try:
+            probe = measure_window(args, display, runtime)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            print(f"{display} ({runtime}): no result ({exc})")
+            continue
+        w, h = probe["size"]
+        label = f"{display} {w}x{h}, {probe['runtime']}"
+        display = f"{display}, {probe['runtime']}"
+        headless = float(np.mean([r["images_per_s"] for r in probe["headless"]]))
+        window = float(np.mean([r["images_per_s"] for r in probe["window"]]))
+        ratio = window / headless if headless else float("nan")
+        print(f"{label + ': images/s':<44} {window:>9.2f} {headless:>9.2f} {ratio:>7.2f}   "
+              f"(>= {WINDOW_RATIO} {'met' if ratio >= WINDOW_RATIO else 'NOT met'}; runs: "
+              + ", ".join(f"{r['images_per_s']:.1f}" for r in probe["window"]) + " vs "
+              + ", ".join(f"{r['images_per_s']:.1f}" for r in probe["headless"]) + ")")
+        lat_w = [x for r in probe["window"] for x in r["latencies"]]
+        lat_h = [x for r in probe["headless"] for x in r["latencies"]]
+        for q in (50, 95):
+            pw, ph = percentile(lat_w, q), percentile(lat_h, q)
+            print(f"{f'{display}: latency p{q} (ms)':<44} {1000 * pw:>9.0f} {1000 * ph:>9.0f} "
+                  f"{pw / ph:>7.2f}")
+        cpu = float(np.mean([r["gui_cpu"] for r in probe["window"]]))
+        behind = float(np.mean([r["behind"] for r in probe["window"]]))
+        redraws = float(np.mean([r["redraws_per_s"] for r in probe["window"]]))
+        spectra = float(np.mean([r["spectra_per_s"] for r in probe["window"]]))
+        x_cpu = [r["x_cpu"] for r in probe["window"] if r.get("x_cpu") is not None]
+        x_note = f"; the X server {100 * np.mean(x_cpu):.1f} % more" if x_cpu else ""
+        print(f"{f'{display}: GUI thread, generating (% core)':<44} {100 * cpu:>9.1f} "
+              f"{100 * GUI_CPU_GOAL:>9.0f} {cpu / GUI_CPU_GOAL:>7.2f}   (baseline: the goal; "
+              f"{redraws:.1f} trace redraws/s, {spectra:.2f} spectra/s, generator behind "
+              f"{behind:.0%} of the time{x_note})")
+        for run in probe["signal_only"]:
+            what = f"{run['channels']} ch {run['sfreq']:g} Hz"
+            print(f"{f'{display}: GUI, no images, {what} (% core)':<44} "
+                  f"{100 * run['gui_cpu']:>9.1f} {100 * GUI_CPU_GOAL:>9.0f} "
+                  f"{run['gui_cpu'] / GUI_CPU_GOAL:>7.2f}   ({run['redraws_per_s']:.1f} trace "
+                  "redraws/s" + (f"; the X server {100 * run['x_cpu']:.1f} % more"
+                                 if run.get("x_cpu") is not None else "") + ")")
+    if not shutil.which("xvfb-run"):
+        print("  (no xvfb-run here: offscreen only)")
+
+
 #: Baselines for the start-up, each in a fresh interpreter in the same run: an empty Qt main
 #: window shown (the least any window costs), and importing the generator's stack (torch and
 #: diffusers' models: the least the first image costs, before any model is read).
@@ -286,6 +517,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sfreq", type=float, default=250.0)
     parser.add_argument("--duration", type=float, default=20.0, help="s of live generation")
     parser.add_argument("--gui", action="store_true", help="also the trace view's frame rate")
+    parser.add_argument("--window", action="store_true",
+                        help="also the demo with the window open vs headless (offscreen, Xvfb)")
+    parser.add_argument("--window-only", action="store_true",
+                        help="only the window rows (no other live runs)")
+    parser.add_argument("--window-probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--startup", action="store_true",
                         help="also time to window / first sample / first image (fresh process)")
     parser.add_argument("--startup-only", action="store_true",
@@ -296,9 +532,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="the model's runtime ([generator] runtime) for every figure")
     parser.add_argument("--runtimes-only", action="store_true",
                         help="only torch vs ONNX Runtime on the model (decoder alone, headless)")
+    parser.add_argument("--runtimes", action="store_true",
+                        help="also torch vs ONNX Runtime on the model (decoder alone, headless)")
+    parser.add_argument("--window-runtimes", nargs="+", choices=("auto", "torch", "onnx"),
+                        help="the window rows for each of these runtimes (default: --runtime)")
+    parser.add_argument("--all", action="store_true",
+                        help="--runtimes --window --startup, window rows for torch and ONNX")
     args = parser.parse_args(argv)
+    if args.all:
+        args.runtimes = args.window = args.startup = True
+        args.window_runtimes = args.window_runtimes or ["torch", "onnx"]
+    if args.window_probe:  # one display's measurement, in a fresh process (report_window)
+        print("WINDOW " + json.dumps(window_probe(args)))
+        return 0
     if args.startup_only:
         report_startup(["--model", args.model, "--runtime", args.runtime], args.repeats)
+        return 0
+    if args.window_only:
+        report_window(args)
         return 0
 
     from dd_live.cli import _config_from_args, build_parser
@@ -368,6 +619,10 @@ def main(argv: list[str] | None = None) -> int:
         generating, paused = measure_gui_fps(config, decoder, args, min(10.0, args.duration))
         print(f"{f'GUI fps ({args.channels} ch, {GUI_FPS:g} target)':<44} {generating:>9.1f} "
               f"{paused:>9.1f} {generating / paused:>7.2f}   (baseline: generation paused)")
+    if args.runtimes:
+        report_runtimes(config, args)
+    if args.window:
+        report_window(args)
     if args.startup:
         report_startup(model_args, args.repeats)
     print(f"\nlatest: {latest['n_windows']} windows, {latest['n_images']} images; interval: "

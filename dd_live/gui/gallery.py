@@ -228,8 +228,9 @@ class ImageGallery(QtWidgets.QWidget):
         self.note.setText(text)
         self.note.setVisible(bool(text))
 
-    def add(self, result) -> None:
-        """Show a GeneratedImage large and prepend it to the strip."""
+    def add(self, result, show: bool = True) -> None:
+        """Prepend a GeneratedImage to the strip and show it large (with ``show`` False only
+        the strip: the window shows the newest later, when images come faster than it shows)."""
         if not result.images:
             return
         self.results.append(result)
@@ -240,7 +241,7 @@ class ImageGallery(QtWidgets.QWidget):
         while self.strip.count() > HISTORY_LENGTH:
             self.strip.takeItem(self.strip.count() - 1)
             self.results.pop(0)
-        if not self.pinned:
+        if show and not self.pinned:
             self._show(result, pixmap)
 
     def select(self, index: int) -> None:

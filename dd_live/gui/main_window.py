@@ -5,11 +5,18 @@ as queued Qt signals (:class:`~dd_live.gui.bridge.SessionBridge`), the traces ar
 timer from copies of the ring buffers, and starting or stopping a session (which may load a
 model, or drain the generator) runs on a helper thread, so the GUI thread never waits on
 the session's threads. Closing the window takes the session's ordered shutdown path.
+
+The window costs the generator little (``dd_live.gui.pacing``): views that are not on screen
+(the traces and spectrum behind a full-screen image, a collapsed splitter, a minimised window)
+are not redrawn, a view whose data did not change is not re-sent, the spectrum is estimated
+about once a second, and the redraw rate drops while the generator is behind.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +29,7 @@ from dd_live.errors import DDLiveError
 from dd_live.gui.bridge import SessionBridge, TaskRunner
 from dd_live.gui.controls import AUTO_STATE, ControlPanel
 from dd_live.gui.gallery import ImageGallery
+from dd_live.gui.pacing import LOADING, CpuBudget, GeneratorLoad, RedrawRates
 from dd_live.gui.replay import ReplayBar
 from dd_live.gui.settings import (
     APPLICATION,
@@ -40,10 +48,8 @@ if TYPE_CHECKING:  # the session's stack (scipy's filters, the sources) loads af
 
 logger = logging.getLogger(__name__)
 
-TRACE_INTERVAL_MS = 25  # 40 redraws/s requested; >= 30 fps on a busy 2-core machine
-PREVIEW_TRACE_INTERVAL_MS = 100  # 10 redraws/s while the model loads: the imports get the CPU
-SPECTRUM_INTERVAL_MS = 250
 STATUS_INTERVAL_MS = 250
+RETIME_MS = 5  # the trace timer is re-timed when its interval should move by this much
 STATUS_MESSAGE_MS = 4000
 LSL_DISCOVERY_TIMEOUT = 1.0  # s
 TINY_NOTE = "tiny random models: images carry no meaning"
@@ -141,7 +147,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.preview_ready.connect(self._on_preview, QtCore.Qt.ConnectionType.QueuedConnection)
         self.bridge = SessionBridge(self)
         self.bridge.connect_to(image=self._on_image, event=self._on_event, state=self._on_state,
-                               error=self._on_error, window_rejected=self._on_rejected)
+                               error=self._on_error, window_rejected=self._on_rejected,
+                               window_dropped=self._on_dropped)
+        self.generator_load = GeneratorLoad()  # behind or keeping up: sets the redraw rates
+        self.cpu_budget = CpuBudget()  # stretches the trace interval past the GUI's CPU budget
+        self.clock = time.monotonic  # s, paces the verdict and the CPU budget (tests: their own)
+        self._last_verdict = -math.inf  # ms (self.clock) when an image was last judged
+        self._last_shown = -math.inf  # ms (self.clock) when a new image was last shown large
         self.tasks = TaskRunner(self)
 
         self.banner = Banner()
@@ -351,14 +363,16 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _build_timers(self) -> None:
         self.trace_timer = QtCore.QTimer(self)
-        self.trace_timer.setInterval(TRACE_INTERVAL_MS)
-        self.trace_timer.timeout.connect(self.refresh_traces)
+        self.trace_timer.timeout.connect(self._trace_tick)
         self.spectrum_timer = QtCore.QTimer(self)
-        self.spectrum_timer.setInterval(SPECTRUM_INTERVAL_MS)
         self.spectrum_timer.timeout.connect(self.refresh_spectrum)
+        self._set_rates(self.generator_load.rates)
         self.status_timer = QtCore.QTimer(self)
         self.status_timer.setInterval(STATUS_INTERVAL_MS)
         self.status_timer.timeout.connect(self.refresh_status)
+        self.image_timer = QtCore.QTimer(self)  # shows the newest image a little later
+        self.image_timer.setSingleShot(True)
+        self.image_timer.timeout.connect(self._show_newest_image)
         self.auto_timer = QtCore.QTimer(self)
         self.auto_timer.timeout.connect(self._next_auto_state)
 
@@ -523,7 +537,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.preview = preview
         self.session = preview
         self._show_stream(preview.info)
-        self.trace_timer.setInterval(PREVIEW_TRACE_INTERVAL_MS)
+        self._set_rates(LOADING)
         for timer in (self.trace_timer, self.spectrum_timer, self.status_timer):
             timer.start()
 
@@ -578,7 +592,8 @@ class MainWindow(QtWidgets.QMainWindow):
             if self._close_requested:
                 self.close()
             return
-        self.trace_timer.setInterval(TRACE_INTERVAL_MS)
+        self.generator_load.reset()
+        self._set_rates(self.generator_load.rates)
         self.phase = "running"
         self.controls.set_running(True)
         info = session.info
@@ -721,14 +736,57 @@ class MainWindow(QtWidgets.QMainWindow):
             return session.filtered
         return session.raw
 
+    def on_screen(self, plot: QtWidgets.QAbstractScrollArea) -> bool:
+        """Whether a plot shows on screen now: shown (not hidden behind the full-screen image),
+        some of its drawing area unobscured (not a splitter pane dragged shut), the window not
+        minimised."""
+        return (plot.isVisible() and not self.isMinimized()
+                and not plot.viewport().visibleRegion().isEmpty())
+
     def refresh_traces(self) -> bool:
-        """One redraw of the traces (the trace timer's tick)."""
+        """One redraw of the traces; False (nothing drawn) while they are not on screen or
+        nothing new is there to draw."""
+        if not self.on_screen(self.traces):
+            return False
         return self.traces.refresh(self._display_buffer(self.filtered_check.isChecked()))
 
     def refresh_spectrum(self) -> bool:
-        if self.session is None:
+        """A new spectrum estimate; none while the spectrum is not on screen."""
+        if self.session is None or not self.on_screen(self.spectrum.psd_plot):
             return False
         return self.spectrum.refresh(self._display_buffer(True), self.traces.sfreq)
+
+    def _trace_tick(self) -> None:
+        """The trace timer: look at the generator (the redraw rates follow its load while the
+        session runs), then redraw the traces."""
+        worker = getattr(self.session, "worker", None) if self.phase == "running" else None
+        if worker is not None:
+            was_behind = self.generator_load.behind
+            if self.generator_load.poll(worker.busy) != was_behind:
+                self._set_rates(self.generator_load.rates)
+        stretch = self.cpu_budget.update(time.thread_time(), self.clock(),
+                                         self._rates.gui_share)
+        if self.refresh_traces():
+            interval = self._rates.traces_interval(self.traces.frame_seconds, stretch)
+            if abs(interval - self.trace_timer.interval()) >= RETIME_MS:
+                self.trace_timer.setInterval(interval)
+
+    def _on_dropped(self, _window) -> None:
+        """The generator was busy when a newer window came: it is behind."""
+        was_behind = self.generator_load.behind
+        self.generator_load.dropped()
+        if self.phase == "running" and not was_behind:
+            self._set_rates(self.generator_load.rates)
+
+    def _set_rates(self, rates: RedrawRates) -> None:
+        """The trace and spectrum timers' intervals (``dd_live.gui.pacing.RedrawRates``)."""
+        self._rates = rates
+        self.cpu_budget.reset()
+        interval = rates.traces_interval(self.traces.frame_seconds)
+        logger.debug("window redraws: traces every %d ms, spectrum every %d ms", interval,
+                     rates.spectrum_ms)
+        self.trace_timer.setInterval(interval)
+        self.spectrum_timer.setInterval(rates.spectrum_ms)
 
     def refresh_status(self) -> None:
         session = self.session
@@ -741,10 +799,27 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- session callbacks (GUI thread, queued) ---------------------------------------------
     def _on_image(self, result) -> None:
-        self.gallery.add(result)
-        self.verdict.on_image(result)
+        now = 1000.0 * self.clock()  # ms
+        show = now - self._last_shown >= self._rates.image_ms
+        self.gallery.add(result, show=show)
+        if show:
+            self._last_shown = now
+        elif not self.image_timer.isActive():  # the newest is shown when the interval is over
+            self.image_timer.start(max(1, int(self._rates.image_ms - (now - self._last_shown))))
+        if now - self._last_verdict >= self._rates.verdict_ms:
+            self._last_verdict = now
+            self.verdict.on_image(result)
         self.banner.clear("generation")
-        self.refresh_status()
+        if not self.generator_load.behind:  # behind: the status timer's 4 updates/s will do
+            self.refresh_status()
+
+    def _show_newest_image(self) -> None:
+        """Images came faster than ``image_ms``: the newest one, large (unless one is pinned)."""
+        gallery = self.gallery
+        if gallery.results and not gallery.pinned \
+                and gallery.shown_index != gallery.results[-1].index:
+            gallery.follow_live()
+            self._last_shown = 1000.0 * self.clock()
 
     def _on_error(self, payload) -> None:
         where, exc = payload

@@ -1,4 +1,9 @@
-"""Spectrum and band power of the newest seconds of the filtered stream."""
+"""Spectrum and band power of the newest seconds of the filtered stream.
+
+An estimate costs a Welch transform of every channel (128 channels x 2 s at 1 kHz: a few ms),
+so the window asks for one about once a second, not at all while the view is hidden, and
+:meth:`SpectrumView.refresh` does nothing when no sample arrived since the last estimate.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from dd_live.gui.traces import BACKGROUND, TRACE_COLOR
+from dd_live.gui.traces import BACKGROUND, TRACE_COLOR, cache_axes
 
 SPECTRUM_SECONDS = 2.0  # s of signal per estimate
 WELCH_SEGMENT = 0.5  # s per Welch segment (2 Hz resolution)
@@ -70,8 +75,11 @@ class SpectrumView(QtWidgets.QWidget):
         self.band_plot.addItem(self.bars)
         layout.addWidget(self.psd_plot, 3)
         layout.addWidget(self.band_plot, 2)
+        for plot in (self.psd_plot, self.band_plot):
+            cache_axes(plot.getPlotItem())
         self.n_updates = 0
         self.last_band_power = np.full(len(BANDS), np.nan)
+        self._estimated: tuple | None = None  # (buffer, samples written) of the last estimate
 
     def __repr__(self) -> str:
         return f"<SpectrumView: updates {self.n_updates}>"
@@ -81,10 +89,18 @@ class SpectrumView(QtWidgets.QWidget):
         self.psd_curve.setData([], [])
         self.last_band_power = np.full(len(BANDS), np.nan)
         self.bars.setOpts(y0=0.0, height=np.zeros(len(BANDS)))
+        self._estimated = None
 
     def refresh(self, buffer, sfreq: float) -> bool:
-        """Welch estimate over the newest :data:`SPECTRUM_SECONDS` of ``buffer``."""
+        """Welch estimate over the newest :data:`SPECTRUM_SECONDS` of ``buffer``.
+
+        Returns False (and computes nothing) without a buffer, before there is one Welch
+        segment of signal, or when no sample arrived since the last estimate.
+        """
         if buffer is None or sfreq <= 0:
+            return False
+        estimate = (id(buffer), buffer.n_written, sfreq)
+        if estimate == self._estimated:
             return False
         data, _ = buffer.latest(int(SPECTRUM_SECONDS * sfreq))  # (n_channels, n_times)
         if data.shape[1] < int(WELCH_SEGMENT * sfreq):
@@ -102,5 +118,6 @@ class SpectrumView(QtWidgets.QWidget):
         heights = np.log10(np.maximum(np.nan_to_num(self.last_band_power), POWER_FLOOR))
         base = np.floor(heights.min())
         self.bars.setOpts(y0=base, height=heights - base)
+        self._estimated = estimate
         self.n_updates += 1
         return True

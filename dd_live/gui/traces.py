@@ -5,16 +5,25 @@ draw at 10.8 fps, one concatenated curve at 59.5 fps). Each redraw copies the ne
 ``span`` seconds out of a ring buffer (``latest(n)`` returns copies, so the GUI thread never
 waits on the acquisition thread), reduces them to about two points per pixel column with
 min/max (peak) decimation, and offsets channel ``i`` to row ``n_channels - 1 - i``.
+
+The decimation is ours, not pyqtgraph's ``setDownsampling``/``setClipToView``: both presume one
+series with increasing x, which a NaN-separated stack of channels is not, and they would redo
+the whole span on every frame where :class:`PeakCache` decimates only the new samples. The
+curve holds only the ``span`` on screen (clipped to the view before it reaches pyqtgraph), is
+not re-sent when nothing it shows changed, and the axes (the time grid, the channel names)
+are cached as pixmaps, so a redraw repaints the traces, not the grid.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtWidgets
+from PySide6 import QtGui, QtWidgets
 
 from dd_live.errors import DDLiveError
 
@@ -26,6 +35,10 @@ WINDOW_COLOR = (255, 200, 60, 60)
 BACKGROUND = (12, 14, 20)
 BAD_COLOR = (255, 70, 70, 45)  # band behind a channel marked bad
 BAD_MARK = " ✕"  # after the name of a channel marked bad
+FRAME_COST_WEIGHT = 0.2  # weight of the newest redraw in the running mean of their cost
+AXIS_WIDTH = 48  # px of the channel-name axis, at least
+AXIS_MARGIN = 16  # px beside the longest name (tick and gap): a longer name is dropped whole
+LABEL_SPACING = 1.1  # channel names at least this many text heights apart (others: ticks only)
 
 
 def peak_decimate(data: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +128,20 @@ class PeakCache:
         return positions, values, n_written
 
 
+def label_step(n_channels: int, height_px: float, text_px: float) -> int:
+    """Every how many rows a channel name fits without overlapping the next one shown.
+
+    Args:
+        n_channels: rows on the plot (``n_channels + 1`` row spacings with the margins).
+        height_px: the plot's height in pixels.
+        text_px: the height of one name in pixels.
+    """
+    if n_channels <= 1 or height_px <= 0:
+        return 1
+    row_px = height_px / (n_channels + 1)
+    return max(1, math.ceil(LABEL_SPACING * text_px / row_px))
+
+
 def stack_traces(
     x: np.ndarray, values: np.ndarray, scale: float, gains: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -161,13 +188,19 @@ class TracesView(pg.PlotWidget):
         self.toggleable: tuple[str, ...] = ()  # channels the right-click menu can mark bad
         self.on_toggle_bad: Callable[[str, bool], None] | None = None
         self._peaks = PeakCache()
+        self._drawn: tuple | None = None  # what the curve shows now (see :meth:`refresh`)
+        self.frame_seconds = 0.0  # running mean of one redraw's CPU time (refresh + paint)
+        self._paint_seconds = 0.0  # CPU time painted since the last redraw
+        self._label_step = 1  # every how many rows a channel name is written
         plot = self.getPlotItem()
         plot.setMenuEnabled(False)
         plot.hideButtons()
         plot.setMouseEnabled(x=False, y=False)
         plot.showGrid(x=True, y=False, alpha=0.15)
         plot.setLabel("bottom", "time", units="s")
-        plot.getAxis("left").setWidth(48)
+        plot.getAxis("left").setWidth(AXIS_WIDTH)
+        cache_axes(plot)
+        plot.getViewBox().sigResized.connect(self._on_resized)
         self.curve = pg.PlotDataItem(pen=pg.mkPen(TRACE_COLOR, width=1), connect="finite",
                                      antialias=False, skipFiniteCheck=True)
         plot.addItem(self.curve)
@@ -195,12 +228,32 @@ class TracesView(pg.PlotWidget):
         self.getPlotItem().setYRange(-1, n, padding=0)
         self._set_x_range()
         self.curve.setData([], [])
+        self._drawn = None
 
     def _set_ticks(self) -> None:
+        """Channel names on the left axis: every :attr:`_label_step`-th name and the names of
+        channels marked bad as major ticks, the others as minor ticks (a tick mark, and their
+        name only where pyqtgraph finds room), so 128 names do not print over each other."""
         n = len(self.ch_names)
-        ticks = [(float(n - 1 - i), name + (BAD_MARK if name in self.bad else ""))
-                 for i, name in enumerate(self.ch_names)]
-        self.getPlotItem().getAxis("left").setTicks([ticks, []])
+        axis = self.getPlotItem().getAxis("left")
+        metrics = QtGui.QFontMetricsF(axis.font())
+        self._label_step = label_step(n, self.getPlotItem().getViewBox().height(),
+                                      metrics.height())
+        labels = [name + (BAD_MARK if name in self.bad else "") for name in self.ch_names]
+        longest = max((metrics.horizontalAdvance(label) for label in labels), default=0.0)
+        axis.setWidth(max(AXIS_WIDTH, math.ceil(longest) + AXIS_MARGIN))  # names are not cut
+        major, minor = [], []
+        for i, (name, label) in enumerate(zip(self.ch_names, labels, strict=True)):
+            shown = name in self.bad or i % self._label_step == 0
+            (major if shown else minor).append((float(n - 1 - i), label))
+        axis.setTicks([major, minor])
+
+    def _on_resized(self) -> None:
+        """The plot changed height: thin the channel names anew if they would overlap."""
+        n = len(self.ch_names)
+        if n and label_step(n, self.getPlotItem().getViewBox().height(), QtGui.QFontMetricsF(
+                self.getPlotItem().getAxis("left").font()).height()) != self._label_step:
+            self._set_ticks()
 
     def set_bad_channels(self, names: Sequence[str]) -> None:
         """Shade the rows of the channels marked bad and mark their names (others: normal)."""
@@ -269,7 +322,10 @@ class TracesView(pg.PlotWidget):
     def refresh(self, buffer) -> bool:
         """Redraw from ``buffer`` (a RingBuffer: ``latest(n) -> (data[n_ch, m], times[m])``).
 
-        Returns False when there was nothing to draw.
+        Returns False when there was nothing to draw: no buffer or samples yet, a buffer of
+        another layout, or nothing the curve shows changed since the last redraw (no new
+        sample, the same span, scale, gains, width and selected window: the curve is not
+        re-sent).
         """
         if buffer is None or not self.ch_names or buffer.n_written == 0:
             return False
@@ -277,6 +333,11 @@ class TracesView(pg.PlotWidget):
             return False
         n_times = int(self.span * self.sfreq)
         n_bins = max(int(self.getPlotItem().getViewBox().width()), 100)
+        shown = (id(buffer), buffer.n_written, n_times, n_bins, self.scale,
+                 self.gains.tobytes(), self._selected)
+        if shown == self._drawn:
+            return False
+        started = time.thread_time()
         positions, values, n_written = self._peaks.update(buffer, n_times, n_bins)
         if values.shape[1] == 0:
             return False
@@ -284,8 +345,18 @@ class TracesView(pg.PlotWidget):
         xs, ys = stack_traces(x, values, self.scale, self.gains)
         self.curve.setData(xs, ys)
         self._place_window(n_written)
+        self._drawn = (id(buffer), n_written, *shown[2:])
         self.n_redraws += 1
+        # the previous redraw's painting is counted with this one: the mean is the same
+        cost = time.thread_time() - started + self._paint_seconds
+        self._paint_seconds = 0.0
+        self.frame_seconds += FRAME_COST_WEIGHT * (cost - self.frame_seconds)
         return True
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        started = time.thread_time()
+        super().paintEvent(event)
+        self._paint_seconds += time.thread_time() - started
 
     def _place_window(self, n_written: int) -> None:
         if self._selected is None:
@@ -297,3 +368,13 @@ class TracesView(pg.PlotWidget):
             return
         self.window_region.setRegion((x0, x1))
         self.window_region.show()
+
+
+def cache_axes(plot: pg.PlotItem) -> None:
+    """Keep each axis of ``plot`` (ticks, names, grid lines) as a pixmap: a redraw of the data
+    then blits it instead of repainting every tick label and grid line (with the time grid on,
+    the bottom axis spans the whole plot, so every trace redraw repainted it)."""
+    for name in ("left", "bottom", "right", "top"):
+        axis = plot.getAxis(name)
+        if axis is not None:
+            axis.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
