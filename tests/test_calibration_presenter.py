@@ -82,5 +82,27 @@ def test_cli_calibrate_wires_the_full_screen_window(tmp_path, capsys):
             "--out", str(tmp_path / "runs")]
     assert cli.main([*argv, "--screen", "7"]) == 2
     assert "--screen 7: there are 1 screen(s)" in capsys.readouterr().err
-    assert cli.main([*argv, "--screen", "0", "--photodiode"]) == 0
+    # the run ends by offering "Train my model" (a modal dialog): it is shown, and closed here
+    # as a person who does not want a model now would
+    from PySide6 import QtCore, QtWidgets
+
+    from dd_live.gui.training import TrainingDialog
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    offered = []
+
+    def decline():
+        for widget in app.topLevelWidgets():
+            if isinstance(widget, TrainingDialog) and widget.isVisible():
+                offered.append(widget)
+                widget.reject()
+
+    timer = QtCore.QTimer()
+    timer.timeout.connect(decline)
+    timer.start(50)
+    try:
+        assert cli.main([*argv, "--screen", "0", "--photodiode"]) == 0
+    finally:
+        timer.stop()
     assert "done: 4 of 4 images placed" in capsys.readouterr().out
+    assert offered, "the calibration window did not offer to train a model"
