@@ -39,23 +39,9 @@ import numpy as np
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def draw(folder: Path, n: int, size: int = 64) -> Path:
-    """``n`` images of a coloured shape on a coloured ground (as the tests draw them)."""
-    from PIL import Image, ImageDraw
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        ground, colour = (tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(2))
-        image = Image.new("RGB", (size, size), ground)
-        x, y = (int(v) for v in rng.integers(0, size * 5 // 8, 2))
-        r = int(rng.integers(size // 5, size // 2))
-        shape = ImageDraw.Draw(image).ellipse if rng.random() < 0.5 else ImageDraw.Draw(image).rectangle
-        shape([x, y, x + r, y + r], fill=colour)
-        image.save(folder / f"{i:03d}.png")
-    return folder
+# the test suite's drawn stimuli (a coloured shape on a coloured ground), one copy of the code
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_calibration import draw_images  # noqa: E402
 
 
 def best_ms(fn, repeats: int) -> float:
@@ -90,7 +76,7 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     root = args.keep or Path(tempfile.mkdtemp(prefix="dd-live-decoders-"))
-    images = draw(root / "images", args.images)
+    images = draw_images(root / "images", args.images, size=64)
     t0 = time.perf_counter()
     code = cli.main(["calibrate", "--source", "synthetic?viewer=1", "--images", str(images), "--trials",
                      str(args.trials), "--test-images", str(args.test_images), "--headless", "--speed", "0",

@@ -360,16 +360,9 @@ def read_model_settings(folder: str | Path) -> dict[str, Any]:
     {setting: value}}`` with the settings it is meant to run with (e.g. its step count), and
     optionally ``"channels": [names]``, the model's channel names in order (the input is then
     mapped by name)."""
-    path = Path(folder) / MODEL_SETTINGS_FILE
-    if not path.is_file():
-        return {}
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(settings, dict):
-        raise CheckpointError(f"{path} must hold a JSON object, got {type(settings).__name__}")
-    return settings
+    from dd_live.decoders.model import read_settings  # one reader for both routes' folders
+
+    return read_settings(folder)
 
 
 def write_model_settings(folder: str | Path, description: str, generator: dict[str, Any],

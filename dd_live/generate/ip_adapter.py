@@ -181,20 +181,7 @@ def check_ip_adapter_state(state: Mapping[str, Mapping[str, torch.Tensor]], unet
         raise CheckpointError(
             f"{where} projects to {weight.shape[0] // IP_ADAPTER_TOKENS if weight.ndim == 2 else '?'}-wide "
             f"tokens, the UNet's cross-attention is {cross} wide; give IP-Adapter weights made for SD 1.5")
-    blocks = list(unet.config.block_out_channels)
-    expected, key_id = {}, 1
-    for name in unet.attn_processors:
-        if name.endswith("attn1.processor"):
-            continue
-        if name.startswith("mid_block"):
-            hidden = blocks[-1]
-        elif name.startswith("up_blocks"):
-            hidden = blocks[::-1][int(name[len("up_blocks.")])]
-        else:
-            hidden = blocks[int(name[len("down_blocks.")])]
-        for kv in ("k", "v"):
-            expected[f"{key_id}.to_{kv}_ip.weight"] = (hidden, cross)
-        key_id += 2
+    expected = ip_adapter_shapes(unet)
     given = {key: tuple(value.shape) for key, value in state["ip_adapter"].items()}
     missing = sorted(set(expected) - set(given))
     wrong = sorted(key for key in set(expected) & set(given) if expected[key] != given[key])
@@ -205,6 +192,30 @@ def check_ip_adapter_state(state: Mapping[str, Mapping[str, torch.Tensor]], unet
             f"{where} does not fit this UNet's {len(expected) // 2} cross-attentions ({detail}); "
             "give IP-Adapter weights made for SD 1.5")
     return int(weight.shape[1])
+
+
+def ip_adapter_shapes(unet: Any) -> dict[str, tuple[int, int]]:
+    """The ``ip_adapter`` part's keys and shapes for ``unet``, as diffusers' loader reads them:
+    ``{"1.to_k_ip.weight": (H, C), "1.to_v_ip.weight": (H, C), "3.to_k_ip.weight": ...}``, C
+    the cross-attention width and H each cross-attention's width (the keys count every
+    attention processor; cross-attentions are the odd ones, in ``unet.attn_processors`` order).
+    """
+    cross = unet.config.cross_attention_dim
+    blocks = list(unet.config.block_out_channels)
+    shapes, key_id = {}, 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = blocks[-1]
+        elif name.startswith("up_blocks"):
+            hidden = blocks[::-1][int(name[len("up_blocks.")])]
+        else:
+            hidden = blocks[int(name[len("down_blocks.")])]
+        for kv in ("k", "v"):
+            shapes[f"{key_id}.to_{kv}_ip.weight"] = (hidden, cross)
+        key_id += 2
+    return shapes
 
 
 def empty_prompt_embedding(base: str | Path, config: str | Path | None = None) -> torch.Tensor | None:

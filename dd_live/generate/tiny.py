@@ -136,9 +136,10 @@ def tiny_ip_adapter_state(unet, *, image_embed_dim: int, seed: int = 0) -> dict[
     """
     import torch
 
+    from dd_live.generate.ip_adapter import ip_adapter_shapes
+
     gen = torch.Generator().manual_seed(seed)
     cross = unet.config.cross_attention_dim
-    blocks = list(unet.config.block_out_channels)
 
     def rand(*shape, scale=0.2):
         return torch.randn(*shape, generator=gen) * scale
@@ -149,20 +150,7 @@ def tiny_ip_adapter_state(unet, *, image_embed_dim: int, seed: int = 0) -> dict[
         "norm.weight": 1.0 + rand(cross, scale=0.02),
         "norm.bias": rand(cross, scale=0.02),
     }
-    ip_adapter = {}
-    key_id = 1
-    for name in unet.attn_processors:
-        if name.endswith("attn1.processor"):
-            continue
-        if name.startswith("mid_block"):
-            hidden = blocks[-1]
-        elif name.startswith("up_blocks"):
-            hidden = blocks[::-1][int(name[len("up_blocks.")])]
-        else:
-            hidden = blocks[int(name[len("down_blocks.")])]
-        ip_adapter[f"{key_id}.to_k_ip.weight"] = rand(hidden, cross)
-        ip_adapter[f"{key_id}.to_v_ip.weight"] = rand(hidden, cross)
-        key_id += 2
+    ip_adapter = {key: rand(*shape) for key, shape in ip_adapter_shapes(unet).items()}
     return {"image_proj": image_proj, "ip_adapter": ip_adapter}
 
 
