@@ -92,8 +92,9 @@ def _add_session_options(p: argparse.ArgumentParser, *, source: bool = True) -> 
                    help="input channels never fed to the model, comma-separated (e.g. M1,M2)")
     p.add_argument("--headless", action="store_true", help="no window: a text status instead")
     p.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
-    p.add_argument("--record", type=Path, metavar="DIR",
-                   help="record the session into a new folder under DIR")
+    p.add_argument("--record", metavar="DIR", nargs="?", const="",
+                   help="record the session into a new folder under DIR (without DIR: under "
+                   "[record] root, by default runs/)")
     p.add_argument("--lsl-out", action="store_true", help="publish what is decoded as the LSL "
                    "streams <name>-decoded and <name>-images ([output] lsl)")
     p.add_argument("--screenshot", type=Path, help="(window) save a screenshot before closing")
@@ -150,8 +151,8 @@ def _config_from_args(args: argparse.Namespace) -> AppConfig:
         cli["channels"] = {"exclude": args.exclude}
     if getattr(args, "images", None):
         cli["window"] = {"marker_images": str(Path(args.images).expanduser().resolve())}
-    if getattr(args, "record", None):
-        cli["record"] = {"enabled": True, "root": str(args.record)}
+    if getattr(args, "record", None) is not None:  # --record [DIR]
+        cli["record"] = {"enabled": True, **({"root": str(args.record)} if str(args.record) else {})}
     if getattr(args, "lsl_out", False):
         cli["output"] = {"lsl": True}
     # a replayed session folder records again only with --record

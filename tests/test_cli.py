@@ -162,6 +162,22 @@ def test_settings_precedence_command_line_config_file_model_folder(tmp_path):
     assert config.generator.guidance_scale == 1.0  # default
 
 
+def test_record_without_a_folder_records_under_the_configured_root(tmp_path):
+    """``--record`` alone records under ``[record] root`` (runs/ by default); ``--record DIR``
+    under DIR, over the config file."""
+    parse = cli.build_parser().parse_args
+    config = cli._config_from_args(parse(["run", "--model", "tiny", "--record"]))
+    assert config.record.enabled and config.record.root == "runs"
+    config_file = tmp_path / "c.toml"
+    config_file.write_text('[record]\nroot = "elsewhere"\n')
+    config = cli._config_from_args(parse(["run", "--config", str(config_file), "--record"]))
+    assert config.record.enabled and config.record.root == "elsewhere"
+    config = cli._config_from_args(parse(["run", "--config", str(config_file), "--record",
+                                          str(tmp_path / "here")]))
+    assert config.record.root == str(tmp_path / "here")
+    assert not cli._config_from_args(parse(["run", "--model", "tiny"])).record.enabled
+
+
 def test_default_model_demo_for_synthetic_none_for_real_sources(capsys):
     parse = cli.build_parser().parse_args
     assert Path(cli._config_from_args(parse(["run"])).generator.model).name == "demo"

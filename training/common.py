@@ -27,7 +27,11 @@ def run_command(main) -> None:
     status 1, not a traceback."""
     from dd_live.errors import DDLiveError
 
-    logging.basicConfig(level=logging.INFO)
+    # our own progress at INFO; libraries (open_clip's model creation, the ONNX exporter's
+    # passes) only when they warn
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("dd_live", "training", "__main__"):
+        logging.getLogger(name).setLevel(logging.INFO)
     try:
         main()
     except DDLiveError as exc:

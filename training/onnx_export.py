@@ -44,7 +44,7 @@ def export_graph(module: torch.nn.Module, inputs: tuple, path: Path, input_names
         # the weights; ONNX Runtime folds the same transposes when it loads the graph
         program = torch.onnx.export(module, inputs, dynamo=True, opset_version=OPSET,
                                     input_names=input_names, output_names=output_names,
-                                    optimize=False, external_data=False)
+                                    optimize=False, external_data=False, verbose=False)
     model = program.model_proto
     _strip_metadata(model)
     _halve_exact_initializers(model)
