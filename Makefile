@@ -60,6 +60,8 @@ bench: install
 	$(PY) benchmarks/encoder.py
 	$(PY) benchmarks/generator.py
 	$(PY) benchmarks/live.py
+	$(PY) benchmarks/decoders.py
+	$(PY) benchmarks/runtime.py
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/pipeline.py --quick
 	$(PY) benchmarks/calibration.py
