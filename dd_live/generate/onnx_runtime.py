@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from dd_live.errors import CheckpointError, GenerationError
+from dd_live.safetensors_files import check_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +283,9 @@ def make_session(path: Path, threads: int, export: str | None = None) -> Any:
     # window need
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    # the graph reads its weights in place from the part's safetensors files: a garbled one
+    # would be read as numbers, so it is refused first (one line naming the file)
+    check_safetensors(path.parent)
     try:
         return ort.InferenceSession(str(path), sess_options=options,
                                     providers=["CPUExecutionProvider"])

@@ -27,9 +27,11 @@ from typing import Any
 
 import safetensors.torch
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 
 from dd_live.errors import CheckpointError
+from dd_live.safetensors_files import SAFETENSORS_SUFFIX, check_safetensors  # noqa: F401 (re-exported)
+from dd_live.safetensors_files import garbled_error as _garbled
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,6 @@ REFERENCE_CONFIG_CLASSES = (
 )
 _GLOBAL_IN_MESSAGE = re.compile(r"GLOBAL ([\w.]+)")
 _UNPICKLER_REASON = re.compile(r"WeightsUnpickler error:\s*(.+)")
-SAFETENSORS_SUFFIX = ".safetensors"
 
 
 class ReferenceConfig:
@@ -109,14 +110,6 @@ def load_torch_file(path: str | Path) -> Any:
     return _plain(contents)
 
 
-def _garbled(path: Path, exc: Exception) -> CheckpointError:
-    reason = " ".join(str(exc).split()) or type(exc).__name__
-    return CheckpointError(
-        f"{path} is not a readable safetensors file ({reason}): it is truncated, still being "
-        "copied or downloaded, or damaged; copy or download it again"
-    )
-
-
 def read_safetensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
     """Every tensor of the safetensors file ``path``, on ``device``.
 
@@ -129,22 +122,3 @@ def read_safetensors(path: str | Path, device: str = "cpu") -> dict[str, torch.T
         raise _garbled(path, exc) from None
 
 
-def check_safetensors(path: str | Path) -> None:
-    """Check, before a library loads them, that the safetensors files at ``path`` (the file,
-    or every ``*.safetensors`` below a folder) open: a header of the length it says, valid
-    JSON, tensor offsets that cover the data exactly. Reads the headers only (memory-mapped).
-    Other paths (a hub id, a ``.bin`` file) are left to their loader.
-
-    Raises CheckpointError naming the first garbled file.
-    """
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(path.rglob(f"*{SAFETENSORS_SUFFIX}"))
-    else:
-        files = [path] if path.suffix == SAFETENSORS_SUFFIX and path.is_file() else []
-    for file in files:
-        try:
-            with safe_open(file, framework="pt") as handle:
-                handle.keys()
-        except (SafetensorError, OSError) as exc:
-            raise _garbled(file, exc) from None
