@@ -55,6 +55,16 @@ def test_torch_decoders_round_trip_through_their_folders(tmp_path):
         again.encode(np.zeros((8, 64), np.float32))
 
 
+def test_a_garbled_decoder_weights_file_is_refused_naming_it(tmp_path):
+    """A decoder folder whose model.safetensors was cut short (a half-copied model folder) is
+    the project's one-line CheckpointError naming the file, on the torch and NumPy loaders."""
+    conv = ConvDecoder(ConvConfig(subject_channels=(8,), subjects=("a",), n_times=112, dim=32))
+    weights = conv.save(tmp_path / "conv") / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=f"{weights} is not a readable safetensors file"):
+        ConvDecoder.load(tmp_path / "conv")
+
+
 def test_pooled_features_are_channel_major_bin_means():
     eeg = np.arange(2 * 7, dtype=np.float32).reshape(2, 7)
     assert pooled_features(eeg, 3).tolist() == [1.0, 4.0, 8.0, 11.0]  # the 7th sample dropped

@@ -21,6 +21,7 @@ import numpy as np
 
 from dd_live import __version__
 from dd_live.errors import CheckpointError, ConfigError
+from dd_live.safetensors_files import garbled_error
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -104,7 +105,7 @@ def load_arrays(folder: str | Path, expected: set[str] | None = None) -> dict[st
     try:
         arrays = load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path} could not be read: {exc}") from None
+        raise garbled_error(path, exc) from None
     if expected is not None and set(arrays) != expected:
         raise CheckpointError(f"{path} does not match its {CONFIG_FILE}: missing "
                               f"{sorted(expected - set(arrays))}, unexpected {sorted(set(arrays) - expected)}")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dd_live import __version__
-from dd_live.decoders.base import CONFIG_FILE, WEIGHTS_FILE
+from dd_live.decoders.base import CONFIG_FILE, WEIGHTS_FILE, load_arrays
 from dd_live.errors import CheckpointError
 
 
@@ -29,25 +29,12 @@ def save_module(module: nn.Module, folder: str | Path, kind: str, config: dict[s
 
 def load_state(module: nn.Module, folder: str | Path) -> nn.Module:
     """Load ``folder/model.safetensors`` into ``module`` (every key, nothing else); eval mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(folder) / WEIGHTS_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{folder} has no {WEIGHTS_FILE}; copy the whole model folder")
+    arrays = load_arrays(folder, expected=set(module.state_dict()))
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path} could not be read: {exc}") from None
-    expected = set(module.state_dict())
-    missing, leftover = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-    if missing or leftover:
-        raise CheckpointError(f"{path} does not match its {CONFIG_FILE}: missing {missing}, "
-                              f"unexpected {leftover}")
-    try:
-        module.load_state_dict(tensors)
+        module.load_state_dict({key: torch.from_numpy(value) for key, value in arrays.items()})
     except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not match its {CONFIG_FILE}: {exc}") from None
+        raise CheckpointError(f"{Path(folder) / WEIGHTS_FILE} does not match its {CONFIG_FILE}: "
+                              f"{exc}") from None
     return module.eval()
 
 
