@@ -461,6 +461,9 @@ class SyntheticSource(Source):
         self._responses: list[tuple[int, np.ndarray]] = []  # (onset sample, response)
         self._viewer_lock = threading.Lock()
         self.presented: list[tuple[int, str]] = []  # (onset sample, label) of every present()
+        # the sample each present() asked for (its onset_time), before a late call is moved to
+        # the next sample not yet delivered: what a stamp should land on (ground truth for tests)
+        self.requested: list[int] = []
 
     @property
     def state(self) -> str | None:
@@ -503,10 +506,11 @@ class SyntheticSource(Source):
         with self._viewer_lock:
             response = self.viewer.response(features, self._viewer_rng)
             if onset_time is None:
-                onset = self.n_done
+                wanted = onset = self.n_done
             else:
-                onset = int(math.ceil((onset_time - self._t0) * self.info.sfreq - 1e-9))
-                onset = max(onset, self.n_done)  # a sample already delivered cannot change
+                wanted = int(math.ceil((onset_time - self._t0) * self.info.sfreq - 1e-9))
+                onset = max(wanted, self.n_done)  # a sample already delivered cannot change
+            self.requested.append(wanted)
             self._responses.append((onset, response))
             self.presented.append((onset, label))
         return onset
