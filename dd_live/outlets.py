@@ -107,18 +107,6 @@ def embedder_id(decoder: Any) -> str:
     return ""
 
 
-def renderer_of(decoded: Any, decoder: Any, model: str) -> str:
-    """What made the images: the decoder's word for it, else ``retrieval`` / ``tiny`` / ``sd``."""
-    renderer = getattr(decoded, "renderer", None)
-    if isinstance(renderer, str) and renderer:
-        return renderer
-    if isinstance(getattr(decoder, "renderer_name", None), str):
-        return decoder.renderer_name
-    if getattr(decoder, "generator", True) is None:
-        return "retrieval"
-    return "tiny" if model == "tiny" else "sd"
-
-
 class DecodedOutlets:
     """The ``<name>-decoded`` and ``<name>-images`` outlets of one live session.
 

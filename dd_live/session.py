@@ -749,12 +749,11 @@ class LiveSession:
         self.outlets = open_outlets(self)
 
     def _publish(self, job: _Job, result: GeneratedImage, recorder: Any) -> None:
-        from dd_live.outlets import image_file, renderer_of
+        from dd_live.outlets import image_file
 
         try:
             self.outlets.publish(
-                result, job.decoded, file=image_file(recorder, result),
-                renderer=renderer_of(job.decoded, self.decoder, self.config.generator.model),
+                result, job.decoded, file=image_file(recorder, result), renderer=result.renderer,
                 newest=self.acquisition.last_timestamp if self.acquisition is not None else None)
         except Exception as exc:  # the image still reaches the window and the recording
             logger.exception("publishing image %d on the LSL output failed", result.index)
